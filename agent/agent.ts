@@ -1,0 +1,127 @@
+// Wires one agent together — data dir, catalog, local state, checks, HTTP API — and shuts it down cleanly.
+
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { Catalog } from '../catalog/catalog-store.js';
+import { NodemeshError } from '../catalog/errors.js';
+import type { NodeInfo } from '../catalog/types.js';
+import type { ApiDeps } from './api/api-deps.js';
+import { Router } from './api/http-router.js';
+import { agentCheckRoutes } from './api/routes-agent-checks.js';
+import { agentSelfRoutes } from './api/routes-agent-self.js';
+import { agentServiceRoutes } from './api/routes-agent-services.js';
+import { catalogRoutes } from './api/routes-catalog.js';
+import { healthRoutes } from './api/routes-health.js';
+import type { AgentConfig } from './config/agent-config.js';
+import { LocalState } from './local-state.js';
+import { createMetrics } from './metrics.js';
+import { decodeServiceObject } from './service-definition.js';
+import { VERSION } from './version.js';
+
+export interface RunningAgent {
+  /** Where the HTTP API listens. */
+  http: { host: string; port: number };
+  dataDir: string;
+  catalog: Catalog;
+  local: LocalState;
+  /** Graceful stop: stop accepting, finish in-flight requests, flush state. Idempotent. */
+  stop(reason?: string): Promise<void>;
+  /** Resolves when the agent has stopped (for example after PUT /v1/agent/leave). */
+  stopped: Promise<void>;
+}
+
+function advertiseAddress(bind: string): string {
+  if (bind !== '0.0.0.0' && bind !== '::') return bind;
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+function nodeId(dataDir: string): string {
+  const path = join(dataDir, 'node-id');
+  try {
+    const id = readFileSync(path, 'utf8').trim();
+    if (/^[0-9a-f-]{36}$/.test(id)) return id;
+  } catch { /* first start */ }
+  const id = randomUUID();
+  writeFileSync(path, `${id}\n`, { mode: 0o644 });
+  return id;
+}
+
+export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
+  const tempDir = config.dataDir === undefined;
+  const dataDir = config.dataDir ?? mkdtempSync(join(tmpdir(), 'nodemesh-dev-'));
+  if (tempDir) log.warn({ dataDir }, 'dev mode: state is kept in a fresh temporary directory and deleted at exit; pass --data-dir to keep it');
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new NodemeshError('DATA_DIR_UNUSABLE', `cannot create data dir ${dataDir}: ${(e as Error).message}`, 1);
+  }
+
+  const address = advertiseAddress(config.bind);
+  const info: NodeInfo = {
+    ID: nodeId(dataDir), Node: config.node, Address: address, Datacenter: config.datacenter,
+    TaggedAddresses: { lan: address, lan_ipv4: address, wan: address, wan_ipv4: address },
+    Meta: { 'consul-network-segment': '' },
+  };
+  const catalog = new Catalog();
+  const metrics = createMetrics(catalog);
+  const local = new LocalState({
+    catalog, node: info, statePath: join(dataDir, 'local-state.json'), log,
+    reapIntervalMs: config.checkReapIntervalMs, deregisterMinMs: config.checkDeregisterIntervalMinMs,
+  });
+  await local.start(config.services, decodeServiceObject);
+
+  let stopping: Promise<void> | undefined;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => { resolveStopped = r; });
+  const router = new Router({ aclToken: config.aclToken, log, observe: metrics.observeHttp });
+  const deps: ApiDeps = {
+    config, catalog, local, log, metrics, version: VERSION, startedAt: new Date(),
+    leave: () => void stop('leave requested through the API'),
+  };
+  agentServiceRoutes(router, deps);
+  agentCheckRoutes(router, deps);
+  agentSelfRoutes(router, deps);
+  catalogRoutes(router, deps);
+  healthRoutes(router, deps);
+
+  const server: Server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000 }, (req, res) => void router.handle(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      reject(new NodemeshError('HTTP_LISTEN_FAILED', `cannot listen on ${config.client}:${config.httpPort}: ${e.code ?? e.message}${e.code === 'EADDRINUSE' ? ' (another agent running? pick another --http-port)' : ''}`, 1));
+    });
+    server.listen(config.httpPort, config.client, () => resolve());
+  }).catch(async (e) => {
+    await local.close();
+    throw e;
+  });
+  const bound = server.address() as AddressInfo;
+  log.info({ node: config.node, datacenter: config.datacenter, http: `${bound.address}:${bound.port}`, dataDir, version: VERSION }, 'nodemesh agent running');
+
+  function stop(reason = 'shutdown'): Promise<void> {
+    stopping ??= (async () => {
+      log.info({ reason }, 'agent stopping: finishing in-flight requests');
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      router.abortAll();
+      catalog.feed.close();
+      server.closeIdleConnections();
+      const force = setTimeout(() => server.closeAllConnections(), 10_000);
+      await closed;
+      clearTimeout(force);
+      await local.close();
+      if (tempDir) rmSync(dataDir, { recursive: true, force: true });
+      log.info('agent stopped');
+      resolveStopped();
+    })();
+    return stopping;
+  }
+
+  return { http: { host: bound.address, port: bound.port }, dataDir, catalog, local, stop, stopped };
+}

@@ -1,0 +1,29 @@
+// What the HTTP routes need from the running agent.
+
+import type { Logger } from 'pino';
+import type { Catalog } from '../../catalog/catalog-store.js';
+import { NodemeshError } from '../../catalog/errors.js';
+import type { AgentConfig } from '../config/agent-config.js';
+import type { LocalState } from '../local-state.js';
+import type { AgentMetrics } from '../metrics.js';
+
+export interface ApiDeps {
+  config: AgentConfig;
+  catalog: Catalog;
+  local: LocalState;
+  log: Logger;
+  metrics: AgentMetrics;
+  version: string;
+  startedAt: Date;
+  /** Starts a graceful shutdown (PUT /v1/agent/leave). */
+  leave(): void;
+}
+
+/** Consul's boolean query flags: present, "", "true" or "1" mean yes. */
+export function queryFlag(query: URLSearchParams, name: string, error: string): boolean {
+  if (!query.has(name)) return false;
+  const v = query.get(name) ?? '';
+  if (v === '' || v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new NodemeshError('API_BAD_QUERY', error, 400);
+}

@@ -1,0 +1,166 @@
+// The HTTP API's request plumbing: routing, body limits, write authorization, error mapping and metrics.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import { NodemeshError, isNodemeshError } from '../../catalog/errors.js';
+
+export const MAX_BODY_BYTES = 1 << 20;
+
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  /** Aborts when the client goes away or the agent shuts down. */
+  signal: AbortSignal;
+  body(): Promise<string>;
+}
+
+export type Handler = (ctx: RequestContext) => Promise<void> | void;
+
+interface Route { method: string; pattern: RegExp; keys: string[]; name: string; handler: Handler; write: boolean }
+
+export interface RouterOptions {
+  aclToken: string | undefined;
+  log: Logger;
+  observe(route: string, method: string, code: number, seconds: number): void;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+export function sendText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+/** The request's ACL token, from Consul's three places. */
+function requestToken(req: IncomingMessage, query: URLSearchParams): string | undefined {
+  const h = req.headers['x-consul-token'];
+  if (typeof h === 'string' && h !== '') return h;
+  const auth = req.headers.authorization;
+  if (typeof auth === 'string' && /^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, '');
+  return query.get('token') ?? undefined;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+export class Router {
+  private readonly routes: Route[] = [];
+  private readonly shutdown = new AbortController();
+
+  constructor(private readonly opts: RouterOptions) {}
+
+  /** Registers a route; `:name` segments become params. PUT/POST/DELETE routes are writes and need the token. */
+  on(method: string, path: string, handler: Handler): this {
+    const keys: string[] = [];
+    const pattern = new RegExp(`^${path.replace(/\/:(\w+)(\*)?/g, (_, k: string, star?: string) => {
+      keys.push(k);
+      return star ? '/(.*)' : '/([^/]*)';
+    })}$`);
+    this.routes.push({ method, pattern, keys, name: path, handler, write: method !== 'GET' && method !== 'HEAD' });
+    return this;
+  }
+
+  /** Releases every blocking query at shutdown. */
+  abortAll(): void {
+    this.shutdown.abort();
+  }
+
+  readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = process.hrtime.bigint();
+    let routeName = 'unmatched';
+    const url = new URL(req.url ?? '/', 'http://agent');
+    const method = req.method ?? 'GET';
+    const client = new AbortController();
+    res.on('close', () => client.abort());
+    const signal = AbortSignal.any([client.signal, this.shutdown.signal]);
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.opts.observe(routeName, method, res.statusCode, seconds);
+    });
+    try {
+      let path: string;
+      try {
+        path = decodeURIComponent(url.pathname);
+      } catch {
+        throw new NodemeshError('API_BAD_PATH', `invalid URL escape in path ${JSON.stringify(url.pathname)}`, 400);
+      }
+      const matches = this.routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
+      if (matches.length === 0) return sendText(res, 404, '404 page not found\n');
+      const hit = matches.find((x) => x.r.method === method) ?? (method === 'HEAD' ? matches.find((x) => x.r.method === 'GET') : undefined);
+      if (!hit) {
+        routeName = matches[0].r.name;
+        return sendText(res, 405, `method ${method} not allowed`, { Allow: [...new Set(matches.map((x) => x.r.method))].join(', ') });
+      }
+      routeName = hit.r.name;
+      if (hit.r.write && this.opts.aclToken !== undefined) {
+        const token = requestToken(req, url.searchParams);
+        if (!token || !sameSecret(token, this.opts.aclToken)) {
+          return sendText(res, 403, 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
+        }
+      }
+      const params: Record<string, string> = {};
+      hit.r.keys.forEach((k, i) => { params[k] = hit.m![i + 1]; });
+      let bodyRead: Promise<string> | undefined;
+      await hit.r.handler({
+        req, res, params, query: url.searchParams, signal,
+        body: () => (bodyRead ??= readBody(req)),
+      });
+    } catch (e) {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (isNodemeshError(e) && e.status < 500) return sendText(res, e.status, e.message);
+      if (isNodemeshError(e)) {
+        this.opts.log.warn({ code: e.code, route: routeName }, e.message);
+        return sendText(res, e.status, e.message);
+      }
+      this.opts.log.error({ err: (e as Error).stack, route: routeName }, 'API handler failed');
+      sendText(res, 500, `internal error: ${(e as Error).message}`);
+    }
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY_BYTES) {
+    req.resume();
+    return Promise.reject(new NodemeshError('API_BODY_TOO_LARGE', `Request body too large: ${declared} bytes, the limit is ${MAX_BODY_BYTES}`, 413));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        failed = true;
+        reject(new NodemeshError('API_BODY_TOO_LARGE', `Request body too large: over ${MAX_BODY_BYTES} bytes`, 413));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (failed) return;
+      const buf = Buffer.concat(chunks);
+      const text = buf.toString('utf8');
+      if (Buffer.byteLength(text) !== buf.length || text.includes('\uFFFD') && !buf.includes(Buffer.from('\uFFFD'))) {
+        reject(new NodemeshError('API_BODY_ENCODING', 'Request decode failed: body is not valid UTF-8', 400));
+        return;
+      }
+      resolve(text);
+    });
+    req.on('error', (e) => { if (!failed) { failed = true; reject(e); } });
+  });
+}

@@ -1,0 +1,58 @@
+// /v1/agent/{self,members,leave,metrics}, /metrics and /v1/status/*: the agent describing itself.
+
+import type { ApiDeps } from './api-deps.js';
+import type { Router } from './http-router.js';
+import { sendJson, sendText } from './http-router.js';
+
+/** Consul's server RPC port, reported where clients expect a server address. */
+const RPC_PORT = 8300;
+const SERF_LAN_PORT = 8301;
+
+export function agentSelfRoutes(r: Router, d: ApiDeps): void {
+  const node = () => d.catalog.getNode(d.local.nodeName)!.info;
+
+  const member = () => ({
+    Name: node().Node,
+    Addr: node().Address,
+    Port: SERF_LAN_PORT,
+    Tags: { role: 'node', dc: d.config.datacenter, build: d.version, vsn: '2', vsn_min: '2', vsn_max: '3' },
+    Status: 1,
+    ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2, DelegateMin: 2, DelegateMax: 5, DelegateCur: 4,
+  });
+
+  r.on('GET', '/v1/agent/self', (ctx) => {
+    const c = d.config;
+    sendJson(ctx.res, 200, {
+      Config: { Datacenter: c.datacenter, NodeName: node().Node, NodeID: node().ID, Revision: '', Server: false, Version: d.version },
+      DebugConfig: {
+        BindAddr: c.bind, ClientAddrs: [c.client], DataDir: c.dataDir, DevMode: c.dev, HTTPPort: c.httpPort,
+        LogLevel: c.logLevel, ACLTokenSet: c.aclToken !== undefined,
+        CheckReapInterval: `${c.checkReapIntervalMs}ms`, CheckDeregisterIntervalMin: `${c.checkDeregisterIntervalMinMs}ms`,
+      },
+      Member: member(),
+      Meta: node().Meta,
+      Stats: { agent: { version: d.version, started: d.startedAt.toISOString() }, catalog: d.catalog.counts() },
+    });
+  });
+
+  r.on('GET', '/v1/agent/members', (ctx) => sendJson(ctx.res, 200, [member()]));
+
+  r.on('PUT', '/v1/agent/leave', (ctx) => {
+    sendText(ctx.res, 200, '');
+    ctx.res.once('finish', () => d.leave());
+  });
+
+  const leader = () => `${node().Address}:${RPC_PORT}`;
+  r.on('GET', '/v1/status/leader', (ctx) => sendJson(ctx.res, 200, leader()));
+  r.on('GET', '/v1/status/peers', (ctx) => sendJson(ctx.res, 200, [leader()]));
+
+  const prometheus = async (ctx: Parameters<Parameters<Router['on']>[2]>[0]) => {
+    const text = await d.metrics.registry.metrics();
+    sendText(ctx.res, 200, text, { 'Content-Type': d.metrics.registry.contentType });
+  };
+  r.on('GET', '/metrics', prometheus);
+  r.on('GET', '/v1/agent/metrics', async (ctx) => {
+    if (ctx.query.get('format') === 'prometheus') return prometheus(ctx);
+    sendJson(ctx.res, 200, { Timestamp: new Date().toISOString(), Metrics: await d.metrics.registry.getMetricsAsJSON() });
+  });
+}

@@ -1,0 +1,83 @@
+// `nodemesh agent`: load config, start the agent, and stop it cleanly on SIGINT/SIGTERM or leave.
+
+import type { Command } from 'commander';
+import { isNodemeshError } from '../../catalog/errors.js';
+import { startAgent } from '../agent.js';
+import { loadConfig } from '../config/config-load.js';
+import { createLogger } from '../log.js';
+
+interface AgentFlags {
+  dev?: boolean; node?: string; datacenter?: string; dataDir?: string; bind?: string; client?: string;
+  httpPort?: string; configFile: string[]; configDir: string[]; logLevel?: string; logJson?: boolean; aclToken?: string;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function agentCommand(program: Command): void {
+  program.command('agent')
+    .description('run a nodemesh agent on this node')
+    .option('--dev', 'development mode: loopback addresses, state in a temporary directory')
+    .option('--node <name>', 'node name (default: hostname)')
+    .option('--datacenter <dc>', 'datacenter (default: dc1)')
+    .option('--data-dir <dir>', 'where the agent keeps its state')
+    .option('--bind <addr>', 'gossip and data-plane address (default: 127.0.0.1 in dev, 0.0.0.0 otherwise)')
+    .option('--client <addr>', 'HTTP API address (default: 127.0.0.1)')
+    .option('--http-port <port>', 'HTTP API port (default: 8500; 0 picks a free one)')
+    .option('--config-file <file>', 'JSON config file (repeatable)', collect, [])
+    .option('--config-dir <dir>', 'directory of JSON config files, read in name order (repeatable)', collect, [])
+    .option('--log-level <level>', 'trace, debug, info, warn or error (default: info)')
+    .option('--log-json', 'log JSON lines even on a terminal')
+    .option('--acl-token <token>', 'token every API write must carry (or env NODEMESH_ACL_TOKEN)')
+    .action(async (f: AgentFlags) => {
+      let config;
+      try {
+        config = loadConfig({
+          flags: {
+            dev: f.dev, node: f.node, datacenter: f.datacenter, data_dir: f.dataDir, bind: f.bind, client: f.client,
+            http_port: f.httpPort, log_level: f.logLevel, log_json: f.logJson, acl_token: f.aclToken,
+          },
+          configFiles: f.configFile,
+          configDirs: f.configDir,
+          env: process.env,
+        });
+      } catch (e) {
+        if (isNodemeshError(e)) {
+          process.stderr.write(`nodemesh: ${e.message}\n`);
+          process.exit(2);
+        }
+        throw e;
+      }
+      const log = createLogger(config.logLevel, config.logJson);
+      let agent;
+      try {
+        agent = await startAgent(config, log);
+      } catch (e) {
+        const msg = isNodemeshError(e) ? e.message : (e as Error).stack;
+        log.fatal({ code: isNodemeshError(e) ? e.code : undefined }, `agent failed to start: ${msg}`);
+        process.stderr.write(`nodemesh: ${msg}\n`);
+        process.exit(1);
+      }
+      const base = `http://${agent.http.host.includes(':') ? `[${agent.http.host}]` : agent.http.host}:${agent.http.port}`;
+      if (process.stdout.isTTY) {
+        process.stdout.write(`\nnodemesh agent is up: HTTP API on ${base}\n` +
+          'Try, in another terminal:\n' +
+          `  npx nodemesh services register --name web --port 8080 --http-addr ${base}\n` +
+          `  npx nodemesh catalog services --http-addr ${base}\n` +
+          `  curl ${base}/v1/health/service/web\n` +
+          'Stop with Ctrl-C.\n\n');
+      }
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+          log.warn({ signal: sig }, 'second signal: exiting now');
+          process.exit(1);
+        }
+        void agent.stop(`received ${sig}`);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      await agent.stopped;
+      process.exit(0);
+    });
+}

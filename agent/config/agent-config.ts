@@ -1,0 +1,120 @@
+// The agent's configuration: its keys, their types and checks, and the defaults dev mode changes.
+
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { NodemeshError } from '../../catalog/errors.js';
+import { parseGoDuration } from '../go-duration.js';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+export interface AgentConfig {
+  dev: boolean;
+  node: string;
+  datacenter: string;
+  dataDir: string | undefined;
+  bind: string;
+  client: string;
+  httpPort: number;
+  logLevel: LogLevel;
+  logJson: boolean | undefined;
+  aclToken: string | undefined;
+  /** Raw service definitions from config files, validated like API bodies. */
+  services: Record<string, unknown>[];
+  checkReapIntervalMs: number;
+  checkDeregisterIntervalMinMs: number;
+}
+
+export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
+
+type Kind = 'bool' | 'string' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter';
+
+/** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
+export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
+  dev: { kind: 'bool', field: 'dev' },
+  node: { kind: 'name', field: 'node' },
+  node_name: { kind: 'name', field: 'node' },
+  datacenter: { kind: 'datacenter', field: 'datacenter' },
+  data_dir: { kind: 'string', field: 'dataDir' },
+  bind: { kind: 'ip', field: 'bind' },
+  bind_addr: { kind: 'ip', field: 'bind' },
+  client: { kind: 'ip', field: 'client' },
+  client_addr: { kind: 'ip', field: 'client' },
+  http_port: { kind: 'port', field: 'httpPort' },
+  log_level: { kind: 'loglevel', field: 'logLevel' },
+  log_json: { kind: 'bool', field: 'logJson' },
+  acl_token: { kind: 'string', field: 'aclToken' },
+  check_reap_interval: { kind: 'duration', field: 'checkReapIntervalMs' },
+  check_deregister_interval_min: { kind: 'duration', field: 'checkDeregisterIntervalMinMs' },
+};
+
+const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
+
+/**
+ * Checks one value and converts it. `fromFlag` values arrive as strings (or booleans) and may be
+ * converted; file values must already have the right JSON type.
+ */
+export function convertValue(key: string, value: unknown, where: string, fromFlag: boolean): unknown {
+  const spec = CONFIG_KEYS[key];
+  const bad = (want: string) => configError(`invalid value for "${key}" in ${where}: ${JSON.stringify(value)} (${want})`);
+  switch (spec.kind) {
+    case 'bool':
+      if (typeof value === 'boolean') return value;
+      if (fromFlag && (value === 'true' || value === 'false')) return value === 'true';
+      throw bad('must be true or false');
+    case 'string':
+      if (typeof value !== 'string') throw bad('must be a string');
+      return value;
+    case 'name':
+      if (typeof value !== 'string' || value === '' || value.length > 128 || /[\s\x00-\x1f/]/.test(value)) {
+        throw bad('must be 1-128 characters, no spaces, slashes or control characters');
+      }
+      return value;
+    case 'datacenter':
+      if (typeof value !== 'string' || !/^[a-z0-9_-]+$/.test(value)) throw bad('must be lowercase letters, digits, "_" and "-"');
+      return value;
+    case 'ip':
+      if (typeof value !== 'string' || isIP(value) === 0) throw bad('must be an IP address, e.g. 127.0.0.1');
+      return value;
+    case 'port': {
+      const n = typeof value === 'number' ? value : fromFlag && typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN;
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw bad('must be an integer between 0 and 65535; 0 picks a free port');
+      return n;
+    }
+    case 'loglevel': {
+      const l = typeof value === 'string' ? LOG_LEVELS[value.toLowerCase()] : undefined;
+      if (!l) throw bad('must be one of trace, debug, info, warn, error');
+      return l;
+    }
+    case 'duration': {
+      if (typeof value !== 'string') throw bad('must be a duration string such as "30s"');
+      try {
+        const ms = parseGoDuration(value);
+        if (ms <= 0) throw new Error('must be positive');
+        return ms;
+      } catch (e) {
+        throw bad(`must be a positive duration such as "30s": ${(e as Error).message}`);
+      }
+    }
+  }
+}
+
+/** The configuration before files and flags are applied. */
+export function defaultConfig(): AgentConfig {
+  return {
+    dev: false,
+    node: hostname(),
+    datacenter: 'dc1',
+    dataDir: undefined,
+    bind: '',
+    client: '127.0.0.1',
+    httpPort: 8500,
+    logLevel: 'info',
+    logJson: undefined,
+    aclToken: undefined,
+    services: [],
+    checkReapIntervalMs: 30_000,
+    checkDeregisterIntervalMinMs: 60_000,
+  };
+}
+
+export const isLoopback = (addr: string) => addr === '::1' || /^127\./.test(addr) || addr === 'localhost';

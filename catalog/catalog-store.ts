@@ -1,0 +1,243 @@
+// The in-memory catalog of every known node, its service instances and checks, with Raft-style indexes.
+
+import { ChangeFeed } from './change-feed.js';
+import type {
+  CheckRecord, HealthStatus, NodeEntry, NodeInfo, NodeSnapshot, ServiceRecord,
+} from './types.js';
+
+/** Operations on one node's entries, applied under a single new index. */
+export interface NodeTx {
+  readonly index: number;
+  readonly entry: NodeEntry;
+  putService(svc: Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'>): ServiceRecord;
+  deleteService(id: string): boolean;
+  putCheck(check: Omit<CheckRecord, 'CreateIndex' | 'ModifyIndex' | 'Node'>): CheckRecord;
+  deleteCheck(id: string): boolean;
+  setCheckStatus(id: string, status: HealthStatus, output: string): boolean;
+}
+
+export interface ServiceNode { node: NodeEntry; service: ServiceRecord }
+
+type Table = 'nodes' | 'services' | 'checks';
+
+export class Catalog {
+  readonly feed = new ChangeFeed();
+  private readonly nodes = new Map<string, NodeEntry>();
+  private readonly tableIndex: Record<Table, number> = { nodes: 1, services: 1, checks: 1 };
+  /** Last index at which anything about a service name changed (kept after deletion, so waiters wake). */
+  private readonly serviceIndex = new Map<string, number>();
+  private lastIndex = 1;
+
+  get index(): number {
+    return this.lastIndex;
+  }
+
+  /** Restarts the index counter after a restore, so indexes never go backwards across restarts. */
+  raiseIndex(to: number): void {
+    if (to > this.lastIndex) {
+      this.lastIndex = to;
+      for (const t of Object.keys(this.tableIndex) as Table[]) this.tableIndex[t] = Math.max(this.tableIndex[t], to);
+    }
+  }
+
+  /** Creates or updates a node's identity (address, meta); the node's entries are kept. */
+  upsertNode(info: NodeInfo): NodeEntry {
+    const existing = this.nodes.get(info.Node);
+    if (existing && JSON.stringify(existing.info) === JSON.stringify(info)) return existing;
+    const idx = ++this.lastIndex;
+    const entry: NodeEntry = existing ?? {
+      info, version: 0, createIndex: idx, modifyIndex: idx, services: new Map(), checks: new Map(),
+    };
+    entry.info = info;
+    entry.modifyIndex = idx;
+    entry.version++;
+    this.nodes.set(info.Node, entry);
+    this.tableIndex.nodes = idx;
+    for (const s of entry.services.values()) this.serviceIndex.set(s.Service, idx);
+    this.feed.notify();
+    return entry;
+  }
+
+  removeNode(name: string): boolean {
+    const entry = this.nodes.get(name);
+    if (!entry) return false;
+    const idx = ++this.lastIndex;
+    this.nodes.delete(name);
+    for (const s of entry.services.values()) this.serviceIndex.set(s.Service, idx);
+    this.tableIndex.nodes = this.tableIndex.services = this.tableIndex.checks = idx;
+    this.feed.notify();
+    return true;
+  }
+
+  /**
+   * Applies `fn`'s operations to one node under one new index. The node's version rises once if
+   * anything changed; blocking queries wake once.
+   */
+  mutate<T>(nodeName: string, fn: (tx: NodeTx) => T): T {
+    const entry = this.nodes.get(nodeName);
+    if (!entry) throw new Error(`catalog: unknown node ${nodeName}`);
+    const index = this.lastIndex + 1;
+    const touched = new Set<Table>();
+    const touchedServices = new Set<string>();
+    const serviceName = (id: string) => entry.services.get(id)?.Service;
+    const touchService = (name: string | undefined) => { if (name) touchedServices.add(name); };
+    const tx: NodeTx = {
+      index,
+      entry,
+      putService(svc) {
+        const prev = entry.services.get(svc.ID);
+        const rec: ServiceRecord = { ...svc, CreateIndex: prev?.CreateIndex ?? index, ModifyIndex: index };
+        entry.services.set(svc.ID, rec);
+        touched.add('services');
+        touchService(prev?.Service);
+        touchService(svc.Service);
+        return rec;
+      },
+      deleteService(id) {
+        const prev = entry.services.get(id);
+        if (!prev) return false;
+        entry.services.delete(id);
+        touched.add('services');
+        touchService(prev.Service);
+        return true;
+      },
+      putCheck(check) {
+        const prev = entry.checks.get(check.CheckID);
+        const rec: CheckRecord = {
+          ...check, Node: nodeName, CreateIndex: prev?.CreateIndex ?? index, ModifyIndex: index,
+        };
+        entry.checks.set(check.CheckID, rec);
+        touched.add('checks');
+        touchService(serviceName(rec.ServiceID));
+        if (!rec.ServiceID) for (const s of entry.services.values()) touchService(s.Service);
+        return rec;
+      },
+      deleteCheck(id) {
+        const prev = entry.checks.get(id);
+        if (!prev) return false;
+        entry.checks.delete(id);
+        touched.add('checks');
+        touchService(serviceName(prev.ServiceID) ?? prev.ServiceName);
+        return true;
+      },
+      setCheckStatus(id, status, output) {
+        const prev = entry.checks.get(id);
+        if (!prev || (prev.Status === status && prev.Output === output)) return false;
+        entry.checks.set(id, { ...prev, Status: status, Output: output, ModifyIndex: index });
+        touched.add('checks');
+        touchService(serviceName(prev.ServiceID));
+        if (!prev.ServiceID) for (const s of entry.services.values()) touchService(s.Service);
+        return true;
+      },
+    };
+    const result = fn(tx);
+    if (touched.size > 0) {
+      this.lastIndex = index;
+      entry.version++;
+      entry.modifyIndex = index;
+      for (const t of touched) this.tableIndex[t] = index;
+      for (const s of touchedServices) this.serviceIndex.set(s, index);
+      this.feed.notify();
+    }
+    return result;
+  }
+
+  // ---- snapshots (persistence now, replication later) ----
+
+  snapshotNode(name: string): NodeSnapshot | undefined {
+    const e = this.nodes.get(name);
+    if (!e) return undefined;
+    return {
+      info: structuredClone(e.info),
+      version: e.version,
+      createIndex: e.createIndex,
+      modifyIndex: e.modifyIndex,
+      services: structuredClone([...e.services.values()]),
+      checks: structuredClone([...e.checks.values()]),
+    };
+  }
+
+  /** Replaces a node's whole entry with a snapshot (restore at start, rollback after a failed write). */
+  restoreNode(snap: NodeSnapshot): void {
+    this.raiseIndex(Math.max(snap.modifyIndex, ...snap.services.map((s) => s.ModifyIndex), ...snap.checks.map((c) => c.ModifyIndex)));
+    const idx = ++this.lastIndex;
+    const old = this.nodes.get(snap.info.Node);
+    const entry: NodeEntry = {
+      info: structuredClone(snap.info),
+      version: snap.version,
+      createIndex: snap.createIndex,
+      modifyIndex: snap.modifyIndex,
+      services: new Map(snap.services.map((s) => [s.ID, structuredClone(s)])),
+      checks: new Map(snap.checks.map((c) => [c.CheckID, structuredClone(c)])),
+    };
+    this.nodes.set(snap.info.Node, entry);
+    for (const s of [...(old?.services.values() ?? []), ...entry.services.values()]) this.serviceIndex.set(s.Service, idx);
+    this.tableIndex.nodes = this.tableIndex.services = this.tableIndex.checks = idx;
+    this.feed.notify();
+  }
+
+  // ---- reads ----
+
+  getNode(name: string): NodeEntry | undefined {
+    return this.nodes.get(name);
+  }
+
+  allNodes(): NodeEntry[] {
+    return [...this.nodes.values()].sort((a, b) => a.info.Node.localeCompare(b.info.Node));
+  }
+
+  tableIdx(...tables: Table[]): number {
+    return Math.max(...tables.map((t) => this.tableIndex[t]));
+  }
+
+  serviceIdx(name: string): number {
+    return this.serviceIndex.get(name) ?? this.tableIndex.services;
+  }
+
+  /** Every service name in the catalog with the union of its tags. */
+  serviceNames(): Map<string, string[]> {
+    const out = new Map<string, Set<string>>();
+    for (const n of this.allNodes()) {
+      for (const s of n.services.values()) {
+        const tags = out.get(s.Service) ?? new Set<string>();
+        for (const t of s.Tags) tags.add(t);
+        out.set(s.Service, tags);
+      }
+    }
+    return new Map([...out.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, [...v]]));
+  }
+
+  /** Instances of a service across nodes, in node then ID order. */
+  serviceNodes(name: string, tags: string[] = []): ServiceNode[] {
+    const out: ServiceNode[] = [];
+    for (const node of this.allNodes()) {
+      for (const service of node.services.values()) {
+        if (service.Service !== name) continue;
+        if (tags.some((t) => !service.Tags.includes(t))) continue;
+        out.push({ node, service });
+      }
+    }
+    return out.sort((a, b) => a.node.info.Node.localeCompare(b.node.info.Node) || a.service.ID.localeCompare(b.service.ID));
+  }
+
+  /** Node-level checks plus the instance's own checks: what decides an instance's health. */
+  checksForInstance(node: NodeEntry, serviceId: string): CheckRecord[] {
+    return [...node.checks.values()]
+      .filter((c) => c.ServiceID === '' || c.ServiceID === serviceId)
+      .sort((a, b) => (a.ServiceID === '' ? 0 : 1) - (b.ServiceID === '' ? 0 : 1) || a.CheckID.localeCompare(b.CheckID));
+  }
+
+  allChecks(): CheckRecord[] {
+    return this.allNodes().flatMap((n) => [...n.checks.values()].sort((a, b) => a.CheckID.localeCompare(b.CheckID)));
+  }
+
+  counts(): { nodes: number; services: number; checks: number } {
+    let services = 0;
+    let checks = 0;
+    for (const n of this.nodes.values()) {
+      services += n.services.size;
+      checks += n.checks.size;
+    }
+    return { nodes: this.nodes.size, services, checks };
+  }
+}

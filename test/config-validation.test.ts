@@ -1,0 +1,86 @@
+// `nodemesh agent` refuses bad configuration before binding anything: exit status 2 and a message naming key and value.
+
+import assert from 'node:assert/strict';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadConfig } from '../agent/config/config-load.js';
+import { runCli, spawnAgent, tempDir } from './helpers/agent-process.js';
+
+const base = { configFiles: [], configDirs: [], env: {} };
+
+test('flags override config files, which override defaults', () => {
+  const dir = tempDir();
+  const f = join(dir, 'a.json');
+  writeFileSync(f, JSON.stringify({ node: 'from-file', datacenter: 'east', http_port: 9000, data_dir: dir }));
+  const cfg = loadConfig({ ...base, configFiles: [f], flags: { node: 'from-flag', http_port: '9100' } });
+  assert.equal(cfg.node, 'from-flag');
+  assert.equal(cfg.datacenter, 'east');
+  assert.equal(cfg.httpPort, 9100);
+  assert.equal(cfg.dataDir, dir);
+});
+
+test('config dirs are read in name order, Consul aliases accepted', () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, '10-a.json'), JSON.stringify({ node_name: 'a', dev: true }));
+  writeFileSync(join(dir, '20-b.json'), JSON.stringify({ node_name: 'b', ports: { http: 8600 }, service: { name: 'web', port: 80 } }));
+  writeFileSync(join(dir, 'ignored.txt'), 'not json');
+  const cfg = loadConfig({ ...base, configDirs: [dir], flags: {} });
+  assert.equal(cfg.node, 'b');
+  assert.equal(cfg.httpPort, 8600);
+  assert.equal(cfg.services.length, 1);
+});
+
+for (const [name, content, pattern] of [
+  ['unknown key', { bogus_key: 1 }, /unknown key "bogus_key"/],
+  ['port of the wrong type', { http_port: 'abc' }, /invalid value for "http_port".*"abc"/],
+  ['port out of range', { http_port: 70000 }, /invalid value for "http_port".*70000/],
+  ['bad log level', { log_level: 'loud' }, /invalid value for "log_level".*"loud"/],
+  ['bad bind address', { bind: 'not-an-ip' }, /invalid value for "bind".*"not-an-ip"/],
+  ['bad datacenter', { datacenter: 'DC 1' }, /invalid value for "datacenter"/],
+  ['bad service definition', { service: { port: 80 } }, /invalid "service".*Missing service name/],
+  ['non-loopback API without token', { client: '0.0.0.0' }, /refusing to serve the HTTP API on non-loopback/],
+] as const) {
+  test(`invalid config: ${name} → exit 2 with a message naming it`, async () => {
+    const dir = tempDir();
+    const f = join(dir, 'bad.json');
+    writeFileSync(f, JSON.stringify(content));
+    const r = await runCli(['agent', '--dev', '--http-port', '0', '--config-file', f]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, pattern);
+    assert.doesNotMatch(r.stdout, /agent running/);
+  });
+}
+
+test('invalid JSON config file and bad flag values exit 2', async () => {
+  const dir = tempDir();
+  const f = join(dir, 'broken.json');
+  writeFileSync(f, '{"node": ');
+  let r = await runCli(['agent', '--dev', '--config-file', f]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /broken\.json is not valid JSON/);
+  r = await runCli(['agent', '--dev', '--http-port', 'eighty']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /flag --http-port.*"eighty"/);
+  r = await runCli(['agent', '--config-dir', join(dir, 'missing')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /cannot read config dir/);
+  r = await runCli(['agent']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /data_dir must be set outside dev mode/);
+});
+
+test('services from a config dir are registered at start', async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'conf'));
+  writeFileSync(join(dir, 'conf', 'web.json'), JSON.stringify({ services: [{ name: 'web', port: 8080, tags: ['v1'] }, { Name: 'db', Port: 5432 }] }));
+  const a = await spawnAgent(['--dev', '--config-dir', join(dir, 'conf')]);
+  try {
+    const services = await (await fetch(`${a.url}/v1/agent/services`)).json() as Record<string, { Port: number; Tags: string[] }>;
+    assert.deepEqual(Object.keys(services).sort(), ['db', 'web']);
+    assert.deepEqual(services.web.Tags, ['v1']);
+  } finally {
+    a.proc.kill('SIGTERM');
+    assert.equal(await a.exited, 0);
+  }
+});

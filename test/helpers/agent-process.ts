@@ -1,0 +1,85 @@
+// Test fixtures: a real agent in-process on port 0, or as a child process of the built CLI.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { startAgent, type RunningAgent } from '../../agent/agent.js';
+import type { AgentConfig } from '../../agent/config/agent-config.js';
+import { defaultConfig } from '../../agent/config/agent-config.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(ROOT, 'bin', 'nodemesh.js');
+
+export function tempDir(prefix = 'nodemesh-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface TestAgent extends RunningAgent {
+  url: string;
+  /** fetch against the agent's API. */
+  api(path: string, init?: RequestInit): Promise<Response>;
+}
+
+/** Starts a real agent in this process, HTTP on 127.0.0.1 and a free port. */
+export async function startTestAgent(overrides: Partial<AgentConfig> = {}): Promise<TestAgent> {
+  const config: AgentConfig = {
+    ...defaultConfig(), dev: true, node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
+    dataDir: tempDir(), logLevel: 'warn', ...overrides,
+  };
+  const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
+  const url = `http://127.0.0.1:${agent.http.port}`;
+  return Object.assign(agent, { url, api: (path: string, init?: RequestInit) => fetch(`${url}${path}`, init) });
+}
+
+export const put = (body?: unknown, headers: Record<string, string> = {}): RequestInit => ({
+  method: 'PUT', headers: { 'Content-Type': 'application/json', ...headers },
+  body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+});
+
+export interface AgentChild {
+  proc: ChildProcess;
+  url: string;
+  port: number;
+  output(): string;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string>;
+}
+
+/** Runs the built CLI and collects its output. */
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c) => { stdout += c; });
+    p.stderr.on('data', (c) => { stderr += c; });
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Starts `nodemesh agent` as a child process and waits until its API answers. */
+export async function spawnAgent(args: string[], env: Record<string, string> = {}): Promise<AgentChild> {
+  const proc = spawn(process.execPath, [CLI, 'agent', '--http-port', '0', '--log-json', ...args], {
+    env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (c) => { out += c; });
+  proc.stderr!.on('data', (c) => { out += c; });
+  const exited = new Promise<number | string>((resolve) => proc.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agent did not start within 15s:\n${out}`)), 15_000);
+    const look = () => {
+      const m = /"http":"[^"]*:(\d+)"/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    proc.stdout!.on('data', look);
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`agent exited (${code}) before starting:\n${out}`)); });
+  });
+  return { proc, port, url: `http://127.0.0.1:${port}`, output: () => out, exited };
+}
