@@ -12,7 +12,8 @@ after(async () => { await agent.stop(); });
 const services = async () => Object.keys(await (await agent.api('/v1/agent/services')).json() as object).sort();
 
 test('writes without a token, or with a wrong one, are 403 and change nothing', async () => {
-  for (const headers of [{}, { 'X-Consul-Token': 'wrong' }, { Authorization: 'Bearer wrong' }, { 'X-Consul-Token': `${TOKEN}x` }]) {
+  const attempts: Record<string, string>[] = [{}, { 'X-Consul-Token': 'wrong' }, { Authorization: 'Bearer wrong' }, { 'X-Consul-Token': `${TOKEN}x` }];
+  for (const headers of attempts) {
     const r = await agent.api('/v1/agent/service/register', put({ Name: 'web' }, headers));
     assert.equal(r.status, 403);
     assert.match(await r.text(), /Permission denied/);

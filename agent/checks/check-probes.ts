@@ -11,7 +11,11 @@ export const DEFAULT_OUTPUT_MAX = 4096;
 
 export function truncateOutput(output: string, max = DEFAULT_OUTPUT_MAX): string {
   const buf = Buffer.from(output);
-  return buf.length <= max ? output : buf.subarray(0, max).toString('utf8');
+  if (buf.length <= max) return output;
+  // Cut on a character boundary: step back while the first dropped byte continues a UTF-8 sequence.
+  let cut = max;
+  while (cut > 0 && (buf[cut] & 0xc0) === 0x80) cut--;
+  return buf.subarray(0, cut).toString('utf8');
 }
 
 function splitHostPort(addr: string): { host: string; port: number } {
