@@ -301,13 +301,13 @@ test('a Status given at registration is the initial status; without one a check 
 
 // ---- 5. thresholds ----
 
-test('SuccessBeforePassing / FailuresBeforeCritical: the status flips only on the second consecutive result', async () => {
+test('SuccessBeforePassing / FailuresBeforeCritical: after the first result, a flip needs two consecutive results', async () => {
   // The backend answers `code`, except request number `holdAt`, which it keeps open until released.
   // The runner only sends its next request after applying the previous result, so while a request
   // is held, every earlier result has already been applied: no timing is assumed.
   let code = 200;
   let hits = 0;
-  let holdAt = 2;
+  let holdAt = 0;
   let held: ServerResponse | undefined;
   const backend = await startBackend((_req, res) => {
     hits++;
@@ -329,14 +329,8 @@ test('SuccessBeforePassing / FailuresBeforeCritical: the status flips only on th
     assert.equal(def.SuccessBeforePassing, 2);
     assert.equal(def.FailuresBeforeCritical, 2);
 
-    // First 200 applied (the second request is in flight): still critical.
-    await waitFor(() => assert.ok(held, 'second probe has arrived'));
-    let c = await agentCheck(agent, 'service:thresh');
-    assert.equal(c.Status, 'critical', 'one success is not enough');
-    assert.equal(c.Output, '');
-    // Second consecutive 200: passing.
-    release(200);
-    c = await waitForStatus(agent, 'thresh', 'service:thresh', 'passing');
+    // Like Consul's StatusHandler, the counters start at their thresholds: the first result applies at once.
+    let c = await waitForStatus(agent, 'thresh', 'service:thresh', 'passing');
     assert.equal(c.Output, `HTTP GET ${url}: 200 OK Output: answer 200`);
 
     // Now failing: the next request gets a 500, the one after is held.
@@ -345,11 +339,18 @@ test('SuccessBeforePassing / FailuresBeforeCritical: the status flips only on th
     await waitFor(() => assert.ok(held, 'second failing probe has arrived'));
     c = await agentCheck(agent, 'service:thresh');
     assert.equal(c.Status, 'passing', 'one failure is not enough');
-    assert.equal(c.Output, `HTTP GET ${url}: 200 OK Output: answer 200`);
-    // Second consecutive 500: critical.
     release(500);
     c = await waitForStatus(agent, 'thresh', 'service:thresh', 'critical');
     assert.equal(c.Output, `HTTP GET ${url}: 500 Internal Server Error Output: answer 500`);
+
+    // Recovering: one success is not enough either.
+    code = 200;
+    holdAt = hits + 2;
+    await waitFor(() => assert.ok(held, 'second passing probe has arrived'));
+    c = await agentCheck(agent, 'service:thresh');
+    assert.equal(c.Status, 'critical', 'one success is not enough');
+    release(200);
+    c = await waitForStatus(agent, 'thresh', 'service:thresh', 'passing');
   } finally {
     await deregisterService(agent, 'thresh');
     held?.destroy();
@@ -375,20 +376,27 @@ test('HTTP check output is truncated to 4096 bytes', async () => {
   }
 });
 
-test('HTTP check output cut inside a multi-byte character stays within 4096 bytes', {
-  todo: 'product bug: truncateOutput (agent/checks/check-probes.ts) decodes a byte slice that ends mid-character; the U+FFFD replacement makes the result up to 4098 bytes',
-}, async () => {
+test('output cut inside a multi-byte character stays within 4096 bytes, on a character boundary', async () => {
   let body = '';
   const backend = await startBackend((_req, res) => res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' }).end(body));
   const url = `${backend.url}/euro`;
-  const prefixBytes = Buffer.byteLength(`HTTP GET ${url}: 200 OK Output: `);
+  const prefix = `HTTP GET ${url}: 200 OK Output: `;
   // Pad with ASCII so that the 4096-byte cut falls one byte into a 3-byte '€'.
-  const pad = ((4096 - prefixBytes - 1) % 3 + 3) % 3;
+  const pad = ((4096 - Buffer.byteLength(prefix) - 1) % 3 + 3) % 3;
   body = 'x'.repeat(pad) + '€'.repeat(3414); // ~10 KiB
-  await registerService(agent, { Name: 'euro', Port: 1, Check: { HTTP: url, Interval: '1s' } });
+  await registerService(agent, { Name: 'euro', Port: 1, Checks: [{ HTTP: url, Interval: '1s' }, { TTL: '60s' }] });
   try {
-    const c = await waitForStatus(agent, 'euro', 'service:euro', 'passing');
-    assert.ok(Buffer.byteLength(c.Output) <= 4096, `Output is ${Buffer.byteLength(c.Output)} bytes`);
+    const c = await waitForStatus(agent, 'euro', 'service:euro:1', 'passing');
+    const size = Buffer.byteLength(c.Output);
+    assert.ok(size <= 4096 && size >= 4093, `HTTP Output is ${size} bytes`);
+    assert.ok(!c.Output.includes('\uFFFD'), 'no replacement character from a split sequence');
+    assert.equal(c.Output, (prefix + body).slice(0, c.Output.length));
+
+    // A TTL update's Output is cut the same way.
+    const output = '€'.repeat(2000); // 6000 bytes; byte 4096 is inside a character
+    await ok(await agent.api('/v1/agent/check/update/service:euro:2', put({ Status: 'passing', Output: output })), 'update');
+    const t = await agentCheck(agent, 'service:euro:2');
+    assert.equal(t.Output, '€'.repeat(1365), `TTL Output is ${Buffer.byteLength(t.Output)} bytes`);
   } finally {
     await deregisterService(agent, 'euro');
   }

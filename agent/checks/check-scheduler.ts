@@ -80,8 +80,10 @@ export class CheckScheduler {
     }
     if (c.Type !== 'http' && c.Type !== 'tcp') return { key, stop: () => undefined };
     const probe = c.Type === 'http' ? probeHttp : probeTcp;
-    let successes = 0;
-    let failures = 0;
+    // As Consul's StatusHandler: the counters start at their thresholds, so the first result after
+    // registration applies at once; warning counts as a success, anything worse as a failure.
+    let successes = def.SuccessBeforePassing ?? 0;
+    let failures = def.FailuresBeforeCritical ?? 0;
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
     const run = async () => {
@@ -92,7 +94,7 @@ export class CheckScheduler {
         r = { status: 'critical', output: `check failed: ${(e as Error).message}` };
       }
       if (stopped) return;
-      if (r.status === 'passing') {
+      if (r.status === 'passing' || r.status === 'warning') {
         successes++;
         failures = 0;
         if (successes >= (def.SuccessBeforePassing ?? 0)) this.host.setCheckStatus(c.CheckID, r.status, r.output);
