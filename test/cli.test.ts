@@ -148,10 +148,7 @@ describe('nodemesh read verbs: aligned tables and --format json', () => {
       ['services', 'register', writeJson(dir, 'long.json', { Name: 'a-much-longer-service-name', Port: 12345, Tags: ['alpha', 'beta', 'gamma'] })],
       ['services', 'register', writeJson(dir, 'ttl.json', { service: { Name: 'web', ID: 'web-ttl', Port: 81, Check: { TTL: '60s' } } })],
     ];
-    for (const args of defs) {
-      const r = await cliAt(agent, args);
-      assert.equal(r.code, 0, show(r));
-    }
+    for (const r of await Promise.all(defs.map((args) => cliAt(agent, args)))) assert.equal(r.code, 0, show(r));
   });
   after(async () => { await agent?.stop('test done'); });
 
@@ -223,16 +220,15 @@ describe('nodemesh read verbs: aligned tables and --format json', () => {
     [['members'], '/v1/agent/members'],
   ];
   for (const [verb, path] of jsonCases) {
-    for (const where of ['before', 'after'] as const) {
-      test(`--format json ${where} \`${verb.join(' ')}\` prints the API's JSON (${path})`, async () => {
-        const args = where === 'before' ? ['--format', 'json', ...verb] : [...verb, '--format', 'json'];
-        const r = await cliAt(agent, args);
+    test(`\`${verb.join(' ')}\` with --format json before or after the verb prints the API's JSON (${path})`, async () => {
+      const results = await Promise.all([cliAt(agent, ['--format', 'json', ...verb]), cliAt(agent, [...verb, '--format', 'json'])]);
+      const api = await getJson(agent, path);
+      for (const r of results) {
         assert.equal(r.code, 0, show(r));
         assert.equal(r.stderr, '');
-        const printed = JSON.parse(r.stdout) as unknown;
-        assert.deepEqual(printed, await getJson(agent, path));
-      });
-    }
+        assert.deepEqual(JSON.parse(r.stdout) as unknown, api, show(r));
+      }
+    });
   }
 });
 
@@ -269,36 +265,38 @@ describe('nodemesh errors and exit codes', () => {
     const port = (srv.address() as { port: number }).port;
     await new Promise<void>((resolve) => srv.close(() => resolve()));
 
-    for (const addr of ['http://127.0.0.1:1', `http://127.0.0.1:${port}`]) {
-      for (const args of [['catalog', 'services'], ['services', 'register', '--name', 'web', '--port', '80']]) {
-        const r = await runCli([...args, '--http-addr', addr], NO_ENV);
-        assert.equal(r.code, 1, show(r));
-        assert.equal(r.stdout, '');
-        oneLine(r);
-        assert.ok(r.stderr.includes(addr), `stderr names ${addr}:\n${r.stderr}`);
-        assert.match(r.stderr, /cannot reach the agent/);
-        assert.match(r.stderr, /nodemesh agent --dev/);
-        assert.match(r.stderr, /--http-addr/);
-        assert.match(r.stderr, /NODEMESH_HTTP_ADDR/);
-        assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-      }
-    }
-    const refused = await runCli(['members', '--http-addr', `http://127.0.0.1:${port}`], NO_ENV);
-    assert.match(refused.stderr, /ECONNREFUSED/);
+    const runs = ['http://127.0.0.1:1', `http://127.0.0.1:${port}`].flatMap((addr) =>
+      [['catalog', 'services'], ['services', 'register', '--name', 'web', '--port', '80']].map((args) => ({ addr, args })));
+    const results = await Promise.all(runs.map(({ addr, args }) => runCli([...args, '--http-addr', addr], NO_ENV)));
+    runs.forEach(({ addr }, i) => {
+      const r = results[i];
+      assert.equal(r.code, 1, show(r));
+      assert.equal(r.stdout, '');
+      oneLine(r);
+      assert.ok(r.stderr.includes(addr), `stderr names ${addr}:\n${r.stderr}`);
+      assert.match(r.stderr, /cannot reach the agent/);
+      assert.match(r.stderr, /nodemesh agent --dev/);
+      assert.match(r.stderr, /--http-addr/);
+      assert.match(r.stderr, /NODEMESH_HTTP_ADDR/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    });
+    // A refused connection names its cause.
+    for (const r of results.slice(2)) assert.match(r.stderr, /\(ECONNREFUSED\)/);
   });
 
   test('bad flag values are usage errors → exit 2, nothing sent', async () => {
-    for (const args of [
+    const cases = [
       ['services', 'register', '--name', 'x', '--port', '99999'],
       ['services', 'register', '--name', 'x', '--port', 'eighty'],
       ['services', 'register', '--name', 'x', '--meta', 'novalue'],
       ['services', 'register', '--name', 'x', '--meta', '=v'],
-    ]) {
-      const r = await cliAt(agent, args);
-      assert.equal(r.code, 2, `${args.join(' ')}\n${show(r)}`);
+    ];
+    const results = await Promise.all(cases.map((args) => cliAt(agent, args)));
+    results.forEach((r, i) => {
+      assert.equal(r.code, 2, `${cases[i].join(' ')}\n${show(r)}`);
       oneLine(r);
       assert.match(r.stderr, /^nodemesh: --(port|meta) wants /);
-    }
+    });
     assert.deepEqual(await getJson(agent, '/v1/agent/services'), {});
   });
 
@@ -354,12 +352,12 @@ describe('nodemesh errors and exit codes', () => {
       [writeJson(dir, 'broken.json', '{"Name": '), /broken\.json is not valid JSON/],
       [writeJson(dir, 'array.json', [{ Name: 'a' }]), /array\.json must hold one service definition object/],
     ];
-    for (const [file, pattern] of cases) {
-      const r = await cliAt(agent, ['services', 'register', file]);
+    const results = await Promise.all(cases.map(([file]) => cliAt(agent, ['services', 'register', file])));
+    results.forEach((r, i) => {
       assert.equal(r.code, 1, show(r));
       oneLine(r);
-      assert.match(r.stderr, pattern);
-    }
+      assert.match(r.stderr, cases[i][1]);
+    });
   });
 });
 

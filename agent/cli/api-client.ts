@@ -25,7 +25,8 @@ export async function apiCall(opts: ClientOptions, method: string, path: string,
   try {
     res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    const c = (e as { cause?: { code?: string; message?: string } }).cause;
+    const cause = c?.code ?? c?.message ?? (e as Error).message;
     throw new NodemeshError('CLI_UNREACHABLE', `cannot reach the agent at ${base} (${cause}): is it running? start one with 'nodemesh agent --dev', or point --http-addr / NODEMESH_HTTP_ADDR at it`, 1);
   }
   const text = await res.text();
