@@ -1,8 +1,9 @@
 // `nodemesh agent`: load config, start the agent, and stop it cleanly on SIGINT/SIGTERM or leave.
 
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { isNodemeshError } from '../../catalog/errors.js';
-import { startAgent } from '../agent.js';
+import { startAgent, type RunningAgent } from '../agent.js';
 import { loadConfig } from '../config/config-load.js';
 import { createLogger } from '../log.js';
 
@@ -48,7 +49,21 @@ export function agentCommand(program: Command): void {
         throw e;
       }
       const log = createLogger(config.logLevel, config.logJson);
-      let agent;
+      // Signal handlers go in before anything binds, so a signal during start-up is a clean stop too.
+      let agent: RunningAgent | undefined;
+      let pending: NodeJS.Signals | undefined;
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+          log.warn({ signal: sig }, 'second signal: exiting now');
+          process.exit(1);
+        }
+        if (agent) void agent.stop(`received ${sig}`);
+        else pending = sig;
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
         agent = await startAgent(config, log);
       } catch (e) {
@@ -59,24 +74,16 @@ export function agentCommand(program: Command): void {
       }
       const base = `http://${agent.http.host.includes(':') ? `[${agent.http.host}]` : agent.http.host}:${agent.http.port}`;
       if (process.stdout.isTTY) {
+        const cli = existsSync('bin/nodemesh.js') ? './bin/nodemesh.js' : 'nodemesh';
+        const addr = base === 'http://127.0.0.1:8500' ? '' : ` --http-addr ${base}`;
         process.stdout.write(`\nnodemesh agent is up: HTTP API on ${base}\n` +
           'Try, in another terminal:\n' +
-          `  npx nodemesh services register --name web --port 8080 --http-addr ${base}\n` +
-          `  npx nodemesh catalog services --http-addr ${base}\n` +
+          `  ${cli} services register --name web --port 8080${addr}\n` +
+          `  ${cli} catalog services${addr}\n` +
           `  curl ${base}/v1/health/service/web\n` +
           'Stop with Ctrl-C.\n\n');
       }
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        signals++;
-        if (signals > 1) {
-          log.warn({ signal: sig }, 'second signal: exiting now');
-          process.exit(1);
-        }
-        void agent.stop(`received ${sig}`);
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      if (pending) void agent.stop(`received ${pending}`);
       await agent.stopped;
       process.exit(0);
     });
