@@ -18,7 +18,7 @@ export function createMetrics(catalog: Catalog): AgentMetrics {
   });
   const latency = new Histogram({
     name: 'nodemesh_http_request_duration_seconds', help: 'HTTP API request latency (blocking queries included).',
-    labelNames: ['route', 'method'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300, 600], registers: [registry],
+    labelNames: ['route', 'method', 'code'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300, 600], registers: [registry],
   });
   new Gauge({
     name: 'nodemesh_catalog_entries', help: 'Catalog size by kind of entry.', labelNames: ['kind'], registers: [registry],
@@ -45,7 +45,7 @@ export function createMetrics(catalog: Catalog): AgentMetrics {
     registry,
     observeHttp(route, method, code, seconds) {
       requests.inc({ route, method, code: String(code) });
-      latency.observe({ route, method }, seconds);
+      latency.observe({ route, method, code: String(code) }, seconds);
     },
   };
 }

@@ -19,7 +19,7 @@ test('GET /metrics and /v1/agent/metrics?format=prometheus expose the agent\'s m
     assert.match(text, /^process_cpu_seconds_total \d/m);
     assert.match(text, /^nodemesh_http_requests_total\{route="\/v1\/agent\/service\/register",method="PUT",code="200"\} 1$/m);
     assert.match(text, /^nodemesh_http_requests_total\{route="\/v1\/agent\/service\/register",method="PUT",code="400"\} 1$/m);
-    assert.match(text, /^nodemesh_http_request_duration_seconds_bucket\{le="0.005",route="\/v1\/agent\/service\/register",method="PUT"\} \d+$/m);
+    assert.match(text, /^nodemesh_http_request_duration_seconds_bucket\{le="0.005",route="\/v1\/agent\/service\/register",method="PUT",code="200"\} \d+$/m);
     assert.match(text, /^nodemesh_catalog_entries\{kind="services"\} 1$/m);
     assert.match(text, /^nodemesh_catalog_entries\{kind="nodes"\} 1$/m);
     assert.match(text, /^nodemesh_checks\{status="passing"\} 2$/m);
