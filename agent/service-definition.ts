@@ -1,6 +1,6 @@
 // Consul service and check definitions: the decoding schema, validation with Consul's texts, and normalization.
 
-import { NodemeshError } from '../catalog/errors.js';
+import { NodemeshError, multiError } from '../catalog/errors.js';
 import type { CheckDefinition, HealthStatus, ServiceRecord, Upstream } from '../catalog/types.js';
 import { HEALTH_STATUSES } from '../catalog/types.js';
 import type { Schema } from './api/strict-json.js';
@@ -254,10 +254,6 @@ function normalizeUpstreams(list: Partial<Upstream>[], errs: string[]): Upstream
   });
 }
 
-/** hashicorp/go-multierror's format, which Consul returns verbatim. */
-export function multiError(errs: string[]): string {
-  return `${errs.length} error${errs.length === 1 ? '' : 's'} occurred:\n${errs.map((e) => `\t* ${e}`).join('\n')}\n\n`;
-}
 
 function taggedAddresses(input: unknown, address: string, port: number): ServiceRecord['TaggedAddresses'] {
   const out: NonNullable<ServiceRecord['TaggedAddresses']> = {};

@@ -12,3 +12,8 @@ export class NodemeshError extends Error {
 }
 
 export const isNodemeshError = (e: unknown): e is NodemeshError => e instanceof NodemeshError;
+
+/** hashicorp/go-multierror's text, which Consul returns verbatim for validation errors. */
+export function multiError(errs: string[]): string {
+  return `${errs.length} error${errs.length === 1 ? '' : 's'} occurred:\n${errs.map((e) => `\t* ${e}`).join('\n')}\n\n`;
+}

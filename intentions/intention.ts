@@ -1,0 +1,92 @@
+// Consul 1.8's intention: fields, defaults, validation with Consul's texts, precedence and display.
+
+import { createHash } from 'node:crypto';
+
+export type IntentionAction = 'allow' | 'deny';
+
+export interface Intention {
+  ID: string;
+  Description: string;
+  SourceNS: string;
+  SourceName: string;
+  DestinationNS: string;
+  DestinationName: string;
+  SourceType: string;
+  Action: IntentionAction;
+  DefaultAddr: string;
+  DefaultPort: number;
+  Meta: Record<string, string>;
+  Precedence: number;
+  CreatedAt: string;
+  UpdatedAt: string;
+  Hash: string;
+  CreateIndex: number;
+  ModifyIndex: number;
+}
+
+/** What a client may set; the rest is computed. */
+export type IntentionInput = Partial<Pick<Intention,
+  'ID' | 'Description' | 'SourceNS' | 'SourceName' | 'DestinationNS' | 'DestinationName' | 'SourceType' | 'Action' | 'DefaultAddr' | 'DefaultPort' | 'Meta'>> & { Action?: string };
+
+export const WILDCARD = '*';
+export const DEFAULT_NS = 'default';
+
+/**
+ * Consul's precedence: the destination's exact parts set a ceiling (9, 6 or 3), and each wildcard
+ * part of the source takes one off.
+ */
+export function precedence(i: Pick<Intention, 'SourceNS' | 'SourceName' | 'DestinationNS' | 'DestinationName'>): number {
+  const exact = (...parts: string[]) => parts.filter((p) => p !== WILDCARD).length;
+  const max = 3 * exact(i.DestinationNS, i.DestinationName) + 3;
+  return max - (2 - exact(i.SourceNS, i.SourceName));
+}
+
+/** Validates and fills defaults; returns the error texts Consul would give (empty when valid). */
+export function validateIntention(i: IntentionInput): string[] {
+  const errs: string[] = [];
+  const fields: [string, string | undefined][] = [
+    ['SourceNS', i.SourceNS], ['SourceName', i.SourceName], ['DestinationNS', i.DestinationNS], ['DestinationName', i.DestinationName],
+  ];
+  for (const [name, v] of fields) {
+    if (!v) { errs.push(`${name} must be set`); continue; }
+    if (v.includes(WILDCARD) && v !== WILDCARD) errs.push(`${name}: wildcard character '*' cannot be used with partial values`);
+    if (v.length > 256 || /[\s\/\x00-\x1f]/.test(v)) errs.push(`${name}: must be at most 256 characters with no spaces, slashes or control characters`);
+  }
+  if (i.SourceNS === WILDCARD && i.SourceName && i.SourceName !== WILDCARD) errs.push('SourceName: exact value cannot follow wildcard namespace');
+  if (i.DestinationNS === WILDCARD && i.DestinationName && i.DestinationName !== WILDCARD) errs.push('DestinationName: exact value cannot follow wildcard namespace');
+  if ((i.Description ?? '').length > 512) errs.push('Description exceeds maximum length 512');
+  const meta = Object.entries(i.Meta ?? {});
+  if (meta.length > 64) errs.push('Meta exceeds maximum element count 64');
+  for (const [k, v] of meta) {
+    if (k.length > 128) errs.push(`Meta key ${JSON.stringify(k)} exceeds maximum length 128`);
+    if (v.length > 512) errs.push(`Meta value for key ${JSON.stringify(k)} exceeds maximum length 512`);
+  }
+  if (i.Action !== 'allow' && i.Action !== 'deny') errs.push("Action must be set to 'allow' or 'deny'");
+  if (i.SourceType !== 'consul') errs.push("SourceType must be set to 'consul'");
+  if (i.DefaultPort !== undefined && (i.DefaultPort < 0 || i.DefaultPort > 65535)) errs.push('DefaultPort must be between 0 and 65535');
+  return errs;
+}
+
+/** Fills Consul's defaults (namespaces `default`, SourceType `consul`). */
+export function withDefaults(i: IntentionInput): IntentionInput {
+  return { ...i, SourceNS: i.SourceNS || DEFAULT_NS, DestinationNS: i.DestinationNS || DEFAULT_NS, SourceType: i.SourceType || 'consul' };
+}
+
+export function intentionHash(i: Omit<Intention, 'Hash' | 'CreateIndex' | 'ModifyIndex' | 'CreatedAt' | 'UpdatedAt'>): string {
+  const h = createHash('sha256');
+  for (const v of [i.ID, i.Description, i.SourceNS, i.SourceName, i.DestinationNS, i.DestinationName, i.SourceType, i.Action, i.DefaultAddr, String(i.DefaultPort), String(i.Precedence)]) h.update(`${v}\0`);
+  for (const k of Object.keys(i.Meta).sort()) h.update(`${k}=${i.Meta[k]}\0`);
+  return h.digest('base64');
+}
+
+/** `ALLOW default/web => default/db (ID: …, Precedence: 9)`, as Consul prints an intention. */
+export function describeIntention(i: Intention): string {
+  return `${i.Action.toUpperCase()} ${i.SourceNS}/${i.SourceName} => ${i.DestinationNS}/${i.DestinationName} (ID: ${i.ID}, Precedence: ${i.Precedence})`;
+}
+
+/** Consul's list order: precedence high to low, then source and destination names. */
+export function compareIntentions(a: Intention, b: Intention): number {
+  return b.Precedence - a.Precedence
+    || a.SourceNS.localeCompare(b.SourceNS) || a.SourceName.localeCompare(b.SourceName)
+    || a.DestinationNS.localeCompare(b.DestinationNS) || a.DestinationName.localeCompare(b.DestinationName);
+}
