@@ -17,6 +17,16 @@ import { agentSelfRoutes } from './api/routes-agent-self.js';
 import { agentServiceRoutes } from './api/routes-agent-services.js';
 import { catalogRoutes } from './api/routes-catalog.js';
 import { healthRoutes } from './api/routes-health.js';
+import { connectRoutes } from './api/routes-connect.js';
+import { CertificateAuthority } from './ca/certificate-authority.js';
+import { LeafCerts } from './ca/leaf-certs.js';
+import { IntentionStore } from '../intentions/intention-store.js';
+import { decide } from '../intentions/decision.js';
+import type { Intention } from '../intentions/intention.js';
+import { DataPlane } from './proxy/data-plane.js';
+import { ProxyMetrics } from './proxy/proxy-metrics.js';
+import { ServiceTls } from './proxy/tls-identity.js';
+import { certInfo } from './ca/x509-certs.js';
 import type { AgentConfig } from './config/agent-config.js';
 import { LocalState } from './local-state.js';
 import { createMetrics } from './metrics.js';
@@ -29,6 +39,10 @@ export interface RunningAgent {
   dataDir: string;
   catalog: Catalog;
   local: LocalState;
+  ca: CertificateAuthority;
+  leaves: LeafCerts;
+  intentions: IntentionStore;
+  dataPlane: DataPlane;
   /** Graceful stop: stop accepting, finish in-flight requests, flush state. Idempotent. */
   stop(reason?: string): Promise<void>;
   /** Resolves when the agent has stopped (for example after PUT /v1/agent/leave). */
@@ -76,7 +90,27 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     catalog, node: info, statePath: join(dataDir, 'local-state.json'), log,
     reapIntervalMs: config.checkReapIntervalMs, deregisterMinMs: config.checkDeregisterIntervalMinMs,
   });
+  const ca = await CertificateAuthority.open({ dataDir, caFile: config.caFile, caKeyFile: config.caKeyFile });
+  const leaves = new LeafCerts(ca, { datacenter: config.datacenter, ttlMs: config.leafCertTtlMs, log });
+  const intentions = new IntentionStore(join(dataDir, 'intentions.json'), config.node);
+  await intentions.load();
   await local.start(config.services, decodeServiceObject);
+  const defaultPolicy = config.defaultIntentionPolicy ?? (config.dev ? 'allow' : 'deny');
+
+  // Decisions run per connection: keep the intentions list sorted once per change, not per call.
+  let sorted: { index: number; list: Intention[] } = { index: -1, list: [] };
+  const authorize = (source: { service: string; namespace: string }, destination: string) => {
+    if (sorted.index !== intentions.index) sorted = { index: intentions.index, list: intentions.list() };
+    return decide(sorted.list, source.service, destination, defaultPolicy, source.namespace);
+  };
+  const trustDomains = new Set(ca.rootPems.flatMap((p) => certInfo(p).uris).filter((u) => u.startsWith('spiffe://')).map((u) => new URL(u).host.toLowerCase()));
+  const proxyMetrics = new ProxyMetrics(metrics.registry, () => leaves);
+  const dataPlane = new DataPlane({
+    catalog, nodeName: config.node, bind: config.bind, tls: new ServiceTls(ca.rootPems, trustDomains, leaves), leaves,
+    authorize, intentionsFeed: intentions.feed, metrics: proxyMetrics, log,
+    onListening: (proxyId) => local.checks.probeNow(proxyId),
+  });
+  await dataPlane.start();
 
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
@@ -91,6 +125,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   agentSelfRoutes(router, deps);
   catalogRoutes(router, deps);
   healthRoutes(router, deps);
+  connectRoutes(router, deps, { intentions, ca, leaves, defaultPolicy });
 
   const server: Server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000 }, (req, res) => void router.handle(req, res));
   await new Promise<void>((resolve, reject) => {
@@ -99,11 +134,17 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     });
     server.listen(config.httpPort, config.client, () => resolve());
   }).catch(async (e) => {
+    await dataPlane.stop();
+    leaves.stop();
+    await intentions.close();
     await local.close();
     throw e;
   });
   const bound = server.address() as AddressInfo;
-  log.info({ node: config.node, datacenter: config.datacenter, http: `${bound.address}:${bound.port}`, dataDir, version: VERSION }, 'nodemesh agent running');
+  log.info({
+    node: config.node, datacenter: config.datacenter, http: `${bound.address}:${bound.port}`, dataDir, version: VERSION,
+    trustDomain: ca.trustDomain, defaultIntentionPolicy: defaultPolicy,
+  }, 'nodemesh agent running');
 
   function stop(reason = 'shutdown'): Promise<void> {
     stopping ??= (async () => {
@@ -115,6 +156,9 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       const force = setTimeout(() => server.closeAllConnections(), 10_000);
       await closed;
       clearTimeout(force);
+      await dataPlane.stop();
+      leaves.stop();
+      await intentions.close();
       await local.close();
       if (tempDir) rmSync(dataDir, { recursive: true, force: true });
       log.info('agent stopped');
@@ -123,5 +167,5 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     return stopping;
   }
 
-  return { http: { host: bound.address, port: bound.port }, dataDir, catalog, local, stop, stopped };
+  return { http: { host: bound.address, port: bound.port }, dataDir, catalog, local, ca, leaves, intentions, dataPlane, stop, stopped };
 }

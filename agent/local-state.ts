@@ -129,7 +129,7 @@ export class LocalState {
   async registerService(input: ServiceInput, opts: { replaceExistingChecks?: boolean; fromConfig?: boolean } = {}): Promise<ServiceRecord> {
     const main = normalizeService(input);
     const existing = [...this.entry.services.values()];
-    const sidecar = main.sidecar ? normalizeService(expandSidecar(main.service, main.sidecar, existing)) : undefined;
+    const sidecar = main.sidecar ? normalizeService(expandSidecar(main.service, main.sidecar, existing, this.entry.info.Address)) : undefined;
     let stored!: ServiceRecord;
     await this.commit(() => {
       this.catalog.mutate(this.nodeName, (tx) => {

@@ -11,7 +11,7 @@ export const SIDECAR_MAX_PORT = 21255;
  * Builds the sidecar's definition from the parent's. `existing` is the agent's current services, used
  * to keep a sidecar's port across re-registration and to skip ports other sidecars hold.
  */
-export function expandSidecar(parent: ServiceRecord | Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'>, sidecar: ServiceInput, existing: Iterable<ServiceRecord>): ServiceInput {
+export function expandSidecar(parent: ServiceRecord | Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'>, sidecar: ServiceInput, existing: Iterable<ServiceRecord>, nodeAddress: string): ServiceInput {
   if (sidecar.Connect && (sidecar.Connect as { SidecarService?: unknown }).SidecarService) {
     throw badRequest('sidecar_service cannot have a nested sidecar_service', 'SIDECAR_INVALID');
   }
@@ -39,17 +39,19 @@ export function expandSidecar(parent: ServiceRecord | Omit<ServiceRecord, 'Creat
     Port: port,
     Tags: sidecar.Tags ?? [...parent.Tags],
     Meta: sidecar.Meta ?? { ...parent.Meta },
-    Address: sidecar.Address ?? parent.Address,
+    // Like Consul, the sidecar does not take the parent's address: its public listener is on the node's.
+    Address: sidecar.Address ?? '',
     Proxy: {
       ...proxy,
       DestinationServiceName: parent.Service,
       DestinationServiceID: parent.ID,
-      LocalServiceAddress: proxy.LocalServiceAddress || '127.0.0.1',
+      // Consul defaults to 127.0.0.1; a workload with its own address (a pod IP) is reached there instead.
+      LocalServiceAddress: proxy.LocalServiceAddress || parent.Address || '127.0.0.1',
       LocalServicePort: proxy.LocalServicePort || parent.Port,
     },
     ...(hasChecks ? {} : {
       Checks: [
-        { Name: 'Connect Sidecar Listening', TCP: `${sidecar.Address || parent.Address || '127.0.0.1'}:${port}`, Interval: 10_000 },
+        { Name: 'Connect Sidecar Listening', TCP: `${sidecar.Address || nodeAddress}:${port}`, Interval: 10_000 },
         { Name: `Connect Sidecar Aliasing ${parent.ID}`, AliasService: parent.ID },
       ],
     }),

@@ -2,6 +2,7 @@
 
 export class ChangeFeed {
   private waiters = new Set<() => void>();
+  private subscribers = new Set<() => void>();
   private closed = false;
 
   /** Resolves on the next change, after `timeoutMs`, at close, or when `signal` aborts — whichever comes first. */
@@ -26,12 +27,20 @@ export class ChangeFeed {
 
   notify(): void {
     for (const w of [...this.waiters]) w();
+    for (const s of [...this.subscribers]) s();
+  }
+
+  /** Calls `fn` after every change until the returned function is called. */
+  subscribe(fn: () => void): () => void {
+    this.subscribers.add(fn);
+    return () => this.subscribers.delete(fn);
   }
 
   /** Releases every parked waiter now and from then on (used at shutdown). */
   close(): void {
     this.closed = true;
-    this.notify();
+    for (const w of [...this.waiters]) w();
+    this.subscribers.clear();
   }
 
   get parked(): number {

@@ -106,5 +106,6 @@ test('a corrupt state file stops the start with a clear message, and is left for
   const r = await runCli(['agent', '--data-dir', dataDir, '--http-port', '0', '--log-json']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /not valid JSON.*move it away/);
-  assert.deepEqual(readdirSync(dataDir).sort(), ['local-state.json', 'node-id']);
+  assert.equal(readFileSync(join(dataDir, 'local-state.json'), 'utf8'), '{"format":1,"node":');
+  assert.ok(!readdirSync(dataDir).some((f) => f.endsWith('.tmp')));
 });

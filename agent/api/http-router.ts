@@ -53,6 +53,13 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** Whether the request carries the agent's token (always true when none is configured). */
+export function tokenAllows(req: IncomingMessage, query: URLSearchParams, aclToken: string | undefined): boolean {
+  if (aclToken === undefined) return true;
+  const token = requestToken(req, query);
+  return token !== undefined && sameSecret(token, aclToken);
+}
+
 export class Router {
   private readonly routes: Route[] = [];
   private readonly shutdown = new AbortController();
@@ -102,11 +109,8 @@ export class Router {
         return sendText(res, 405, `method ${method} not allowed`, { Allow: [...new Set(matches.map((x) => x.r.method))].join(', ') });
       }
       routeName = hit.r.name;
-      if (hit.r.write && this.opts.aclToken !== undefined) {
-        const token = requestToken(req, url.searchParams);
-        if (!token || !sameSecret(token, this.opts.aclToken)) {
-          return sendText(res, 403, 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
-        }
+      if (hit.r.write && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
+        return sendText(res, 403, 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
       }
       const params: Record<string, string> = {};
       hit.r.keys.forEach((k, i) => { params[k] = hit.m![i + 1]; });

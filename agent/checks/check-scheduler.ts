@@ -18,7 +18,7 @@ export interface CheckSchedulerOptions {
   log: Logger;
 }
 
-interface Runner { key: string; stop(): void }
+interface Runner { key: string; stop(): void; runNow?(): void }
 
 const SEVERITY: Record<HealthStatus, number> = { passing: 0, warning: 1, critical: 2, maintenance: 3 };
 
@@ -86,13 +86,18 @@ export class CheckScheduler {
     let failures = def.FailuresBeforeCritical ?? 0;
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
+    let running = false;
     const run = async () => {
+      if (running) return;
+      running = true;
+      clearTimeout(timer);
       let r: ProbeResult;
       try {
         r = await probe(def);
       } catch (e) {
         r = { status: 'critical', output: `check failed: ${(e as Error).message}` };
       }
+      running = false;
       if (stopped) return;
       if (r.status === 'passing' || r.status === 'warning') {
         successes++;
@@ -107,7 +112,11 @@ export class CheckScheduler {
     };
     // Like Consul, stagger the first run randomly within one interval so checks do not fire in lockstep.
     timer = setTimeout(run, Math.random() * Math.min(def.Interval ?? 10_000, 1000));
-    return { key, stop: () => { stopped = true; clearTimeout(timer); } };
+    return {
+      key,
+      stop: () => { stopped = true; clearTimeout(timer); },
+      runNow: () => { if (!stopped) void run(); },
+    };
   }
 
   private armTtl(id: string, ttl: number): void {
@@ -127,6 +136,11 @@ export class CheckScheduler {
   private disarmTtl(id: string): void {
     clearTimeout(this.ttlTimers.get(id));
     this.ttlTimers.delete(id);
+  }
+
+  /** Probes a service's interval checks now instead of at their next tick (e.g. its listener just opened). */
+  probeNow(serviceId: string): void {
+    for (const c of this.host.localChecks()) if (c.ServiceID === serviceId) this.runners.get(c.CheckID)?.runNow?.();
   }
 
   /** A TTL check was updated through the API: its timer starts again. */

@@ -70,7 +70,7 @@ export function agentCommand(program: Command): void {
         const msg = isNodemeshError(e) ? e.message : (e as Error).stack;
         log.fatal({ code: isNodemeshError(e) ? e.code : undefined }, `agent failed to start: ${msg}`);
         process.stderr.write(`nodemesh: ${msg}\n`);
-        process.exit(1);
+        process.exit(isNodemeshError(e) && e.status === 2 ? 2 : 1);
       }
       const base = `http://${agent.http.host.includes(':') ? `[${agent.http.host}]` : agent.http.host}:${agent.http.port}`;
       if (process.stdout.isTTY) {

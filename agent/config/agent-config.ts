@@ -22,11 +22,16 @@ export interface AgentConfig {
   services: Record<string, unknown>[];
   checkReapIntervalMs: number;
   checkDeregisterIntervalMinMs: number;
+  /** `allow` in dev, `deny` otherwise, unless set. */
+  defaultIntentionPolicy: 'allow' | 'deny' | undefined;
+  leafCertTtlMs: number;
+  caFile: string | undefined;
+  caKeyFile: string | undefined;
 }
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
 
-type Kind = 'bool' | 'string' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter';
+type Kind = 'bool' | 'string' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl';
 
 /** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
 export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
@@ -45,6 +50,10 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   acl_token: { kind: 'string', field: 'aclToken' },
   check_reap_interval: { kind: 'duration', field: 'checkReapIntervalMs' },
   check_deregister_interval_min: { kind: 'duration', field: 'checkDeregisterIntervalMinMs' },
+  default_intention_policy: { kind: 'policy', field: 'defaultIntentionPolicy' },
+  leaf_cert_ttl: { kind: 'leafttl', field: 'leafCertTtlMs' },
+  ca_file: { kind: 'string', field: 'caFile' },
+  ca_key_file: { kind: 'string', field: 'caKeyFile' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -85,6 +94,15 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
       if (!l) throw bad('must be one of trace, debug, info, warn, error');
       return l;
     }
+    case 'policy':
+      if (value !== 'allow' && value !== 'deny') throw bad('must be "allow" or "deny"');
+      return value;
+    case 'leafttl': {
+      let ms = NaN;
+      try { ms = typeof value === 'string' ? parseGoDuration(value) : NaN; } catch { /* reported below */ }
+      if (!(ms >= 60_000 && ms <= 8760 * 3_600_000)) throw bad('must be a duration between 1m and 8760h, e.g. "72h"');
+      return ms;
+    }
     case 'duration': {
       if (typeof value !== 'string') throw bad('must be a duration string such as "30s"');
       try {
@@ -114,6 +132,10 @@ export function defaultConfig(): AgentConfig {
     services: [],
     checkReapIntervalMs: 30_000,
     checkDeregisterIntervalMinMs: 60_000,
+    defaultIntentionPolicy: undefined,
+    leafCertTtlMs: 72 * 3_600_000,
+    caFile: undefined,
+    caKeyFile: undefined,
   };
 }
 

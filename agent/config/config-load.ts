@@ -95,6 +95,7 @@ export function loadConfig(src: ConfigSources): AgentConfig {
     (cfg as unknown as Record<string, unknown>)[spec.field] = convertValue(key, value, `flag --${key.replace(/_/g, '-')}`, true);
   }
   if (!cfg.bind) cfg.bind = cfg.dev ? '127.0.0.1' : '0.0.0.0';
+  cfg.defaultIntentionPolicy ??= cfg.dev ? 'allow' : 'deny';
   if (!cfg.dev && !cfg.dataDir) throw configError('data_dir must be set outside dev mode: pass --data-dir DIR (or --dev for a throwaway agent)');
   if (!cfg.aclToken && !isLoopback(cfg.client)) {
     throw configError(`refusing to serve the HTTP API on non-loopback address ${cfg.client} without an ACL token: set acl_token (or --acl-token, or NODEMESH_ACL_TOKEN), or use --client 127.0.0.1`);

@@ -1,0 +1,129 @@
+// /v1/connect/* and /v1/agent/connect/*: intentions, authorization, CA roots and leaf certificates.
+
+import { NodemeshError } from '../../catalog/errors.js';
+import { decide, matchIntentions } from '../../intentions/decision.js';
+import type { IntentionInput } from '../../intentions/intention.js';
+import type { IntentionStore } from '../../intentions/intention-store.js';
+import type { CertificateAuthority } from '../ca/certificate-authority.js';
+import type { LeafCerts } from '../ca/leaf-certs.js';
+import { parseServiceId } from '../proxy/spiffe-id.js';
+import { decodeOrThrow } from '../service-definition.js';
+import type { ApiDeps } from './api-deps.js';
+import { answerBlocking } from './blocking-query.js';
+import type { RequestContext, Router } from './http-router.js';
+import { sendJson, sendText, tokenAllows } from './http-router.js';
+import { decodeBody, type Schema } from './strict-json.js';
+
+export interface ConnectDeps {
+  intentions: IntentionStore;
+  ca: CertificateAuthority;
+  leaves: LeafCerts;
+  defaultPolicy: 'allow' | 'deny';
+}
+
+const INTENTION_SCHEMA: Schema = {
+  ID: 'string', Description: 'string', SourceNS: 'string', SourceName: 'string', DestinationNS: 'string',
+  DestinationName: 'string', SourceType: 'string', Action: 'string', DefaultAddr: 'string', DefaultPort: 'int',
+  Meta: 'map[string]string',
+  // Read-only fields a client echoes back from a GET; accepted and ignored, as Consul does.
+  Precedence: 'int', CreatedAt: 'any', UpdatedAt: 'any', Hash: 'any', CreateIndex: 'any', ModifyIndex: 'any', LegacyID: 'any', Permissions: 'any',
+};
+
+const READ_ONLY = ['Precedence', 'CreatedAt', 'UpdatedAt', 'Hash', 'CreateIndex', 'ModifyIndex', 'LegacyID'];
+
+async function intentionBody(ctx: RequestContext): Promise<IntentionInput> {
+  const text = await ctx.body();
+  const body = decodeOrThrow<Record<string, unknown>>(() => decodeBody(text, INTENTION_SCHEMA));
+  if (body.Permissions !== undefined) throw new NodemeshError('INTENTION_L7_UNSUPPORTED', 'Permissions (L7 intentions) are not supported on this endpoint', 400);
+  for (const k of READ_ONLY) delete body[k];
+  return body as IntentionInput;
+}
+
+const required = (q: URLSearchParams, name: string) => {
+  const v = q.get(name);
+  if (!v) throw new NodemeshError('API_MISSING_PARAM', `required query parameter '${name}' not set`, 400);
+  return v;
+};
+
+export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
+  const store = c.intentions;
+
+  r.on('GET', '/v1/connect/intentions', (ctx) => {
+    if (ctx.query.get('filter')) throw new NodemeshError('API_FILTER_UNSUPPORTED', 'Failed to create boolean expression evaluator: ?filter is not supported by nodemesh yet; filter the result on the client', 400);
+    return answerBlocking(ctx, store.feed, () => ({ index: store.index, body: store.list() }));
+  });
+
+  r.on('POST', '/v1/connect/intentions', async (ctx) => {
+    const created = await store.create(await intentionBody(ctx));
+    d.log.info({ id: created.ID, source: created.SourceName, destination: created.DestinationName, action: created.Action }, 'intention created');
+    sendJson(ctx.res, 200, { ID: created.ID });
+  });
+
+  r.on('GET', '/v1/connect/intentions/match', (ctx) => {
+    const by = required(ctx.query, 'by');
+    if (by !== 'source' && by !== 'destination') throw new NodemeshError('API_BAD_PARAM', "'by' parameter must be one of 'source' or 'destination'", 400);
+    required(ctx.query, 'name');
+    const names = ctx.query.getAll('name');
+    return answerBlocking(ctx, store.feed, () => ({
+      index: store.index,
+      body: Object.fromEntries(names.map((n) => [n, matchIntentions(store.list(), by, n)])),
+    }));
+  });
+
+  r.on('GET', '/v1/connect/intentions/check', (ctx) => {
+    const source = required(ctx.query, 'source');
+    const destination = required(ctx.query, 'destination');
+    const type = ctx.query.get('source-type') ?? 'consul';
+    if (type !== 'consul') throw new NodemeshError('API_BAD_PARAM', `unsupported SourceType: ${JSON.stringify(type)}`, 400);
+    sendJson(ctx.res, 200, { Allowed: decide(store.list(), source, destination, c.defaultPolicy).allowed });
+  });
+
+  r.on('GET', '/v1/connect/intentions/:id', (ctx) => sendJson(ctx.res, 200, store.get(ctx.params.id)));
+
+  r.on('PUT', '/v1/connect/intentions/:id', async (ctx) => {
+    const body = await intentionBody(ctx);
+    delete body.ID; // the URL's ID wins
+    const updated = await store.update(ctx.params.id, body);
+    d.log.info({ id: updated.ID, action: updated.Action }, 'intention updated');
+    sendJson(ctx.res, 200, true);
+  });
+
+  r.on('DELETE', '/v1/connect/intentions/:id', async (ctx) => {
+    await store.delete(ctx.params.id);
+    d.log.info({ id: ctx.params.id }, 'intention deleted');
+    sendJson(ctx.res, 200, true);
+  });
+
+  r.on('POST', '/v1/agent/connect/authorize', async (ctx) => {
+    const text = await ctx.body();
+    let body: { Target?: string; ClientCertURI?: string; ClientCertSerial?: string };
+    try {
+      body = decodeOrThrow(() => decodeBody(text, { Target: 'string', ClientCertURI: 'string', ClientCertSerial: 'string', Namespace: 'string' }));
+    } catch (e) {
+      throw new NodemeshError('API_DECODE', `Bad request: ${(e as Error).message}`, 400);
+    }
+    if (!body.Target) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: Target service must be specified', 400);
+    const uri = body.ClientCertURI ?? '';
+    if (!uri.startsWith('spiffe://')) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: ClientCertURI not a valid Connect identifier', 400);
+    const id = parseServiceId(uri);
+    if (!id) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: ClientCertURI not a valid Service identifier', 400);
+    const decision = decide(store.list(), id.service, body.Target, c.defaultPolicy, id.namespace);
+    sendJson(ctx.res, 200, { Authorized: decision.allowed, Reason: decision.reason }, { 'X-Cache': 'MISS', Age: '0' });
+  });
+
+  const roots = (ctx: RequestContext) => answerBlocking(ctx, c.leaves.feed, () => ({ index: 1, body: c.ca.rootsView(1) }));
+  r.on('GET', '/v1/agent/connect/ca/roots', roots);
+  r.on('GET', '/v1/connect/ca/roots', roots);
+
+  r.on('GET', '/v1/agent/connect/ca/leaf/:service*', async (ctx) => {
+    const service = ctx.params.service;
+    if (!service) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+    // A leaf carries a private key: with a token configured, reading one needs it too.
+    if (!tokenAllows(ctx.req, ctx.query, d.config.aclToken)) return sendText(ctx.res, 403, 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
+    await c.leaves.get(service);
+    return answerBlocking(ctx, c.leaves.feed, () => {
+      const leaf = c.leaves.current(service)!;
+      return { index: leaf.ModifyIndex, body: leaf };
+    });
+  });
+}

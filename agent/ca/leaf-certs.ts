@@ -1,0 +1,121 @@
+// Leaf certificates for local services: signed on demand, renewed at a random point in 60–90 % of their life.
+
+import type { Logger } from 'pino';
+import { ChangeFeed } from '../../catalog/change-feed.js';
+import type { CertificateAuthority } from './certificate-authority.js';
+import { colonHex } from './x509-certs.js';
+
+export interface Leaf {
+  Service: string;
+  ServiceURI: string;
+  SerialNumber: string;
+  /** The leaf followed by any intermediates. */
+  CertPEM: string;
+  PrivateKeyPEM: string;
+  ValidAfter: string;
+  ValidBefore: string;
+  CreateIndex: number;
+  ModifyIndex: number;
+}
+
+export interface LeafCertsOptions { datacenter: string; ttlMs: number; log: Logger }
+
+export class LeafCerts {
+  readonly feed = new ChangeFeed();
+  private readonly leaves = new Map<string, Leaf>();
+  private readonly signing = new Map<string, Promise<Leaf>>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly listeners = new Set<(leaf: Leaf) => void>();
+  private lastIndex = 1;
+  private stopped = false;
+
+  constructor(private readonly ca: CertificateAuthority, private readonly opts: LeafCertsOptions) {}
+
+  get index(): number {
+    return this.lastIndex;
+  }
+
+  /** Called with every new or renewed leaf. */
+  onLeaf(fn: (leaf: Leaf) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  current(service: string): Leaf | undefined {
+    return this.leaves.get(service);
+  }
+
+  /** The service's current leaf, signing one if there is none yet. */
+  get(service: string): Promise<Leaf> {
+    const have = this.leaves.get(service);
+    if (have) return Promise.resolve(have);
+    return this.sign(service);
+  }
+
+  /** Signs a fresh leaf now (renewal, or a forced rotation). */
+  sign(service: string): Promise<Leaf> {
+    const inflight = this.signing.get(service);
+    if (inflight) return inflight;
+    const p = (async () => {
+      const signed = await this.ca.signService(this.opts.datacenter, service, this.opts.ttlMs);
+      const prev = this.leaves.get(service);
+      const index = ++this.lastIndex;
+      const leaf: Leaf = {
+        Service: service,
+        ServiceURI: this.ca.spiffeId(this.opts.datacenter, service),
+        SerialNumber: colonHex(signed.serial),
+        CertPEM: [signed.certPem, ...this.ca.intermediates].join(''),
+        PrivateKeyPEM: signed.keyPem,
+        ValidAfter: signed.notBefore.toISOString(),
+        ValidBefore: signed.notAfter.toISOString(),
+        CreateIndex: prev?.CreateIndex ?? index,
+        ModifyIndex: index,
+      };
+      if (this.stopped) return leaf;
+      this.leaves.set(service, leaf);
+      this.scheduleRenewal(service, signed.notBefore, signed.notAfter);
+      this.opts.log.info({ service, serial: leaf.SerialNumber, validBefore: leaf.ValidBefore }, prev ? 'leaf certificate renewed' : 'leaf certificate issued');
+      for (const fn of this.listeners) fn(leaf);
+      this.feed.notify();
+      return leaf;
+    })().finally(() => this.signing.delete(service));
+    this.signing.set(service, p);
+    return p;
+  }
+
+  private scheduleRenewal(service: string, notBefore: Date, notAfter: Date): void {
+    clearTimeout(this.timers.get(service));
+    const life = notAfter.getTime() - notBefore.getTime();
+    const at = notBefore.getTime() + life * (0.6 + Math.random() * 0.3);
+    // setTimeout holds at most ~24.8 days; longer waits re-arm on the way.
+    const delay = Math.min(Math.max(at - Date.now(), 1000), 2 ** 31 - 1);
+    const t = setTimeout(() => {
+      if (Date.now() + 1000 < at) return this.scheduleRenewal(service, notBefore, notAfter);
+      this.sign(service).catch((e: Error) => {
+        this.opts.log.error({ service, err: e.message }, 'leaf renewal failed; retrying in 30s');
+        setTimeout(() => void this.sign(service).catch(() => undefined), 30_000).unref();
+      });
+    }, delay);
+    t.unref();
+    this.timers.set(service, t);
+  }
+
+  /** Stops renewing a service's leaf (its last local instance went away). */
+  drop(service: string): void {
+    clearTimeout(this.timers.get(service));
+    this.timers.delete(service);
+    this.leaves.delete(service);
+  }
+
+  /** Seconds until each leaf expires, for metrics. */
+  expiries(): { service: string; seconds: number }[] {
+    return [...this.leaves.values()].map((l) => ({ service: l.Service, seconds: (Date.parse(l.ValidBefore) - Date.now()) / 1000 }));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    this.feed.close();
+  }
+}

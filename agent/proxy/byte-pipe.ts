@@ -1,0 +1,38 @@
+// Joins two sockets: bytes both ways with backpressure, half-close carried across, and one teardown for both.
+
+import type { Socket } from 'node:net';
+
+export interface PipeResult { fromA: number; fromB: number }
+
+/**
+ * Pipes `a` and `b` into each other. When one side ends its writes, the other side's write half is
+ * ended too (half-close), so a client that shuts down its write side still gets the reply. Both
+ * sockets must be created with allowHalfOpen. An error or reset on either side destroys both.
+ */
+export function joinSockets(a: Socket, b: Socket, onClose?: (r: PipeResult) => void): void {
+  let closed = 0;
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    onClose?.({ fromA: a.bytesRead, fromB: b.bytesRead });
+  };
+  const teardown = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.on('error', teardown);
+  b.on('error', teardown);
+  const closedOne = () => {
+    closed++;
+    if (closed === 2) finish();
+    else {
+      // One side is gone entirely; the other cannot deliver anything more.
+      teardown();
+    }
+  };
+  a.once('close', closedOne);
+  b.once('close', closedOne);
+  a.pipe(b);
+  b.pipe(a);
+}

@@ -1,0 +1,194 @@
+// The data plane's manager: opens and closes public and upstream listeners as the local catalog changes, and revokes on intention changes.
+
+import type { Logger } from 'pino';
+import type { Catalog } from '../../catalog/catalog-store.js';
+import type { ChangeFeed } from '../../catalog/change-feed.js';
+import type { ServiceRecord } from '../../catalog/types.js';
+import type { LeafCerts } from '../ca/leaf-certs.js';
+import { InboundListener, type Authorize, type InboundTarget } from './inbound.js';
+import { UpstreamListener, type Endpoint, type UpstreamSpec } from './outbound.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
+import type { ServiceTls } from './tls-identity.js';
+
+export interface DataPlaneOptions {
+  catalog: Catalog;
+  nodeName: string;
+  /** Where public listeners bind (--bind). */
+  bind: string;
+  tls: ServiceTls;
+  leaves: LeafCerts;
+  authorize: Authorize;
+  intentionsFeed: ChangeFeed;
+  metrics: ProxyMetrics;
+  log: Logger;
+  /** A public listener opened: its sidecar's checks can be probed at once. */
+  onListening?(proxyId: string): void;
+}
+
+interface DesiredInbound { port: number; target: InboundTarget }
+
+/** Connect-capable endpoints for `name` whose every check passes, as /v1/health/connect/:name?passing. */
+export function healthyEndpoints(catalog: Catalog, name: string): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const node of catalog.allNodes()) {
+    for (const s of node.services.values()) {
+      const capable = (s.Kind === 'connect-proxy' && s.Proxy?.DestinationServiceName === name) || (s.Service === name && s.Connect?.Native === true);
+      if (!capable) continue;
+      if (!catalog.checksForInstance(node, s.ID).every((c) => c.Status === 'passing')) continue;
+      out.push({ host: s.Address || node.info.Address, port: s.Port });
+    }
+  }
+  return out;
+}
+
+export class DataPlane {
+  private readonly inbound = new Map<string, InboundListener>();
+  private readonly outbound = new Map<string, UpstreamListener>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private reconciling: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly o: DataPlaneOptions) {}
+
+  start(): Promise<void> {
+    this.unsubscribe.push(this.o.catalog.feed.subscribe(() => void this.reconcile()));
+    this.unsubscribe.push(this.o.intentionsFeed.subscribe(() => this.revalidate()));
+    this.unsubscribe.push(this.o.leaves.onLeaf((leaf) => {
+      for (const l of this.inbound.values()) {
+        if (l.service === leaf.Service) void l.refreshTls().catch((e: Error) => this.o.log.error({ err: e.message }, 'could not load the renewed leaf'));
+      }
+    }));
+    return this.reconcile();
+  }
+
+  /** Re-decides every open inbound connection against the current intentions. */
+  revalidate(): void {
+    for (const l of this.inbound.values()) l.revalidate();
+  }
+
+  private localServices(): ServiceRecord[] {
+    return [...(this.o.catalog.getNode(this.o.nodeName)?.services.values() ?? [])];
+  }
+
+  private desired(): { inbound: Map<string, DesiredInbound>; outbound: Map<string, UpstreamSpec> } {
+    const services = this.localServices();
+    const byId = new Map(services.map((s) => [s.ID, s]));
+    const inbound = new Map<string, DesiredInbound>();
+    const outbound = new Map<string, UpstreamSpec>();
+    for (const p of services) {
+      if (p.Kind !== 'connect-proxy' || !p.Proxy?.DestinationServiceName) continue;
+      const dest = p.Proxy.DestinationServiceName;
+      const parent = p.Proxy.DestinationServiceID ? byId.get(p.Proxy.DestinationServiceID) : undefined;
+      inbound.set(`${this.o.bind}:${p.Port}`, {
+        port: p.Port,
+        target: {
+          proxyId: p.ID, service: dest,
+          appHost: p.Proxy.LocalServiceAddress || parent?.Address || '127.0.0.1',
+          appPort: p.Proxy.LocalServicePort || parent?.Port || 0,
+        },
+      });
+      for (const u of p.Proxy.Upstreams ?? []) {
+        if (u.DestinationType !== 'service') continue;
+        const bindAddress = u.LocalBindAddress || '127.0.0.1';
+        const key = `${bindAddress}:${u.LocalBindPort}`;
+        const declarer = { proxyId: p.ID, sourceService: dest, address: parent?.Address || p.Address };
+        const have = outbound.get(key);
+        if (have) {
+          if (have.destination !== u.DestinationName) {
+            this.o.log.error({ listen: key, kept: have.destination, ignored: u.DestinationName, proxy: p.ID }, 'two upstreams declare one listener for different destinations; keeping the first');
+            continue;
+          }
+          have.declarers.push(declarer);
+          continue;
+        }
+        const cfg = (u.Config ?? {}) as Record<string, unknown>;
+        outbound.set(key, {
+          bindAddress, bindPort: u.LocalBindPort, destination: u.DestinationName,
+          lb: cfg.lb === 'least_conn' ? 'least_conn' : 'round_robin',
+          connectTimeoutMs: typeof cfg.connect_timeout_ms === 'number' ? cfg.connect_timeout_ms : 5000,
+          declarers: [declarer],
+        });
+      }
+    }
+    return { inbound, outbound };
+  }
+
+  /** Brings the listeners in line with the catalog; concurrent calls coalesce. */
+  reconcile(): Promise<void> {
+    if (this.reconciling) {
+      this.again = true;
+      return this.reconciling;
+    }
+    this.reconciling = (async () => {
+      do {
+        this.again = false;
+        await this.reconcileOnce();
+      } while (this.again && !this.stopped);
+    })().finally(() => { this.reconciling = null; });
+    return this.reconciling;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (this.stopped) return;
+    const want = this.desired();
+    for (const [key, l] of this.inbound) {
+      const w = want.inbound.get(key);
+      if (!w || w.target.service !== l.service) {
+        this.inbound.delete(key);
+        await l.close();
+        this.o.log.info({ listen: key }, 'public listener closed');
+      }
+    }
+    for (const [key, w] of want.inbound) {
+      const have = this.inbound.get(key);
+      if (have) {
+        have.update(w.target);
+        continue;
+      }
+      const l = new InboundListener(this.o.bind, w.port, w.target, this.o.tls, this.o.authorize, this.o.log, this.o.metrics);
+      try {
+        await l.start();
+        this.inbound.set(key, l);
+        this.o.onListening?.(w.target.proxyId);
+      } catch (e) {
+        this.o.log.error({ listen: key, service: w.target.service, err: (e as Error).message }, 'cannot open public listener');
+      }
+    }
+    for (const [key, l] of this.outbound) {
+      const w = want.outbound.get(key);
+      if (!w || w.destination !== l.destination) {
+        this.outbound.delete(key);
+        await l.close();
+        this.o.log.info({ listen: key }, 'upstream listener closed');
+      }
+    }
+    for (const [key, w] of want.outbound) {
+      const have = this.outbound.get(key);
+      if (have) {
+        have.update(w);
+        continue;
+      }
+      const l = new UpstreamListener(w, this.o.tls, (d) => healthyEndpoints(this.o.catalog, d), this.o.log, this.o.metrics);
+      try {
+        await l.start();
+        this.outbound.set(key, l);
+      } catch (e) {
+        this.o.log.error({ listen: key, destination: w.destination, err: (e as Error).message }, 'cannot open upstream listener');
+      }
+    }
+  }
+
+  listeners(): { inbound: string[]; outbound: string[] } {
+    return { inbound: [...this.inbound.keys()], outbound: [...this.outbound.keys()] };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const u of this.unsubscribe) u();
+    await this.reconciling;
+    await Promise.all([...this.inbound.values(), ...this.outbound.values()].map((l) => l.close()));
+    this.inbound.clear();
+    this.outbound.clear();
+  }
+}

@@ -1,0 +1,159 @@
+// The inbound side: a service's public mTLS listener — verify the client, decide by intention, forward to the app, revoke live.
+
+import { connect, type Socket } from 'node:net';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Decision } from '../../intentions/decision.js';
+import { joinSockets } from './byte-pipe.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
+import type { ServiceIdentity } from './spiffe-id.js';
+import type { ServiceTls } from './tls-identity.js';
+
+export interface InboundTarget {
+  /** The connect-proxy registration this listener serves. */
+  proxyId: string;
+  /** The destination service name (what intentions are written against). */
+  service: string;
+  appHost: string;
+  appPort: number;
+}
+
+export type Authorize = (source: ServiceIdentity, destination: string) => Decision;
+
+interface OpenConn { client: TLSSocket; app: Socket; source: ServiceIdentity }
+
+const APP_CONNECT_TIMEOUT_MS = 1000;
+
+export class InboundListener {
+  private server?: Server;
+  private readonly open = new Set<OpenConn>();
+  /** Every accepted TCP connection, handshaking or not, so close() can end them all. */
+  private readonly raw = new Set<Socket>();
+
+  constructor(
+    readonly bind: string,
+    readonly port: number,
+    private target: InboundTarget,
+    private readonly tls: ServiceTls,
+    private readonly authorize: Authorize,
+    private readonly log: Logger,
+    private readonly metrics: ProxyMetrics,
+  ) {}
+
+  get service(): string {
+    return this.target.service;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({ ...await this.tls.leafOptions(this.target.service), requestCert: true, rejectUnauthorized: true, allowHalfOpen: true, handshakeTimeout: 5_000 });
+    server.on('connection', (sock: Socket) => {
+      this.raw.add(sock);
+      sock.once('close', () => this.raw.delete(sock));
+    });
+    server.on('secureConnection', (s) => this.accept(s));
+    server.on('tlsClientError', (err, s) => {
+      this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination: this.target.service, reason: 'tls' });
+      this.log.debug({ destination: this.target.service, peer: s.remoteAddress, err: err.message }, 'inbound TLS handshake refused');
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, this.bind, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.log.error({ err: e.message, port: this.port }, 'inbound listener error'));
+    this.server = server;
+    this.log.info({ service: this.target.service, listen: `${this.bind}:${this.port}`, app: `${this.target.appHost}:${this.target.appPort}` }, 'public listener open');
+  }
+
+  /** New handshakes use the service's current leaf; open connections keep theirs. */
+  async refreshTls(): Promise<void> {
+    if (this.server) this.server.setSecureContext(await this.tls.leafOptions(this.target.service));
+  }
+
+  update(target: InboundTarget): void {
+    this.target = target;
+  }
+
+  private accept(client: TLSSocket): void {
+    const destination = this.target.service;
+    const id = this.tls.clientIdentity(client);
+    if (typeof id === 'string') {
+      this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination, reason: 'identity' });
+      this.log.warn({ destination, peer: client.remoteAddress, reason: id }, 'inbound connection denied: bad client identity');
+      client.destroy();
+      return;
+    }
+    const decision = this.authorize(id, destination);
+    if (!decision.allowed) {
+      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: decision.intention ? 'intention' : 'default_policy' });
+      this.log.warn({
+        source: id.service, destination, peer: client.remoteAddress,
+        intention: decision.intention ? { id: decision.intention.ID, precedence: decision.intention.Precedence, action: decision.intention.Action } : 'default policy',
+      }, `inbound connection denied: ${decision.reason}`);
+      client.destroy();
+      return;
+    }
+    const labels = { direction: 'inbound' as const, source: id.service, destination };
+    const app = connect({ host: this.target.appHost, port: this.target.appPort, allowHalfOpen: true, timeout: APP_CONNECT_TIMEOUT_MS });
+    const onFail = (e: Error) => {
+      this.log.warn({ ...labels, app: `${this.target.appHost}:${this.target.appPort}`, err: e.message }, 'inbound: cannot reach the local app');
+      client.destroy();
+      app.destroy();
+    };
+    app.once('timeout', () => onFail(new Error('connect timeout')));
+    app.once('error', onFail);
+    client.once('error', () => app.destroy());
+    app.once('connect', () => {
+      app.setTimeout(0);
+      app.off('error', onFail);
+      const conn: OpenConn = { client, app, source: id };
+      this.open.add(conn);
+      this.metrics.opened.inc(labels);
+      this.metrics.active.inc(labels);
+      joinSockets(client, app, ({ fromA, fromB }) => {
+        this.open.delete(conn);
+        this.metrics.active.dec(labels);
+        this.metrics.bytes.inc({ ...labels, flow: 'tx' }, fromA);
+        this.metrics.bytes.inc({ ...labels, flow: 'rx' }, fromB);
+      });
+    });
+  }
+
+  /** Re-decides every open connection (intentions changed) and closes the ones now denied. */
+  revalidate(): number {
+    let closed = 0;
+    for (const c of [...this.open]) {
+      const d = this.authorize(c.source, this.target.service);
+      if (d.allowed) continue;
+      closed++;
+      this.open.delete(c);
+      this.metrics.denied.inc({ direction: 'inbound', source: c.source.service, destination: this.target.service, reason: 'revoked' });
+      this.log.warn({
+        source: c.source.service, destination: this.target.service,
+        intention: d.intention ? { id: d.intention.ID, precedence: d.intention.Precedence, action: d.intention.Action } : 'default policy',
+      }, `open connection revoked: ${d.reason}`);
+      c.client.destroy();
+      c.app.destroy();
+    }
+    return closed;
+  }
+
+  get openConnections(): number {
+    return this.open.size;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const c of this.open) {
+      c.client.destroy();
+      c.app.destroy();
+    }
+    this.open.clear();
+    for (const sock of this.raw) sock.destroy();
+    this.raw.clear();
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+}

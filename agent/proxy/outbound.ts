@@ -1,0 +1,187 @@
+// The outbound side: an upstream listener — attribute the caller to a local service, pick an instance, dial it over mTLS.
+
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { joinSockets } from './byte-pipe.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
+import type { ServiceTls } from './tls-identity.js';
+
+export interface UpstreamDeclarer {
+  /** The connect-proxy registration that declares the upstream. */
+  proxyId: string;
+  /** The service connections from this declarer act as. */
+  sourceService: string;
+  /** The instance's address, used to tell declarers apart by source IP. */
+  address: string;
+}
+
+export interface UpstreamSpec {
+  bindAddress: string;
+  bindPort: number;
+  destination: string;
+  lb: 'round_robin' | 'least_conn';
+  connectTimeoutMs: number;
+  declarers: UpstreamDeclarer[];
+}
+
+export interface Endpoint { host: string; port: number }
+
+export type FindEndpoints = (destination: string) => Endpoint[];
+
+const MAX_ATTEMPTS = 3;
+
+export const isLoopbackAddress = (a: string) => a.startsWith('127.') || a === '::1' || a === 'localhost';
+const plainIp = (a: string | undefined) => (a ?? '').replace(/^::ffff:/, '');
+
+export class UpstreamListener {
+  private server?: Server;
+  private rr = 0;
+  private readonly activeByEndpoint = new Map<string, number>();
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    private spec: UpstreamSpec,
+    private readonly tls: ServiceTls,
+    private readonly endpoints: FindEndpoints,
+    private readonly log: Logger,
+    private readonly metrics: ProxyMetrics,
+  ) {}
+
+  get key(): string {
+    return `${this.spec.bindAddress}:${this.spec.bindPort}`;
+  }
+
+  get destination(): string {
+    return this.spec.destination;
+  }
+
+  update(spec: UpstreamSpec): void {
+    this.spec = spec;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => void this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.spec.bindPort, this.spec.bindAddress, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.log.error({ err: e.message, listen: this.key }, 'upstream listener error'));
+    this.server = server;
+    this.log.info({ listen: this.key, destination: this.spec.destination, sources: this.spec.declarers.map((d) => d.sourceService) }, 'upstream listener open');
+  }
+
+  /**
+   * Who is calling: on a loopback listener declared by one service, that service; otherwise the
+   * declaring instance whose address is the connection's source IP.
+   */
+  sourceOf(remote: string): string | undefined {
+    const services = new Set(this.spec.declarers.map((d) => d.sourceService));
+    if (services.size === 1 && isLoopbackAddress(this.spec.bindAddress)) return [...services][0];
+    const matches = new Set(this.spec.declarers.filter((d) => d.address === remote).map((d) => d.sourceService));
+    return matches.size === 1 ? [...matches][0] : undefined;
+  }
+
+  private order(list: Endpoint[]): Endpoint[] {
+    if (list.length <= 1) return list;
+    if (this.spec.lb === 'least_conn') {
+      return [...list].sort((a, b) => (this.activeByEndpoint.get(`${a.host}:${a.port}`) ?? 0) - (this.activeByEndpoint.get(`${b.host}:${b.port}`) ?? 0));
+    }
+    const start = this.rr++ % list.length;
+    return [...list.slice(start), ...list.slice(0, start)];
+  }
+
+  private async accept(client: Socket): Promise<void> {
+    this.sockets.add(client);
+    client.once('close', () => this.sockets.delete(client));
+    client.on('error', () => client.destroy());
+    const destination = this.spec.destination;
+    const remote = plainIp(client.remoteAddress);
+    const source = this.sourceOf(remote);
+    if (!source) {
+      this.metrics.denied.inc({ direction: 'outbound', source: 'unknown', destination, reason: 'attribution' });
+      this.log.warn({ listen: this.key, peer: remote, destination }, 'outbound connection refused: source address belongs to no declaring service');
+      client.destroy();
+      return;
+    }
+    const labels = { direction: 'outbound' as const, source, destination };
+    const candidates = this.order(this.endpoints(destination)).slice(0, MAX_ATTEMPTS);
+    if (candidates.length === 0) {
+      this.metrics.denied.inc({ ...labels, reason: 'no_endpoint' });
+      this.log.warn(labels, 'outbound: no healthy instance of the destination');
+      client.destroy();
+      return;
+    }
+    let upstream: TLSSocket | undefined;
+    let picked: Endpoint | undefined;
+    for (const ep of candidates) {
+      if (client.destroyed) return;
+      try {
+        upstream = await this.dial(ep, source, destination);
+        picked = ep;
+        break;
+      } catch (e) {
+        this.log.warn({ ...labels, endpoint: `${ep.host}:${ep.port}`, err: (e as Error).message }, 'outbound: dial failed, trying the next instance');
+      }
+    }
+    if (!upstream || !picked) {
+      this.metrics.denied.inc({ ...labels, reason: 'dial_failed' });
+      client.destroy();
+      return;
+    }
+    if (client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    const epKey = `${picked.host}:${picked.port}`;
+    this.activeByEndpoint.set(epKey, (this.activeByEndpoint.get(epKey) ?? 0) + 1);
+    this.sockets.add(upstream);
+    this.metrics.opened.inc(labels);
+    this.metrics.active.inc(labels);
+    const up = upstream;
+    joinSockets(client, up, ({ fromA, fromB }) => {
+      this.sockets.delete(up);
+      this.activeByEndpoint.set(epKey, (this.activeByEndpoint.get(epKey) ?? 1) - 1);
+      this.metrics.active.dec(labels);
+      this.metrics.bytes.inc({ ...labels, flow: 'tx' }, fromA);
+      this.metrics.bytes.inc({ ...labels, flow: 'rx' }, fromB);
+    });
+  }
+
+  private async dial(ep: Endpoint, source: string, destination: string): Promise<TLSSocket> {
+    const secureContext = await this.tls.context(source);
+    const started = process.hrtime.bigint();
+    return new Promise((resolve, reject) => {
+      // A plain socket first, so the TLS socket inherits allowHalfOpen and the connect timeout covers both steps.
+      const raw = connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+      const s = tlsConnect({ socket: raw, secureContext, checkServerIdentity: this.tls.serverCheck(destination) });
+      const timer = setTimeout(() => fail(new Error(`connect timeout after ${this.spec.connectTimeoutMs}ms`)), this.spec.connectTimeoutMs);
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        s.destroy();
+        raw.destroy();
+        reject(e);
+      };
+      raw.once('error', fail);
+      s.once('error', fail);
+      s.once('secureConnect', () => {
+        clearTimeout(timer);
+        raw.off('error', fail);
+        s.off('error', fail);
+        this.metrics.handshake.observe({ source, destination }, Number(process.hrtime.bigint() - started) / 1e9);
+        resolve(s);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+}

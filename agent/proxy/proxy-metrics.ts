@@ -1,0 +1,30 @@
+// Data-plane metrics: connections opened, denied and active, bytes each way, handshake time, leaf expiry.
+
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { LeafCerts } from '../ca/leaf-certs.js';
+
+export type Direction = 'inbound' | 'outbound';
+
+export class ProxyMetrics {
+  readonly opened: Counter<'direction' | 'source' | 'destination'>;
+  readonly denied: Counter<'direction' | 'source' | 'destination' | 'reason'>;
+  readonly active: Gauge<'direction' | 'source' | 'destination'>;
+  readonly bytes: Counter<'direction' | 'source' | 'destination' | 'flow'>;
+  readonly handshake: Histogram<'source' | 'destination'>;
+
+  constructor(registry: Registry, leaves: () => LeafCerts | undefined) {
+    const registers = [registry];
+    this.opened = new Counter({ name: 'nodemesh_proxy_connections_total', help: 'Connections accepted and authorized, by direction, source and destination service.', labelNames: ['direction', 'source', 'destination'], registers });
+    this.denied = new Counter({ name: 'nodemesh_proxy_denied_total', help: 'Connections refused or revoked, by reason.', labelNames: ['direction', 'source', 'destination', 'reason'], registers });
+    this.active = new Gauge({ name: 'nodemesh_proxy_active_connections', help: 'Open proxied connections.', labelNames: ['direction', 'source', 'destination'], registers });
+    this.bytes = new Counter({ name: 'nodemesh_proxy_bytes_total', help: 'Bytes proxied; flow=tx is toward the destination, rx back to the source.', labelNames: ['direction', 'source', 'destination', 'flow'], registers });
+    this.handshake = new Histogram({ name: 'nodemesh_proxy_handshake_seconds', help: 'Outbound TCP connect plus mTLS handshake time.', labelNames: ['source', 'destination'], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers });
+    new Gauge({
+      name: 'nodemesh_leaf_cert_expiry_seconds', help: 'Seconds until each local service\'s leaf certificate expires.', labelNames: ['service'], registers,
+      collect() {
+        this.reset();
+        for (const { service, seconds } of leaves()?.expiries() ?? []) this.set({ service }, seconds);
+      },
+    });
+  }
+}

@@ -1,0 +1,75 @@
+// TLS for the data plane: per-service secure contexts from the current leaf, and the checks on the peer's identity.
+
+import { createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
+import type { Leaf, LeafCerts } from '../ca/leaf-certs.js';
+import { parseServiceId, uriSans, type ServiceIdentity } from './spiffe-id.js';
+
+/** TLS 1.2 minimum (1.3 preferred by negotiation), ECDHE with AES-GCM or ChaCha20 only, as Consul's proxy. */
+export const TLS_SETTINGS = {
+  minVersion: 'TLSv1.2' as const,
+  ciphers: [
+    'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256',
+    'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305',
+    'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305',
+  ].join(':'),
+  ecdhCurve: 'X25519:P-256:P-384',
+};
+
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+
+/** Secure contexts per local service, rebuilt whenever that service's leaf changes. */
+export class ServiceTls {
+  private readonly contexts = new Map<string, { modifyIndex: number; ctx: SecureContext }>();
+
+  constructor(readonly roots: string[], readonly trustDomains: Set<string>, private readonly leaves: LeafCerts) {}
+
+  options(leaf: Leaf) {
+    return { ...TLS_SETTINGS, key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, ca: this.roots };
+  }
+
+  /** TLS options with the service's current leaf (signed on first use). */
+  async leafOptions(service: string) {
+    return this.options(await this.leaves.get(service));
+  }
+
+  /** The context new connections of `service` use; open connections keep the one they started with. */
+  async context(service: string): Promise<SecureContext> {
+    const leaf = await this.leaves.get(service);
+    const have = this.contexts.get(service);
+    if (have && have.modifyIndex === leaf.ModifyIndex) return have.ctx;
+    const ctx = createSecureContext(this.options(leaf));
+    this.contexts.set(service, { modifyIndex: leaf.ModifyIndex, ctx });
+    return ctx;
+  }
+
+  /** The verified client's service identity, or why it is refused. The chain itself was verified by the handshake. */
+  clientIdentity(socket: TLSSocket): ServiceIdentity | string {
+    const cert = socket.getPeerCertificate();
+    if (!cert || !cert.raw) return 'no client certificate';
+    return this.identityOf(cert, CLIENT_AUTH, 'client');
+  }
+
+  /** For tls.connect: accept the server only if its URI names `service` in a trusted domain. */
+  serverCheck(service: string): (host: string, cert: PeerCertificate) => Error | undefined {
+    return (_host, cert) => {
+      const id = this.identityOf(cert, SERVER_AUTH, 'server');
+      if (typeof id === 'string') return new Error(id);
+      if (id.service.toLowerCase() !== service.toLowerCase()) {
+        return new Error(`peer certificate mismatch got ${id.uri}, want service ${service}`);
+      }
+      return undefined;
+    };
+  }
+
+  private identityOf(cert: PeerCertificate, eku: string, role: string): ServiceIdentity | string {
+    const usages = (cert as PeerCertificate & { ext_key_usage?: string[] }).ext_key_usage;
+    if (usages && !usages.includes(eku)) return `${role} certificate lacks the ${role === 'client' ? 'clientAuth' : 'serverAuth'} extended key usage`;
+    const uris = uriSans(cert.subjectaltname);
+    if (uris.length === 0) return `invalid leaf certificate: no URI SAN`;
+    const id = parseServiceId(uris[0]);
+    if (!id) return `invalid leaf certificate URI ${uris[0]}`;
+    if (!this.trustDomains.has(id.trustDomain)) return `certificate URI ${id.uri} is outside the trusted domains`;
+    return id;
+  }
+}
