@@ -1,7 +1,7 @@
 // Wires one agent together — data dir, catalog, local state, checks, HTTP API — and shuts it down cleanly.
 
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -64,13 +64,24 @@ function nodeId(dataDir: string): string {
     if (/^[0-9a-f-]{36}$/.test(id)) return id;
   } catch { /* first start */ }
   const id = randomUUID();
-  writeFileSync(path, `${id}\n`, { mode: 0o644 });
+  // Write-and-rename: a torn file after a crash must not give the node a new identity.
+  writeFileSync(`${path}.tmp`, `${id}\n`, { mode: 0o644 });
+  renameSync(`${path}.tmp`, path);
   return id;
 }
 
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   const tempDir = config.dataDir === undefined;
   const dataDir = config.dataDir ?? mkdtempSync(join(tmpdir(), 'nodemesh-dev-'));
+  try {
+    return await startIn(config, log, dataDir, tempDir);
+  } catch (e) {
+    if (tempDir) rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDir: boolean): Promise<RunningAgent> {
   if (tempDir) log.warn({ dataDir }, 'dev mode: state is kept in a fresh temporary directory and deleted at exit; pass --data-dir to keep it');
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -127,7 +138,12 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   healthRoutes(router, deps);
   connectRoutes(router, deps, { intentions, ca, leaves, defaultPolicy });
 
-  const server: Server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000 }, (req, res) => void router.handle(req, res));
+  const server: Server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000 }, (req, res) => {
+    router.handle(req, res).catch((e: Error) => {
+      log.error({ err: e.stack }, 'request failed outside its handler');
+      res.destroy();
+    });
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
       reject(new NodemeshError('HTTP_LISTEN_FAILED', `cannot listen on ${config.client}:${config.httpPort}: ${e.code ?? e.message}${e.code === 'EADDRINUSE' ? ' (another agent running? pick another --http-port)' : ''}`, 1));

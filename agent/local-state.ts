@@ -37,6 +37,7 @@ export class LocalState {
   private readonly file: StateFile<PersistedState>;
   private readonly log: Logger;
   private readonly configServices = new Set<string>();
+  private writeLock: Promise<void> = Promise.resolve();
   readonly checks: CheckScheduler;
 
   constructor(opts: LocalStateOptions) {
@@ -47,6 +48,7 @@ export class LocalState {
     this.file = new StateFile(opts.statePath, () => this.persistedForm());
     this.checks = new CheckScheduler({
       localChecks: () => this.agentChecks(),
+      nodeChecks: (node) => { const n = this.catalog.getNode(node ?? this.nodeName); return n ? [...n.checks.values()] : undefined; },
       setCheckStatus: (id, status, output) => this.setCheckResult(id, status, output),
       deregisterService: (id) => this.deregisterService(id),
     }, { reapIntervalMs: opts.reapIntervalMs, deregisterMinMs: opts.deregisterMinMs, log: opts.log });
@@ -70,7 +72,9 @@ export class LocalState {
     const info = this.entry.info;
     if (saved) {
       if (saved.format !== 1) throw new NodemeshError('STATE_FORMAT', `state file ${this.file.path} has unknown format ${String(saved.format)}`);
-      this.catalog.raiseIndex(saved.index);
+      // Check results are saved in the background, so the last index clients saw may be a little past
+      // the saved one: start beyond it, so their blocking queries see the next change.
+      this.catalog.raiseIndex(saved.index + 1000);
       const staleConfig = new Set(saved.configServices);
       this.catalog.restoreNode({
         ...saved.node,
@@ -111,27 +115,37 @@ export class LocalState {
 
   // ---- writes: each resolves once the change is on disk ----
 
-  /** Applies a change, saves it, and rolls the node back if the save fails. */
-  private async commit(change: () => void): Promise<void> {
-    const before = this.catalog.snapshotNode(this.nodeName)!;
-    change();
-    this.checks.sync();
-    try {
-      await this.file.save();
-    } catch (e) {
-      this.catalog.restoreNode(before);
+  /**
+   * Applies a change, saves it, and rolls the node back if the save fails. Writes run one at a time,
+   * so a rollback can only ever undo its own change, never another request's acknowledged one.
+   */
+  private commit(change: () => void): Promise<void> {
+    const run = this.writeLock.then(async () => {
+      const before = this.catalog.snapshotNode(this.nodeName)!;
+      change();
       this.checks.sync();
-      this.log.error({ err: (e as Error).message }, 'could not save local state; change rolled back');
-      throw new NodemeshError('STATE_WRITE_FAILED', `could not save agent state: ${(e as Error).message}`, 500);
-    }
+      try {
+        await this.file.save();
+      } catch (e) {
+        this.catalog.restoreNode(before);
+        this.checks.sync();
+        this.log.error({ err: (e as Error).message }, 'could not save local state; change rolled back');
+        throw new NodemeshError('STATE_WRITE_FAILED', `could not save agent state: ${(e as Error).message}`, 500);
+      }
+    });
+    this.writeLock = run.catch(() => undefined);
+    return run;
   }
 
   async registerService(input: ServiceInput, opts: { replaceExistingChecks?: boolean; fromConfig?: boolean } = {}): Promise<ServiceRecord> {
     const main = normalizeService(input);
-    const existing = [...this.entry.services.values()];
-    const sidecar = main.sidecar ? normalizeService(expandSidecar(main.service, main.sidecar, existing, this.entry.info.Address)) : undefined;
+    let sidecar: ReturnType<typeof normalizeService> | undefined;
     let stored!: ServiceRecord;
     await this.commit(() => {
+      // Expanded under the write lock, so two sidecars registered at once never get the same port.
+      const existing = [...this.entry.services.values()];
+      sidecar = main.sidecar ? normalizeService(expandSidecar(main.service, main.sidecar, existing, this.entry.info.Address)) : undefined;
+      if (sidecar) sidecar.service.LocallyRegisteredAsSidecar = true;
       this.catalog.mutate(this.nodeName, (tx) => {
         for (const part of sidecar ? [main, sidecar] : [main]) {
           const rec = tx.putService(part.service);
@@ -170,7 +184,8 @@ export class LocalState {
 
   /** Removes a service, its checks and its sidecar. Unknown IDs are fine (Consul answers 200). */
   async deregisterService(id: string): Promise<void> {
-    const sidecars = [...this.entry.services.values()].filter((s) => s.Kind === 'connect-proxy' && s.Proxy?.DestinationServiceID === id).map((s) => s.ID);
+    // Only the sidecar registered with this service goes with it; a separately registered proxy stays (as Consul).
+    const sidecars = [...this.entry.services.values()].filter((s) => s.LocallyRegisteredAsSidecar && s.Proxy?.DestinationServiceID === id).map((s) => s.ID);
     const ids = [id, ...sidecars];
     if (!ids.some((x) => this.entry.services.has(x))) return;
     await this.commit(() => {
@@ -211,15 +226,26 @@ export class LocalState {
     const max = check.Definition.OutputMaxSize || undefined;
     await this.commit(() => {
       this.catalog.mutate(this.nodeName, (tx) => tx.setCheckStatus(id, status, truncateOutput(output, max)));
+      // Re-armed with the change, not after the save: the old timer must not expire during the fsync.
+      this.checks.ttlUpdated(id, check.Definition.TTL ?? 0);
     });
-    this.checks.ttlUpdated(id, check.Definition.TTL ?? 0);
   }
 
   /** A result from a check runner: applied now, saved in the background. */
   private setCheckResult(id: string, status: HealthStatus, output: string): boolean {
     const check = this.entry.checks.get(id);
     if (!check) return false;
-    const changed = this.catalog.mutate(this.nodeName, (tx) => tx.setCheckStatus(id, status, truncateOutput(output, check.Definition.OutputMaxSize || undefined)));
+    const out = truncateOutput(output, check.Definition.OutputMaxSize || undefined);
+    if (check.Status === status) {
+      // Output-only changes (a timestamp in a health page) neither move the index nor wake blocking
+      // queries, as Consul, which syncs them at most every few minutes; they are saved lazily.
+      if (check.Output !== out) {
+        this.catalog.setCheckOutputQuietly(this.nodeName, id, out);
+        this.file.save().catch((e: Error) => this.log.error({ err: e.message }, 'could not save check output'));
+      }
+      return false;
+    }
+    const changed = this.catalog.mutate(this.nodeName, (tx) => tx.setCheckStatus(id, status, out));
     if (changed) {
       if (check.Status !== status) this.log.info({ check: id, from: check.Status, to: status }, 'check status changed');
       this.checks.sync();

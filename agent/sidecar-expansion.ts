@@ -23,7 +23,7 @@ export function expandSidecar(parent: ServiceRecord | Omit<ServiceRecord, 'Creat
     let previous = 0;
     for (const s of existing) {
       if (s.ID === id) previous = s.Port;
-      else if (s.Kind === 'connect-proxy') taken.add(s.Port);
+      else taken.add(s.Port); // any local service in the range holds its port, proxy or not (as Consul)
     }
     if (previous >= SIDECAR_MIN_PORT && previous <= SIDECAR_MAX_PORT && !taken.has(previous)) port = previous;
     for (let p = SIDECAR_MIN_PORT; port === 0 && p <= SIDECAR_MAX_PORT; p++) if (!taken.has(p)) port = p;

@@ -136,10 +136,20 @@ export class Catalog {
       entry.version++;
       entry.modifyIndex = index;
       for (const t of touched) this.tableIndex[t] = index;
-      for (const s of touchedServices) this.serviceIndex.set(s, index);
+      for (const s of touchedServices) {
+        // A name with no instances left needs no entry: the services table index already covers its removal.
+        if (this.serviceNodes(s).length === 0) this.serviceIndex.delete(s);
+        else this.serviceIndex.set(s, index);
+      }
       this.feed.notify();
     }
     return result;
+  }
+
+  /** Replaces a check's output without moving any index or waking anyone (output-only updates). */
+  setCheckOutputQuietly(nodeName: string, checkId: string, output: string): void {
+    const c = this.nodes.get(nodeName)?.checks.get(checkId);
+    if (c) this.nodes.get(nodeName)!.checks.set(checkId, { ...c, Output: output });
   }
 
   // ---- snapshots (persistence now, replication later) ----
@@ -164,7 +174,8 @@ export class Catalog {
     const old = this.nodes.get(snap.info.Node);
     const entry: NodeEntry = {
       info: structuredClone(snap.info),
-      version: snap.version,
+      // A node's version only ever rises, even when a snapshot takes it back (replicas compare versions).
+      version: Math.max(snap.version, (old?.version ?? 0) + 1),
       createIndex: snap.createIndex,
       modifyIndex: snap.modifyIndex,
       services: new Map(snap.services.map((s) => [s.ID, structuredClone(s)])),

@@ -43,6 +43,8 @@ export interface ServiceRecord {
   EnableTagOverride: boolean;
   Proxy?: ProxyConfig;
   Connect?: ConnectConfig;
+  /** Set on a sidecar made from its parent's Connect.SidecarService: it goes when the parent goes. */
+  LocallyRegisteredAsSidecar?: boolean;
   CreateIndex: number;
   ModifyIndex: number;
 }

@@ -183,3 +183,17 @@ test('self, members, status/leader describe this agent', async () => {
   assert.equal(members[0].Status, 1);
   assert.equal(await json('/v1/status/leader'), '127.0.0.1:8300');
 });
+
+test('sidecar ports skip any local service already in the range; deregistering a parent keeps a separately registered proxy', async () => {
+  await agent.api('/v1/agent/service/register', put({ Name: 'squatter', Port: 21000 }));
+  await agent.api('/v1/agent/service/register', put({ Name: 'pay', Port: 7100, Connect: { SidecarService: {} } }));
+  await agent.api('/v1/agent/service/register', put({ Name: 'pay-proxy', Kind: 'connect-proxy', Port: 21500, Proxy: { DestinationServiceName: 'pay', DestinationServiceID: 'pay' } }));
+  const services = await json('/v1/agent/services');
+  assert.notEqual(services['pay-sidecar-proxy'].Port, 21000);
+  assert.equal(services['pay-sidecar-proxy'].LocallyRegisteredAsSidecar, undefined, 'internal flag must not leak');
+  await agent.api('/v1/agent/service/deregister/pay', put());
+  const after = await json('/v1/agent/services');
+  assert.equal(after['pay-sidecar-proxy'], undefined);
+  assert.ok(after['pay-proxy'], 'a proxy registered on its own stays');
+  for (const id of ['squatter', 'pay-proxy']) await agent.api(`/v1/agent/service/deregister/${id}`, put());
+});

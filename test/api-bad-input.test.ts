@@ -99,3 +99,33 @@ test('the agent keeps serving after every bad request', async () => {
   assert.deepEqual(Object.keys(body), ['keep']);
   assert.deepEqual(body.keep.Tags, ['orig']);
 });
+
+test('bad input: an unparsable request target gets a 400 and the agent keeps serving', async () => {
+  const { connect } = await import('node:net');
+  const answer = await new Promise<string>((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: agent.http.port }, () => s.write('GET http://[/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    let data = '';
+    s.on('data', (c) => { data += c; });
+    s.on('end', () => resolve(data));
+    s.on('error', reject);
+  });
+  assert.match(answer, /^HTTP\/1\.1 400/);
+  assert.equal((await agent.api('/v1/agent/services')).status, 200);
+});
+
+test('bad input: wrong method on a literal path is 405, not a lookup of a service named "register"', async () => {
+  const r = await agent.api('/v1/agent/service/register');
+  assert.equal(r.status, 405);
+  assert.equal(await r.text(), 'method GET not allowed');
+});
+
+test('bad input: ?wait without a unit is 400; ?filter is refused rather than ignored', async () => {
+  let r = await agent.api('/v1/catalog/services?index=1&wait=10');
+  assert.equal(r.status, 400);
+  assert.equal(await r.text(), 'Invalid wait time');
+  for (const path of ['/v1/catalog/services?filter=x', '/v1/health/service/keep?filter=x', '/v1/agent/services?filter=x']) {
+    r = await agent.api(path);
+    assert.equal(r.status, 400, path);
+    assert.match(await r.text(), /filter is not supported/);
+  }
+});

@@ -39,6 +39,7 @@ for (const [name, content, pattern] of [
   ['bad bind address', { bind: 'not-an-ip' }, /invalid value for "bind".*"not-an-ip"/],
   ['bad datacenter', { datacenter: 'DC 1' }, /invalid value for "datacenter"/],
   ['bad service definition', { service: { port: 80 } }, /invalid "service".*Missing service name/],
+  ['bad sidecar definition', { services: [{ name: 'web', connect: { sidecar_service: { kind: 'typical' } } }] }, /invalid "services\[0\]".*sidecar_service can't have Kind/],
   ['non-loopback API without token', { client: '0.0.0.0' }, /refusing to serve the HTTP API on non-loopback/],
 ] as const) {
   test(`invalid config: ${name} → exit 2 with a message naming it`, async () => {

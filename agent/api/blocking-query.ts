@@ -11,6 +11,13 @@ export const MAX_WAIT_MS = 10 * 60_000;
 
 export interface QueryResult { index: number; body: unknown }
 
+/** ?filter (Consul's bexpr) is not implemented: say so rather than answer unfiltered data. */
+export function rejectFilter(query: URLSearchParams): void {
+  if (query.get('filter')) {
+    throw new NodemeshError('API_FILTER_UNSUPPORTED', 'Failed to create boolean expression evaluator: ?filter is not supported by nodemesh yet; filter the result on the client', 400);
+  }
+}
+
 export function parseBlocking(query: URLSearchParams): { minIndex: number; waitMs: number } {
   const rawIndex = query.get('index');
   let minIndex = 0;
@@ -22,11 +29,12 @@ export function parseBlocking(query: URLSearchParams): { minIndex: number; waitM
   let waitMs = DEFAULT_WAIT_MS;
   if (rawWait !== null && rawWait !== '') {
     try {
-      waitMs = /^\d+$/.test(rawWait) ? Number(rawWait) / 1e6 : parseGoDuration(rawWait);
+      waitMs = parseGoDuration(rawWait);
     } catch {
       throw new NodemeshError('API_BAD_WAIT', 'Invalid wait time', 400);
     }
-    if (waitMs < 0) throw new NodemeshError('API_BAD_WAIT', 'Invalid wait time', 400);
+    // As Consul: zero or negative means the default, and the wait is capped.
+    if (waitMs <= 0) waitMs = DEFAULT_WAIT_MS;
   }
   return { minIndex, waitMs: Math.min(waitMs, MAX_WAIT_MS) };
 }
@@ -36,6 +44,7 @@ export function parseBlocking(query: URLSearchParams): { minIndex: number; waitM
  * wait time plus up to 1/16 jitter. The index sent is never 0.
  */
 export async function answerBlocking(ctx: RequestContext, feed: ChangeFeed, compute: () => QueryResult, status = 200): Promise<void> {
+  rejectFilter(ctx.query);
   const { minIndex, waitMs } = parseBlocking(ctx.query);
   let result = compute();
   if (minIndex > 0 && result.index <= minIndex) {

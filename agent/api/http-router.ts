@@ -1,7 +1,7 @@
 // The HTTP API's request plumbing: routing, body limits, write authorization, error mapping and metrics.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { NodemeshError, isNodemeshError } from '../../catalog/errors.js';
 
@@ -47,10 +47,9 @@ function requestToken(req: IncomingMessage, query: URLSearchParams): string | un
   return query.get('token') ?? undefined;
 }
 
+/** Compares digests, so neither the content nor the length of the token leaks through timing. */
 function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
 /** Whether the request carries the agent's token (always true when none is configured). */
@@ -62,7 +61,9 @@ export function tokenAllows(req: IncomingMessage, query: URLSearchParams, aclTok
 
 export class Router {
   private readonly routes: Route[] = [];
-  private readonly shutdown = new AbortController();
+  /** One controller per request in flight, aborted when its client goes or the agent stops. */
+  private readonly inflight = new Set<AbortController>();
+  private closing = false;
 
   constructor(private readonly opts: RouterOptions) {}
 
@@ -79,30 +80,40 @@ export class Router {
 
   /** Releases every blocking query at shutdown. */
   abortAll(): void {
-    this.shutdown.abort();
+    this.closing = true;
+    for (const c of this.inflight) c.abort();
   }
 
   readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeName = 'unmatched';
-    const url = new URL(req.url ?? '/', 'http://agent');
     const method = req.method ?? 'GET';
-    const client = new AbortController();
-    res.on('close', () => client.abort());
-    const signal = AbortSignal.any([client.signal, this.shutdown.signal]);
+    const controller = new AbortController();
+    if (this.closing) controller.abort();
+    this.inflight.add(controller);
+    res.on('close', () => {
+      controller.abort();
+      this.inflight.delete(controller);
+    });
+    const signal = controller.signal;
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.opts.observe(routeName, method, res.statusCode, seconds);
     });
     try {
+      let url: URL;
       let path: string;
       try {
+        url = new URL(req.url ?? '/', 'http://agent');
         path = decodeURIComponent(url.pathname);
       } catch {
-        throw new NodemeshError('API_BAD_PATH', `invalid URL escape in path ${JSON.stringify(url.pathname)}`, 400);
+        throw new NodemeshError('API_BAD_PATH', `invalid request URL ${JSON.stringify(req.url)}`, 400);
       }
-      const matches = this.routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
+      let matches = this.routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
       if (matches.length === 0) return sendText(res, 404, '404 page not found\n');
+      // A literal path (/v1/agent/service/register) beats a pattern that also matches it (/v1/agent/service/:id).
+      const literal = matches.filter((x) => x.r.keys.length === 0);
+      if (literal.length > 0) matches = literal;
       const hit = matches.find((x) => x.r.method === method) ?? (method === 'HEAD' ? matches.find((x) => x.r.method === 'GET') : undefined);
       if (!hit) {
         routeName = matches[0].r.name;

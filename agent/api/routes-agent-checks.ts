@@ -5,13 +5,14 @@ import type { HealthStatus } from '../../catalog/types.js';
 import { decodeBody } from './strict-json.js';
 import { decodeCheckBody, decodeOrThrow } from '../service-definition.js';
 import type { ApiDeps } from './api-deps.js';
+import { rejectFilter } from './blocking-query.js';
 import type { Router } from './http-router.js';
 import { sendJson, sendText } from './http-router.js';
 import { renderCheck } from './render.js';
 
 export function agentCheckRoutes(r: Router, d: ApiDeps): void {
   r.on('GET', '/v1/agent/checks', (ctx) => {
-    if (ctx.query.get('filter')) throw new NodemeshError('API_FILTER_UNSUPPORTED', 'Failed to create boolean expression evaluator: ?filter is not supported by nodemesh yet; filter the result on the client', 400);
+    rejectFilter(ctx.query);
     const out: Record<string, unknown> = {};
     for (const c of d.local.agentChecks()) out[c.CheckID] = renderCheck(c);
     sendJson(ctx.res, 200, out);

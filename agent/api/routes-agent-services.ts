@@ -6,7 +6,7 @@ import type { CheckRecord, HealthStatus, ServiceRecord } from '../../catalog/typ
 import { decodeServiceBody } from '../service-definition.js';
 import type { ApiDeps } from './api-deps.js';
 import { queryFlag } from './api-deps.js';
-import { parseBlocking } from './blocking-query.js';
+import { parseBlocking, rejectFilter } from './blocking-query.js';
 import type { Router } from './http-router.js';
 import { sendJson, sendText } from './http-router.js';
 import { renderAgentService, renderCheck } from './render.js';
@@ -42,7 +42,7 @@ export function agentServiceRoutes(r: Router, d: ApiDeps): void {
   });
 
   r.on('GET', '/v1/agent/services', (ctx) => {
-    if (ctx.query.get('filter')) throw new NodemeshError('API_FILTER_UNSUPPORTED', 'Failed to create boolean expression evaluator: ?filter is not supported by nodemesh yet; filter the result on the client', 400);
+    rejectFilter(ctx.query);
     const out: Record<string, unknown> = {};
     for (const s of d.local.services()) out[s.ID] = renderAgentService(s, dc);
     sendJson(ctx.res, 200, out);

@@ -1,5 +1,6 @@
 // /v1/catalog/*: services, their instances and nodes, as blocking queries.
 
+import { NodemeshError } from '../../catalog/errors.js';
 import type { ServiceRecord } from '../../catalog/types.js';
 import type { ApiDeps } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
@@ -18,10 +19,13 @@ export function catalogRoutes(r: Router, d: ApiDeps): void {
     body: Object.fromEntries(catalog.serviceNames()),
   })));
 
-  r.on('GET', '/v1/catalog/service/:name*', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
-    index: catalog.serviceIdx(ctx.params.name),
-    body: catalog.serviceNodes(ctx.params.name, ctx.query.getAll('tag')).map(({ node, service }) => renderServiceNode(node, service)),
-  })));
+  r.on('GET', '/v1/catalog/service/:name*', (ctx) => {
+    if (!ctx.params.name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.serviceIdx(ctx.params.name),
+      body: catalog.serviceNodes(ctx.params.name, ctx.query.getAll('tag')).map(({ node, service }) => renderServiceNode(node, service)),
+    }));
+  });
 
   r.on('GET', '/v1/catalog/connect/:name*', (ctx) => answerBlocking(ctx, catalog.feed, () => {
     const match = connectCapable(ctx.params.name);

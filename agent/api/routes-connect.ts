@@ -48,10 +48,7 @@ const required = (q: URLSearchParams, name: string) => {
 export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
   const store = c.intentions;
 
-  r.on('GET', '/v1/connect/intentions', (ctx) => {
-    if (ctx.query.get('filter')) throw new NodemeshError('API_FILTER_UNSUPPORTED', 'Failed to create boolean expression evaluator: ?filter is not supported by nodemesh yet; filter the result on the client', 400);
-    return answerBlocking(ctx, store.feed, () => ({ index: store.index, body: store.list() }));
-  });
+  r.on('GET', '/v1/connect/intentions', (ctx) => answerBlocking(ctx, store.feed, () => ({ index: store.index, body: store.list() })));
 
   r.on('POST', '/v1/connect/intentions', async (ctx) => {
     const created = await store.create(await intentionBody(ctx));

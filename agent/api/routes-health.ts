@@ -55,7 +55,7 @@ export function healthRoutes(r: Router, d: ApiDeps): void {
 
   r.on('GET', '/v1/health/state/:state', (ctx) => {
     const state = ctx.params.state;
-    if (!['any', 'passing', 'warning', 'critical'].includes(state)) throw new NodemeshError('API_BAD_STATE', `Invalid state: ${JSON.stringify(state)} (use any, passing, warning or critical)`, 400);
+    if (!['any', 'passing', 'warning', 'critical'].includes(state)) throw new NodemeshError('API_BAD_STATE', `Invalid state: ${state}`, 400);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.tableIdx('checks'),
       body: catalog.allChecks().filter((c) => state === 'any' || c.Status === state).map(renderCheck),

@@ -7,6 +7,8 @@ import { probeHttp, probeTcp, type ProbeResult } from './check-probes.js';
 /** What the scheduler needs from the agent's local state. */
 export interface CheckHost {
   localChecks(): CheckRecord[];
+  /** All checks of a node (this one when undefined), node-level ones included; undefined for an unknown node. */
+  nodeChecks(node?: string): CheckRecord[] | undefined;
   /** Records a result; returns whether anything changed. Does not wait for disk. */
   setCheckStatus(checkId: string, status: HealthStatus, output: string): boolean;
   deregisterService(serviceId: string, reason: string): Promise<void>;
@@ -145,17 +147,24 @@ export class CheckScheduler {
 
   /** A TTL check was updated through the API: its timer starts again. */
   ttlUpdated(id: string, ttl: number): void {
-    this.armTtl(id, ttl);
+    if (!this.stopped) this.armTtl(id, ttl);
   }
 
+  /** Alias checks take the worst status of the aliased service's checks and its node's own checks (as Consul). */
   private updateAliases(checks: CheckRecord[]): void {
     for (const c of checks) {
-      if (c.Type !== 'alias' || !c.Definition.AliasService) continue;
-      const target = checks.filter((x) => x.ServiceID === c.Definition.AliasService && x.CheckID !== c.CheckID);
+      if (c.Type !== 'alias') continue;
+      const { AliasService: service, AliasNode: node } = c.Definition;
+      const nodeChecks = this.host.nodeChecks(node);
+      if (!nodeChecks) {
+        this.host.setCheckStatus(c.CheckID, 'critical', `Node ${JSON.stringify(node)} not found`);
+        continue;
+      }
+      const target = nodeChecks.filter((x) => x.CheckID !== c.CheckID && (x.ServiceID === '' || (service !== undefined && x.ServiceID === service)));
       let status: HealthStatus = 'passing';
       for (const t of target) if (SEVERITY[t.Status] > SEVERITY[status]) status = t.Status;
-      const output = target.length === 0 ? 'No checks found.' : `All checks passing.`;
-      this.host.setCheckStatus(c.CheckID, status, status === 'passing' ? output : `Aliased service has a ${status} check`);
+      const output = target.length === 0 ? 'No checks found.' : status === 'passing' ? 'All checks passing.' : `Aliased ${service ? 'service' : 'node'} has a ${status} check`;
+      this.host.setCheckStatus(c.CheckID, status, output);
     }
   }
 

@@ -64,6 +64,8 @@ export function agentCommand(program: Command): void {
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      // A stray rejection is a bug to log, not a reason to drop every workload's traffic.
+      process.on('unhandledRejection', (e) => log.error({ err: (e as Error)?.stack ?? String(e) }, 'unhandled rejection'));
       try {
         agent = await startAgent(config, log);
       } catch (e) {

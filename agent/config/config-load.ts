@@ -4,6 +4,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isNodemeshError } from '../../catalog/errors.js';
 import { decodeServiceObject, normalizeService } from '../service-definition.js';
+import { expandSidecar } from '../sidecar-expansion.js';
 import type { AgentConfig } from './agent-config.js';
 import { CONFIG_KEYS, configError, convertValue, defaultConfig, isLoopback } from './agent-config.js';
 
@@ -47,7 +48,8 @@ function filesOfDir(dir: string): string[] {
 /** Service definitions in config files get the API's validation, reported as config errors. */
 function checkService(def: Record<string, unknown>, key: string, where: string): Record<string, unknown> {
   try {
-    normalizeService(decodeServiceObject(def));
+    const n = normalizeService(decodeServiceObject(def));
+    if (n.sidecar) normalizeService(expandSidecar(n.service, n.sidecar, [], '127.0.0.1'));
   } catch (e) {
     if (isNodemeshError(e)) throw configError(`invalid "${key}" in ${where}: ${e.message.trim()}`);
     throw e;
