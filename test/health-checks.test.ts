@@ -6,6 +6,7 @@ import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { waitFor } from './helpers/wait-for.js';
 
 interface CheckJson {
   Node: string; CheckID: string; Name: string; Status: string; Notes: string; Output: string;
@@ -14,20 +15,6 @@ interface CheckJson {
 interface HealthEntry { Node: { Node: string }; Service: { ID: string; Service: string }; Checks: CheckJson[] }
 
 /** Retries `fn` every 50 ms until it returns without throwing; on timeout fails with its last error. */
-async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() >= deadline) {
-        throw new Error(`waitFor: condition still not met after ${timeoutMs} ms; last failure: ${(e as Error).message}`, { cause: e });
-      }
-    }
-    await sleep(50);
-  }
-}
-
 // ---- fixtures: every listener is a real socket on 127.0.0.1, closed in after() ----
 
 const cleanups: (() => Promise<void>)[] = [];

@@ -66,11 +66,13 @@ export interface SignedLeaf { certPem: string; keyPem: string; serial: string; n
 
 /** A service leaf like Consul's: P-256, backdated a minute, URI SAN only, client+server auth. */
 export async function signLeaf(opts: {
+  /** Empty only to make a deliberately unusable certificate (tests of refusal). */
   issuerCertPem: string; issuerKey: CryptoKey; spiffeId: string; commonName: string; ttlMs: number; dnsNames?: string[];
+  notBefore?: Date;
 }): Promise<SignedLeaf> {
   const keys = await generateKeyPair();
   const issuer = new x509.X509Certificate(opts.issuerCertPem);
-  const notBefore = new Date(Date.now() - 60_000);
+  const notBefore = opts.notBefore ?? new Date(Date.now() - 60_000);
   const notAfter = new Date(notBefore.getTime() + opts.ttlMs);
   const serialNumber = serial();
   const cert = await x509.X509CertificateGenerator.create({
@@ -86,7 +88,10 @@ export async function signLeaf(opts: {
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.dataEncipherment | x509.KeyUsageFlags.keyAgreement, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.spiffeId }, ...(opts.dnsNames ?? []).map((d) => ({ type: 'dns' as const, value: d }))]),
+      new x509.SubjectAlternativeNameExtension([
+        ...(opts.spiffeId ? [{ type: 'url' as const, value: opts.spiffeId }] : []),
+        ...(opts.dnsNames ?? []).map((d) => ({ type: 'dns' as const, value: d })),
+      ]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(await issuer.publicKey.export()),
     ],
