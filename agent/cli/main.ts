@@ -5,6 +5,8 @@ import { isNodemeshError } from '../../catalog/errors.js';
 import { VERSION } from '../version.js';
 import { agentCommand } from './agent-command.js';
 import { catalogCommands } from './catalog-commands.js';
+import { connectCommands } from './connect-commands.js';
+import { intentionCommands } from './intention-commands.js';
 import type { Format } from './table.js';
 
 const program = new Command('nodemesh')
@@ -23,6 +25,8 @@ const globals = () => {
 
 agentCommand(program);
 catalogCommands(program, globals);
+intentionCommands(program, globals);
+connectCommands(program, globals);
 program.command('version').description('print the nodemesh version').action(() => {
   if (globals().format === 'json') process.stdout.write(`${JSON.stringify({ version: VERSION })}\n`);
   else process.stdout.write(`nodemesh v${VERSION}\n`);

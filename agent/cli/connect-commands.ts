@@ -1,0 +1,82 @@
+// `nodemesh ca init` and `nodemesh connect check`: make a cluster root, and explain what the mesh would do with a connection.
+
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { NodemeshError } from '../../catalog/errors.js';
+import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import type { Command } from 'commander';
+import { CertificateAuthority, writePrivate } from '../ca/certificate-authority.js';
+import { splitPem } from '../ca/x509-certs.js';
+import type { ClientOptions } from './api-client.js';
+import { apiCall } from './api-client.js';
+import type { Format } from './table.js';
+
+type Globals = () => ClientOptions & { format: Format };
+
+interface LeafJson { Service: string; ServiceURI: string; SerialNumber: string; CertPEM: string; ValidBefore: string }
+interface RootsJson { ActiveRootID: string; TrustDomain: string; Roots: { ID: string; RootCert: string; Active: boolean }[] }
+
+/** Verifies a leaf (plus any intermediates in its PEM) up to one of the roots. */
+function chainVerifies(leafPem: string, roots: string[]): boolean {
+  const chain = splitPem(leafPem).map((p) => new X509Certificate(p));
+  const anchors = roots.map((p) => new X509Certificate(p));
+  for (let i = 0; i < chain.length; i++) {
+    const cert = chain[i];
+    if (new Date(cert.validTo) < new Date()) return false;
+    const root = anchors.find((r) => cert.checkIssued(r) && cert.verify(r.publicKey));
+    if (root) return true;
+    const next = chain[i + 1];
+    if (!next || !cert.checkIssued(next) || !cert.verify(next.publicKey)) return false;
+  }
+  return false;
+}
+
+export function connectCommands(program: Command, g: Globals): void {
+  const ca = program.command('ca').description('certificate authority tools');
+  ca.command('init').description('create a root CA for a cluster; give its files to every agent as ca_file / ca_key_file')
+    .requiredOption('--out <dir>', 'directory to write ca.pem and ca-key.pem into')
+    .action(async (o: { out: string }) => {
+      const made = await CertificateAuthority.createRoot();
+      mkdirSync(o.out, { recursive: true, mode: 0o700 });
+      const cert = join(o.out, 'ca.pem');
+      const key = join(o.out, 'ca-key.pem');
+      if (existsSync(cert) || existsSync(key)) {
+        throw new NodemeshError('CA_EXISTS', `${o.out} already holds a CA (EEXIST): choose another --out, or move the old files away first`, 1);
+      }
+      writeFileSync(cert, made.certPem, { mode: 0o644, flag: 'wx' });
+      writePrivate(key, made.keyPem);
+      if (g().format === 'json') return void process.stdout.write(`${JSON.stringify({ trustDomain: made.trustDomain, caFile: cert, caKeyFile: key })}\n`);
+      process.stdout.write(`Created a root CA for trust domain ${made.trustDomain}\n  certificate: ${cert}\n  private key: ${key} (mode 0600; keep it secret)\n` +
+        `Give every agent: {"ca_file": "${cert}", "ca_key_file": "${key}"}\n`);
+    });
+
+  const connect = program.command('connect').description('inspect the service mesh');
+  connect.command('check <src> <dst>').description('what would happen if SRC connected to DST, and why; exit 0 allowed, 1 denied')
+    .action(async (src: string, dst: string) => {
+      const roots = await apiCall(g(), 'GET', '/v1/agent/connect/ca/roots') as RootsJson;
+      const leaf = async (svc: string) => apiCall(g(), 'GET', `/v1/agent/connect/ca/leaf/${encodeURIComponent(svc)}`) as Promise<LeafJson>;
+      const [s, d] = await Promise.all([leaf(src), leaf(dst)]);
+      const rootPems = roots.Roots.map((r) => r.RootCert);
+      const sOk = chainVerifies(s.CertPEM, rootPems);
+      const dOk = chainVerifies(d.CertPEM, rootPems);
+      const authz = await apiCall(g(), 'POST', '/v1/agent/connect/authorize', { Target: dst, ClientCertURI: s.ServiceURI }) as { Authorized: boolean; Reason: string };
+      const result = {
+        source: { service: src, uri: s.ServiceURI, serial: s.SerialNumber, validBefore: s.ValidBefore, chainValid: sOk },
+        destination: { service: dst, uri: d.ServiceURI, serial: d.SerialNumber, validBefore: d.ValidBefore, chainValid: dOk },
+        trustDomain: roots.TrustDomain, activeRoot: roots.ActiveRootID, allowed: authz.Authorized && sOk && dOk, reason: authz.Reason,
+      };
+      if (g().format === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      else {
+        const rows: [string, string][] = [
+          ['Source leaf', `${s.ServiceURI}  serial ${s.SerialNumber}  valid until ${s.ValidBefore}`],
+          ['Destination leaf', `${d.ServiceURI}  serial ${d.SerialNumber}  valid until ${d.ValidBefore}`],
+          ['Chain', sOk && dOk ? `both leaves verify against the trust bundle (active root ${roots.ActiveRootID.slice(0, 23)}…)` : `INVALID: ${!sOk ? 'source' : 'destination'} leaf does not verify against the trust bundle`],
+          ['Intentions', authz.Reason],
+          ['Result', result.allowed ? `ALLOWED: ${src} may connect to ${dst}` : `DENIED: ${src} may not connect to ${dst}`],
+        ];
+        const w = Math.max(...rows.map(([k]) => k.length));
+        process.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
+      }
+      if (!result.allowed) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,81 @@
+// The intention, ca and connect CLI verbs against a real agent: output, exit codes and errors.
+
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { runCli, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+
+let agent: TestAgent;
+let cli: (...args: string[]) => ReturnType<typeof runCli>;
+before(async () => {
+  agent = await startTestAgent({ defaultIntentionPolicy: 'deny' });
+  cli = (...args) => runCli(['--http-addr', agent.url, ...args], { NODEMESH_HTTP_TOKEN: '' });
+});
+after(async () => { await agent.stop(); });
+
+test('create, duplicate, replace, list, match, get, check, delete', async () => {
+  let r = await cli('intention', 'create', 'web', 'db');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'Created: web => db (allow)\n');
+  r = await cli('intention', 'create', '--deny', 'web', 'db');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^nodemesh: Error creating intention "web => db \(deny\)": agent answered 409: duplicate intention found: ALLOW default\/web => default\/db/);
+  r = await cli('intention', 'create', '--deny', '--replace', 'web', 'db');
+  assert.equal(r.code, 0, r.stderr);
+  r = await cli('intention', 'create', '*', 'db');
+  assert.equal(r.code, 0);
+
+  r = await cli('intention', 'list');
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.match(lines[0], /^ID\s+SOURCE\s+ACTION\s+DESTINATION\s+PRECEDENCE$/);
+  assert.match(lines[1], /\sweb\s+deny\s+db\s+9$/);
+  assert.match(lines[2], /\s\*\s+allow\s+db\s+8$/);
+  r = await cli('intention', 'match', 'db');
+  assert.equal(r.stdout, 'web => db (deny)\n* => db (allow)\n');
+  r = await cli('--format', 'json', 'intention', 'get', 'web', 'db');
+  assert.equal(JSON.parse(r.stdout).Action, 'deny');
+
+  r = await cli('intention', 'check', 'web', 'db');
+  assert.deepEqual([r.code, r.stdout], [1, 'Denied\n']);
+  r = await cli('intention', 'check', 'api', 'db');
+  assert.deepEqual([r.code, r.stdout], [0, 'Allowed\n']);
+  r = await cli('intention', 'check', 'api', 'nothing-matches');
+  assert.deepEqual([r.code, r.stdout], [1, 'Denied\n'], 'default policy deny');
+
+  r = await cli('intention', 'delete', 'web', 'db');
+  assert.deepEqual([r.code, r.stdout], [0, 'Intention deleted.\n']);
+  r = await cli('intention', 'get', 'web', 'db');
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'nodemesh: Error: Intention with source "web" and destination "db" not found.\n');
+  r = await cli('intention', 'get', 'not-a-uuid');
+  assert.equal(r.code, 2);
+  r = await cli('intention', 'create', '--allow', '--deny', 'a', 'b');
+  assert.equal(r.code, 2);
+});
+
+test('connect check explains the decision with the certificates behind it', async () => {
+  let r = await cli('connect', 'check', 'api', 'db');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^Source leaf\s+spiffe:\/\/[0-9a-f-]+\.consul\/ns\/default\/dc\/dc1\/svc\/api/m);
+  assert.match(r.stdout, /^Chain\s+both leaves verify/m);
+  assert.match(r.stdout, /^Intentions\s+Matched intention: ALLOW default\/\* => default\/db/m);
+  assert.match(r.stdout, /^Result\s+ALLOWED/m);
+  r = await cli('--format', 'json', 'connect', 'check', 'cache', 'other');
+  assert.equal(r.code, 1);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.allowed, false);
+  assert.match(j.reason, /default_intention_policy \(deny\)/);
+});
+
+test('ca init writes a root and a 0600 key, and will not overwrite them', async () => {
+  const dir = join(tempDir(), 'ca');
+  let r = await runCli(['ca', 'init', '--out', dir]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /trust domain [0-9a-f-]{36}\.consul/);
+  assert.equal(statSync(join(dir, 'ca-key.pem')).mode & 0o777, 0o600);
+  assert.match(readFileSync(join(dir, 'ca.pem'), 'utf8'), /BEGIN CERTIFICATE/);
+  r = await runCli(['ca', 'init', '--out', dir]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /EEXIST/);
+});
