@@ -265,9 +265,23 @@ test('listeners follow the catalog: deregistering closes the upstream listener, 
   const port = await freePort('127.0.0.1');
   await agent.api('/v1/agent/service/register', put({ Name: 'late', Address: '127.0.0.6', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: port }] } } } }));
   await waitFor(() => assert.ok(agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`)));
-  assert.equal((await roundTrip('127.0.0.6', port, 'new listener')).reply.toString(), 'new listener');
+  const first = await roundTrip('127.0.0.6', port, 'new listener');
+  assert.equal(first.reply.toString(), 'new listener', `round trip through the new listener failed: ${first.error ?? 'closed without a reply'}`);
   await agent.api('/v1/agent/service/deregister/late', put());
   await waitFor(() => assert.ok(!agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`)));
   const refused = await roundTrip('127.0.0.6', port, 'x');
-  assert.ok(refused.error?.includes('ECONNREFUSED'));
+  assert.ok(refused.error?.includes('ECONNREFUSED'), `expected ECONNREFUSED, got ${refused.error ?? `a reply of ${refused.reply.length} bytes`}`);
+});
+
+test('data-plane metrics: connections, denials by reason, bytes, handshake time, leaf expiry', async () => {
+  await roundTrip(WEB, upstreamApi, 'count me');
+  const text = await (await agent.api('/metrics')).text();
+  assert.match(text, /^nodemesh_proxy_connections_total\{direction="outbound",source="web",destination="api"\} [1-9]\d*$/m);
+  assert.match(text, /^nodemesh_proxy_connections_total\{direction="inbound",source="web",destination="api"\} [1-9]\d*$/m);
+  assert.match(text, /^nodemesh_proxy_denied_total\{direction="inbound",source="web",destination="api",reason="intention"\} [1-9]\d*$/m);
+  assert.match(text, /^nodemesh_proxy_denied_total\{direction="inbound",source="web",destination="api",reason="revoked"\} [1-9]\d*$/m);
+  assert.match(text, /^nodemesh_proxy_denied_total\{direction="outbound",source="unknown",destination="api",reason="attribution"\} [1-9]\d*$/m);
+  assert.match(text, /^nodemesh_proxy_bytes_total\{direction="outbound",source="web",destination="api",flow="tx"\} [1-9]\d*$/m);
+  assert.match(text, /^nodemesh_proxy_handshake_seconds_count\{source="web",destination="api"\} [1-9]\d*$/m);
+  assert.match(text, /^nodemesh_leaf_cert_expiry_seconds\{service="web"\} \d+/m);
 });

@@ -33,6 +33,9 @@ export function joinSockets(a: Socket, b: Socket, onClose?: (r: PipeResult) => v
   };
   a.once('close', closedOne);
   b.once('close', closedOne);
+  // A proxy forwards what it has at once: Nagle's delay would add latency on every small response.
+  a.setNoDelay(true);
+  b.setNoDelay(true);
   a.pipe(b);
   b.pipe(a);
 }
