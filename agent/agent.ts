@@ -26,7 +26,7 @@ import type { Intention } from '../intentions/intention.js';
 import { DataPlane } from './proxy/data-plane.js';
 import { ProxyMetrics } from './proxy/proxy-metrics.js';
 import { ServiceTls } from './proxy/tls-identity.js';
-import { certInfo } from './ca/x509-certs.js';
+import { TrustBundle } from './ca/trust-bundle.js';
 import type { AgentConfig } from './config/agent-config.js';
 import { LocalState } from './local-state.js';
 import { createMetrics } from './metrics.js';
@@ -39,7 +39,9 @@ export interface RunningAgent {
   dataDir: string;
   catalog: Catalog;
   local: LocalState;
-  ca: CertificateAuthority;
+  /** The CA that signs this agent's leaves now. */
+  readonly ca: CertificateAuthority;
+  trust: TrustBundle;
   leaves: LeafCerts;
   intentions: IntentionStore;
   dataPlane: DataPlane;
@@ -47,6 +49,11 @@ export interface RunningAgent {
   stop(reason?: string): Promise<void>;
   /** Resolves when the agent has stopped (for example after PUT /v1/agent/leave). */
   stopped: Promise<void>;
+  /**
+   * Applies what can change without a restart (SIGHUP): the CA files and extra trusted roots. A new CA
+   * re-issues every leaf; the old roots stay trusted for one leaf lifetime, so traffic keeps flowing.
+   */
+  reload(next: AgentConfig): Promise<void>;
 }
 
 function advertiseAddress(bind: string): string {
@@ -114,11 +121,11 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     if (sorted.index !== intentions.index) sorted = { index: intentions.index, list: intentions.list() };
     return decide(sorted.list, source.service, destination, defaultPolicy, source.namespace);
   };
-  const trustDomains = new Set(ca.rootPems.flatMap((p) => certInfo(p).uris).filter((u) => u.startsWith('spiffe://')).map((u) => new URL(u).host.toLowerCase()));
+  const trust = TrustBundle.open(ca, dataDir, config.caTrustedRootsFile);
   const proxyMetrics = new ProxyMetrics(metrics.registry, () => leaves);
   const dataPlane = new DataPlane({
-    catalog, nodeName: config.node, bind: config.bind, tls: new ServiceTls(ca.rootPems, trustDomains, leaves), leaves,
-    authorize, intentionsFeed: intentions.feed, metrics: proxyMetrics, log,
+    catalog, nodeName: config.node, bind: config.bind, tls: new ServiceTls(trust, leaves), leaves,
+    authorize, intentionsFeed: intentions.feed, trustFeed: trust.feed, metrics: proxyMetrics, log,
     onListening: (proxyId) => local.checks.probeNow(proxyId),
   });
   await dataPlane.start();
@@ -136,7 +143,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   agentSelfRoutes(router, deps);
   catalogRoutes(router, deps);
   healthRoutes(router, deps);
-  connectRoutes(router, deps, { intentions, ca, leaves, defaultPolicy });
+  connectRoutes(router, deps, { intentions, trust, leaves, defaultPolicy });
 
   const server: Server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000 }, (req, res) => {
     router.handle(req, res).catch((e: Error) => {
@@ -183,5 +190,40 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     return stopping;
   }
 
-  return { http: { host: bound.address, port: bound.port }, dataDir, catalog, local, ca, leaves, intentions, dataPlane, stop, stopped };
+  let caFiles = { caFile: config.caFile, caKeyFile: config.caKeyFile };
+  let lastCaText = caText(config);
+  async function reload(next: AgentConfig): Promise<void> {
+    const text = caText(next);
+    const changedCa = next.caFile !== caFiles.caFile || next.caKeyFile !== caFiles.caKeyFile || text !== lastCaText;
+    lastCaText = text;
+    if (changedCa) {
+      const nextCa = await CertificateAuthority.open({ dataDir, caFile: next.caFile, caKeyFile: next.caKeyFile });
+      if (nextCa.rootPems[0] !== trust.ca.rootPems[0] || nextCa.intermediates.join() !== trust.ca.intermediates.join()) {
+        log.warn({ from: trust.ca.trustDomain, to: nextCa.trustDomain }, 'CA rotation: new root active, old root trusted for one leaf lifetime; re-issuing leaves');
+        trust.rotate(nextCa, next.caTrustedRootsFile, config.leafCertTtlMs + 3_600_000);
+        await leaves.rotate(nextCa);
+      }
+      caFiles = { caFile: next.caFile, caKeyFile: next.caKeyFile };
+    } else {
+      trust.setExtraRoots(next.caTrustedRootsFile);
+    }
+    for (const k of ['node', 'datacenter', 'dataDir', 'bind', 'client', 'httpPort', 'aclToken'] as const) {
+      if (next[k] !== config[k]) log.warn({ key: k }, 'config change needs a restart to take effect');
+    }
+  }
+
+  return {
+    http: { host: bound.address, port: bound.port }, dataDir, catalog, local,
+    get ca() { return trust.ca; },
+    trust, leaves, intentions, dataPlane, stop, stopped, reload,
+  };
+}
+
+/** The CA files' contents, so a reload notices a file replaced in place. */
+function caText(c: AgentConfig): string {
+  try {
+    return c.caFile && c.caKeyFile ? readFileSync(c.caFile, 'utf8') + readFileSync(c.caKeyFile, 'utf8') : '';
+  } catch {
+    return '';
+  }
 }

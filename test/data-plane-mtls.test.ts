@@ -12,7 +12,9 @@ import { importPrivateKey, signLeaf } from '../agent/ca/x509-certs.js';
 import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { sleep, waitFor } from './helpers/wait-for.js';
 
-// Each workload has its own loopback address; the agent's public listeners are on 127.0.0.1.
+// Each workload has its own loopback address; the agent's public listeners are on its own bind address,
+// apart from the 127.0.0.1 ones other test files' agents use.
+const BIND = '127.0.1.1';
 const WEB = '127.0.0.2';
 const API = '127.0.0.3';
 const ADMIN = '127.0.0.4';
@@ -73,7 +75,7 @@ before(async () => {
   writeFileSync(join(caDir, 'ca-key.pem'), root.keyPem, { mode: 0o600 });
   caCert = root.certPem;
   caKey = (await importPrivateKey(root.keyPem)).key;
-  agent = await startTestAgent({ caFile: join(caDir, 'ca.pem'), caKeyFile: join(caDir, 'ca-key.pem'), defaultIntentionPolicy: 'allow' });
+  agent = await startTestAgent({ bind: BIND, caFile: join(caDir, 'ca.pem'), caKeyFile: join(caDir, 'ca-key.pem'), defaultIntentionPolicy: 'allow' });
   api = await echoApp(API);
   imp = await echoApp(IMPOSTOR);
   upstreamApi = await freePort('127.0.0.1');
@@ -171,7 +173,7 @@ test('a shared upstream listener tells callers apart by source address; an unkno
 function directTls(opts: { key?: string; cert?: string }): Promise<string> {
   return new Promise((resolve) => {
     let got = '';
-    const s: TLSSocket = tlsConnect({ host: '127.0.0.1', port: apiPublicPort, ca: caCert, checkServerIdentity: () => undefined, ...opts }, () => s.write('probe'));
+    const s: TLSSocket = tlsConnect({ host: BIND, port: apiPublicPort, ca: caCert, checkServerIdentity: () => undefined, ...opts }, () => s.write('probe'));
     s.on('data', (c) => { got += c; });
     s.on('close', () => resolve(got));
     s.on('error', () => undefined);
@@ -197,7 +199,7 @@ test('negative matrix on the public listener: nothing reaches the app', async ()
   assert.equal(await directTls({ key: noUri.keyPem, cert: noUri.certPem }), '', 'certificate without a SPIFFE URI');
   const plain = await new Promise<string>((resolve) => {
     let got = '';
-    const s = connect({ host: '127.0.0.1', port: apiPublicPort }, () => s.write('GET / HTTP/1.0\r\n\r\n'));
+    const s = connect({ host: BIND, port: apiPublicPort }, () => s.write('GET / HTTP/1.0\r\n\r\n'));
     s.on('data', (c) => { got += c; });
     s.on('close', () => resolve(got));
     s.on('error', () => undefined);

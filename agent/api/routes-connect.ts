@@ -4,7 +4,7 @@ import { NodemeshError } from '../../catalog/errors.js';
 import { decide, matchIntentions } from '../../intentions/decision.js';
 import type { IntentionInput } from '../../intentions/intention.js';
 import type { IntentionStore } from '../../intentions/intention-store.js';
-import type { CertificateAuthority } from '../ca/certificate-authority.js';
+import type { TrustBundle } from '../ca/trust-bundle.js';
 import type { LeafCerts } from '../ca/leaf-certs.js';
 import { parseServiceId } from '../proxy/spiffe-id.js';
 import { decodeOrThrow } from '../service-definition.js';
@@ -16,7 +16,7 @@ import { decodeBody, type Schema } from './strict-json.js';
 
 export interface ConnectDeps {
   intentions: IntentionStore;
-  ca: CertificateAuthority;
+  trust: TrustBundle;
   leaves: LeafCerts;
   defaultPolicy: 'allow' | 'deny';
 }
@@ -108,7 +108,7 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
     sendJson(ctx.res, 200, { Authorized: decision.allowed, Reason: decision.reason }, { 'X-Cache': 'MISS', Age: '0' });
   });
 
-  const roots = (ctx: RequestContext) => answerBlocking(ctx, c.leaves.feed, () => ({ index: 1, body: c.ca.rootsView(1) }));
+  const roots = (ctx: RequestContext) => answerBlocking(ctx, c.trust.feed, () => ({ index: c.trust.index, body: c.trust.rootsView() }));
   r.on('GET', '/v1/agent/connect/ca/roots', roots);
   r.on('GET', '/v1/connect/ca/roots', roots);
 

@@ -29,7 +29,13 @@ export class LeafCerts {
   private lastIndex = 1;
   private stopped = false;
 
-  constructor(private readonly ca: CertificateAuthority, private readonly opts: LeafCertsOptions) {}
+  constructor(private ca: CertificateAuthority, private readonly opts: LeafCertsOptions) {}
+
+  /** Switches to a new signing CA and re-issues every current leaf with it. */
+  async rotate(ca: CertificateAuthority): Promise<void> {
+    this.ca = ca;
+    await Promise.all([...this.leaves.keys()].map((s) => this.sign(s)));
+  }
 
   get index(): number {
     return this.lastIndex;

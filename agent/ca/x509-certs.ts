@@ -32,6 +32,9 @@ export async function importPrivateKey(pem: string): Promise<{ key: CryptoKey; o
   return { key, object };
 }
 
+/** PEM text that ends in a newline, so certificates can be concatenated into a chain. */
+const pemOf = (c: { toString(f: 'pem'): string }) => `${c.toString('pem').trimEnd()}\n`;
+
 const serial = () => {
   const b = randomBytes(16);
   b[0] &= 0x7f; // positive
@@ -59,7 +62,32 @@ export async function createRoot(opts: { trustDomain: string; clusterId: string;
       await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
+  return { certPem: pemOf(cert), keyPem: await privateKeyPem(keys.privateKey) };
+}
+
+/** An intermediate CA (for a node or a team), signed by a root; it signs leaves, not other CAs. */
+export async function createIntermediate(opts: { issuerCertPem: string; issuerKey: CryptoKey; trustDomain: string; years?: number }): Promise<{ certPem: string; keyPem: string }> {
+  const keys = await generateKeyPair();
+  const issuer = new x509.X509Certificate(opts.issuerCertPem);
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=int-${randomBytes(4).toString('hex')}.consul.ca.${opts.trustDomain.slice(0, 8)}.consul`,
+    issuer: issuer.subject,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + (opts.years ?? 1) * 365 * 86_400_000),
+    signingKey: opts.issuerKey,
+    publicKey: keys.publicKey,
+    signingAlgorithm: EC,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${opts.trustDomain}` }]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(await issuer.publicKey.export()),
+    ],
+  });
+  return { certPem: pemOf(cert), keyPem: await privateKeyPem(keys.privateKey) };
 }
 
 export interface SignedLeaf { certPem: string; keyPem: string; serial: string; notBefore: Date; notAfter: Date }
@@ -96,7 +124,7 @@ export async function signLeaf(opts: {
       await x509.AuthorityKeyIdentifierExtension.create(await issuer.publicKey.export()),
     ],
   });
-  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey), serial: serialNumber, notBefore, notAfter };
+  return { certPem: pemOf(cert), keyPem: await privateKeyPem(keys.privateKey), serial: serialNumber, notBefore, notAfter };
 }
 
 /** Splits a PEM bundle into its certificates. */

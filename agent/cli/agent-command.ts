@@ -31,16 +31,17 @@ export function agentCommand(program: Command): void {
     .option('--acl-token <token>', 'token every API write must carry (or env NODEMESH_ACL_TOKEN)')
     .action(async (f: AgentFlags) => {
       let config;
+      const load = () => loadConfig({
+        flags: {
+          dev: f.dev, node: f.node, datacenter: f.datacenter, data_dir: f.dataDir, bind: f.bind, client: f.client,
+          http_port: f.httpPort, log_level: f.logLevel, log_json: f.logJson, acl_token: f.aclToken,
+        },
+        configFiles: f.configFile,
+        configDirs: f.configDir,
+        env: process.env,
+      });
       try {
-        config = loadConfig({
-          flags: {
-            dev: f.dev, node: f.node, datacenter: f.datacenter, data_dir: f.dataDir, bind: f.bind, client: f.client,
-            http_port: f.httpPort, log_level: f.logLevel, log_json: f.logJson, acl_token: f.aclToken,
-          },
-          configFiles: f.configFile,
-          configDirs: f.configDir,
-          env: process.env,
-        });
+        config = load();
       } catch (e) {
         if (isNodemeshError(e)) {
           process.stderr.write(`nodemesh: ${e.message}\n`);
@@ -86,6 +87,18 @@ export function agentCommand(program: Command): void {
           'Stop with Ctrl-C.\n\n');
       }
       if (pending) void agent.stop(`received ${pending}`);
+      // SIGHUP re-reads the config files and applies what can change live (CA files, trusted roots).
+      const running = agent;
+      process.on('SIGHUP', () => {
+        let next;
+        try {
+          next = load();
+        } catch (e) {
+          log.error({ err: (e as Error).message }, 'reload refused: the new config is invalid; keeping the running one');
+          return;
+        }
+        running.reload(next).then(() => log.info('config reloaded'), (e: Error) => log.error({ err: e.message }, 'reload failed; keeping the running CA'));
+      });
       await agent.stopped;
       process.exit(0);
     });

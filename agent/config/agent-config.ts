@@ -27,6 +27,8 @@ export interface AgentConfig {
   leafCertTtlMs: number;
   caFile: string | undefined;
   caKeyFile: string | undefined;
+  /** Extra roots to trust (PEM bundle), e.g. the next root before a rotation. */
+  caTrustedRootsFile: string | undefined;
 }
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
@@ -54,6 +56,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   leaf_cert_ttl: { kind: 'leafttl', field: 'leafCertTtlMs' },
   ca_file: { kind: 'string', field: 'caFile' },
   ca_key_file: { kind: 'string', field: 'caKeyFile' },
+  ca_trusted_roots_file: { kind: 'string', field: 'caTrustedRootsFile' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -136,6 +139,7 @@ export function defaultConfig(): AgentConfig {
     leafCertTtlMs: 72 * 3_600_000,
     caFile: undefined,
     caKeyFile: undefined,
+    caTrustedRootsFile: undefined,
   };
 }
 

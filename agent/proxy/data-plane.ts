@@ -19,6 +19,8 @@ export interface DataPlaneOptions {
   leaves: LeafCerts;
   authorize: Authorize;
   intentionsFeed: ChangeFeed;
+  /** Fires when the trusted roots change (a CA rotation). */
+  trustFeed: ChangeFeed;
   metrics: ProxyMetrics;
   log: Logger;
   /** A public listener opened: its sidecar's checks can be probed at once. */
@@ -54,9 +56,12 @@ export class DataPlane {
   start(): Promise<void> {
     this.unsubscribe.push(this.o.catalog.feed.subscribe(() => void this.reconcile()));
     this.unsubscribe.push(this.o.intentionsFeed.subscribe(() => this.revalidate()));
+    this.unsubscribe.push(this.o.trustFeed.subscribe(() => {
+      for (const l of this.inbound.values()) l.refreshTls();
+    }));
     this.unsubscribe.push(this.o.leaves.onLeaf((leaf) => {
       for (const l of this.inbound.values()) {
-        if (l.service === leaf.Service) void l.refreshTls().catch((e: Error) => this.o.log.error({ err: e.message }, 'could not load the renewed leaf'));
+        if (l.service === leaf.Service) l.refreshTls();
       }
     }));
     return this.reconcile();

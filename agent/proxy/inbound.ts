@@ -67,9 +67,13 @@ export class InboundListener {
     this.log.info({ service: this.target.service, listen: `${this.bind}:${this.port}`, app: `${this.target.appHost}:${this.target.appPort}` }, 'public listener open');
   }
 
-  /** New handshakes use the service's current leaf; open connections keep theirs. */
-  async refreshTls(): Promise<void> {
-    if (this.server) this.server.setSecureContext(await this.tls.leafOptions(this.target.service));
+  /**
+   * New handshakes use the service's current leaf and trust bundle; open connections keep theirs.
+   * Synchronous, so a rotation's new roots are in place before any leaf of the new root is used.
+   */
+  refreshTls(): void {
+    const opts = this.tls.currentOptions(this.target.service);
+    if (this.server && opts) this.server.setSecureContext(opts);
   }
 
   update(target: InboundTarget): void {

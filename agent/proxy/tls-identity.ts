@@ -2,6 +2,7 @@
 
 import { createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Leaf, LeafCerts } from '../ca/leaf-certs.js';
+import type { TrustBundle } from '../ca/trust-bundle.js';
 import { parseServiceId, uriSans, type ServiceIdentity } from './spiffe-id.js';
 
 /** TLS 1.2 minimum (1.3 preferred by negotiation), ECDHE with AES-GCM or ChaCha20 only, as Consul's proxy. */
@@ -20,12 +21,27 @@ const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 
 /** Secure contexts per local service, rebuilt whenever that service's leaf changes. */
 export class ServiceTls {
-  private readonly contexts = new Map<string, { modifyIndex: number; ctx: SecureContext }>();
+  private readonly contexts = new Map<string, { key: string; ctx: SecureContext }>();
+  private trust: { index: number; roots: string[]; domains: Set<string> } = { index: -1, roots: [], domains: new Set() };
 
-  constructor(readonly roots: string[], readonly trustDomains: Set<string>, private readonly leaves: LeafCerts) {}
+  constructor(private readonly bundle: TrustBundle, private readonly leaves: LeafCerts) {}
+
+  /** The trust bundle's roots and domains, recomputed only when the bundle changes. */
+  private current() {
+    if (this.trust.index !== this.bundle.index) {
+      this.trust = { index: this.bundle.index, roots: this.bundle.pems(), domains: this.bundle.trustDomains() };
+    }
+    return this.trust;
+  }
 
   options(leaf: Leaf) {
-    return { ...TLS_SETTINGS, key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, ca: this.roots };
+    return { ...TLS_SETTINGS, key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, ca: this.current().roots };
+  }
+
+  /** TLS options with the leaf the service has right now, without waiting; undefined before its first leaf. */
+  currentOptions(service: string) {
+    const leaf = this.leaves.current(service);
+    return leaf ? this.options(leaf) : undefined;
   }
 
   /** TLS options with the service's current leaf (signed on first use). */
@@ -36,10 +52,11 @@ export class ServiceTls {
   /** The context new connections of `service` use; open connections keep the one they started with. */
   async context(service: string): Promise<SecureContext> {
     const leaf = await this.leaves.get(service);
+    const key = `${leaf.ModifyIndex}/${this.bundle.index}`;
     const have = this.contexts.get(service);
-    if (have && have.modifyIndex === leaf.ModifyIndex) return have.ctx;
+    if (have && have.key === key) return have.ctx;
     const ctx = createSecureContext(this.options(leaf));
-    this.contexts.set(service, { modifyIndex: leaf.ModifyIndex, ctx });
+    this.contexts.set(service, { key, ctx });
     return ctx;
   }
 
@@ -69,7 +86,7 @@ export class ServiceTls {
     if (uris.length === 0) return `invalid leaf certificate: no URI SAN`;
     const id = parseServiceId(uris[0]);
     if (!id) return `invalid leaf certificate URI ${uris[0]}`;
-    if (!this.trustDomains.has(id.trustDomain)) return `certificate URI ${id.uri} is outside the trusted domains`;
+    if (!this.current().domains.has(id.trustDomain)) return `certificate URI ${id.uri} is outside the trusted domains`;
     return id;
   }
 }
