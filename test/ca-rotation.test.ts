@@ -127,3 +127,31 @@ test('a per-node intermediate: the agent presents leaf + intermediate, and a pee
   const roots = await (await agent.api('/v1/agent/connect/ca/roots')).json() as { Roots: { IntermediateCerts: string[] | null }[] };
   assert.equal(roots.Roots[0].IntermediateCerts?.length, 1);
 });
+
+test('SIGHUP re-reads the config files: a replaced CA file becomes the active root; a broken one is refused and the agent keeps running', async () => {
+  const { spawnAgent } = await import('./helpers/agent-process.js');
+  const dir = tempDir();
+  const r1 = await CertificateAuthority.createRoot();
+  const r2 = await CertificateAuthority.createRoot();
+  writeFileSync(join(dir, 'ca.pem'), r1.certPem);
+  writeFileSync(join(dir, 'ca-key.pem'), r1.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'agent.json'), JSON.stringify({ ca_file: join(dir, 'ca.pem'), ca_key_file: join(dir, 'ca-key.pem'), bind: '127.0.4.1' }));
+  const a = await spawnAgent(['--data-dir', join(dir, 'data'), '--config-file', join(dir, 'agent.json')]);
+  const trustDomain = async () => ((await (await fetch(`${a.url}/v1/agent/connect/ca/roots`)).json()) as { TrustDomain: string }).TrustDomain;
+  try {
+    assert.equal(await trustDomain(), r1.trustDomain);
+    writeFileSync(join(dir, 'agent.json'), '{"ca_file": ');
+    a.proc.kill('SIGHUP');
+    await waitFor(() => assert.match(a.output(), /reload refused: the new config is invalid/));
+    assert.equal(await trustDomain(), r1.trustDomain);
+
+    writeFileSync(join(dir, 'agent.json'), JSON.stringify({ ca_file: join(dir, 'ca.pem'), ca_key_file: join(dir, 'ca-key.pem'), bind: '127.0.4.1' }));
+    writeFileSync(join(dir, 'ca.pem'), r2.certPem);
+    writeFileSync(join(dir, 'ca-key.pem'), r2.keyPem, { mode: 0o600 });
+    a.proc.kill('SIGHUP');
+    await waitFor(async () => assert.equal(await trustDomain(), r2.trustDomain));
+  } finally {
+    a.proc.kill('SIGTERM');
+    assert.equal(await a.exited, 0);
+  }
+});

@@ -287,3 +287,38 @@ test('data-plane metrics: connections, denials by reason, bytes, handshake time,
   assert.match(text, /^nodemesh_proxy_handshake_seconds_count\{source="web",destination="api"\} [1-9]\d*$/m);
   assert.match(text, /^nodemesh_leaf_cert_expiry_seconds\{service="web"\} \d+/m);
 });
+
+test('old TLS versions and non-AEAD suites are refused on the public listener', async () => {
+  const good = await signLeaf({ issuerCertPem: caCert, issuerKey: caKey, spiffeId: `spiffe://${agent.ca.trustDomain}/ns/default/dc/dc1/svc/web`, commonName: 'web', ttlMs: 3_600_000 });
+  const attempt = (extra: Record<string, unknown>) => new Promise<string>((resolve) => {
+    const s = tlsConnect({ host: BIND, port: apiPublicPort, ca: caCert, key: good.keyPem, cert: good.certPem, checkServerIdentity: () => undefined, ...extra }, () => {
+      resolve(`connected ${s.getProtocol()} ${s.getCipher().name}`);
+      s.destroy();
+    });
+    s.on('error', (e) => resolve(`refused: ${e.message}`));
+  });
+  assert.match(await attempt({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' }), /^refused/);
+  assert.match(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256' }), /^refused/, 'CBC suite');
+  assert.match(await attempt({ maxVersion: 'TLSv1.2' }), /^connected TLSv1\.2 ECDHE-ECDSA-AES(128|256)-GCM-SHA(256|384)$/);
+  assert.match(await attempt({}), /^connected TLSv1\.3 /);
+});
+
+test('a dead instance is skipped: the dial times out and the next instance serves the connection', async () => {
+  // A listener that accepts TCP and never answers the TLS handshake.
+  const hung = createServer(() => undefined);
+  await new Promise<void>((r) => hung.listen(0, '127.0.0.7', r));
+  const hungPort = (hung.address() as { port: number }).port;
+  const port = await freePort('127.0.0.1');
+  await agent.api('/v1/agent/service/register', put({ Name: 'api-hung-proxy', Kind: 'connect-proxy', Address: '127.0.0.7', Port: hungPort, Proxy: { DestinationServiceName: 'api' } }));
+  await agent.api('/v1/agent/service/register', put({ Name: 'caller', Address: '127.0.0.8', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: port, Config: { connect_timeout_ms: 300 } }] } } } }));
+  try {
+    await waitFor(async () => assert.equal((await (await agent.api('/v1/health/connect/api?passing')).json() as unknown[]).length, 2));
+    await waitFor(() => assert.ok(agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`)));
+    // Round robin puts the hung instance first for some of these; every one must still get through.
+    for (let i = 0; i < 4; i++) assert.equal((await roundTrip('127.0.0.8', port, `try ${i}`)).reply.toString(), `try ${i}`);
+  } finally {
+    await agent.api('/v1/agent/service/deregister/caller', put());
+    await agent.api('/v1/agent/service/deregister/api-hung-proxy', put());
+    hung.close();
+  }
+});
