@@ -2,10 +2,11 @@
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.argv.includes('--quick');
@@ -48,13 +49,6 @@ function startChild(args: string[], ready: RegExp): Promise<{ proc: ChildProcess
   });
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 interface WrkResult { rps: number; p50: number; p99: number }
 
@@ -105,8 +99,8 @@ async function main(): Promise<void> {
   const sinkPort = Number(backend.match[2]);
   const agent = await startChild(['bin/nodemesh.js', 'agent', '--dev', '--http-port', '0', '--log-json', '--log-level', 'info', '--data-dir', mkdtempSync(join(tmpdir(), 'nodemesh-bench-'))], /"http":"127\.0\.0\.1:(\d+)"/);
   const api = `http://127.0.0.1:${agent.match[1]}`;
-  const upHttp = await freePort();
-  const upSink = await freePort();
+  const upHttp = await freePort('127.0.0.1');
+  const upSink = await freePort('127.0.0.1');
   const reg = async (b: unknown) => {
     const r = await fetch(`${api}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify(b) });
     if (!r.ok) throw new Error(await r.text());

@@ -12,6 +12,7 @@ import { defaultConfig } from '../agent/config/agent-config.js';
 import { createIntermediate, importPrivateKey } from '../agent/ca/x509-certs.js';
 import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { waitFor } from './helpers/wait-for.js';
+import { freePort } from './helpers/free-port.js';
 
 const BIND = '127.0.2.1';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -24,13 +25,6 @@ async function echo(host: string): Promise<{ server: Server; port: number }> {
   return { server, port: (server.address() as { port: number }).port };
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 function roundTrip(from: string, port: number, data: string): Promise<string> {
   return new Promise((resolve) => {
@@ -44,7 +38,7 @@ function roundTrip(from: string, port: number, data: string): Promise<string> {
 
 async function meshedPair(agent: TestAgent, prefix: string): Promise<number> {
   const app = await echo(`${prefix}.3`);
-  const up = await freePort();
+  const up = await freePort('127.0.0.1');
   await agent.api('/v1/agent/service/register', put({ Name: 'api', Address: `${prefix}.3`, Port: app.port, Connect: { SidecarService: {} } }));
   await agent.api('/v1/agent/service/register', put({ Name: 'web', Address: `${prefix}.2`, Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: up }] } } } }));
   await waitFor(async () => assert.equal((await (await agent.api('/v1/health/connect/api?passing')).json() as unknown[]).length, 1));

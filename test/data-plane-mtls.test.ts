@@ -11,6 +11,7 @@ import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
 import { importPrivateKey, signLeaf } from '../agent/ca/x509-certs.js';
 import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { sleep, waitFor } from './helpers/wait-for.js';
+import { freePort } from './helpers/free-port.js';
 
 // Each workload has its own loopback address; the agent's public listeners are on its own bind address,
 // apart from the 127.0.0.1 ones other test files' agents use.
@@ -37,13 +38,6 @@ async function echoApp(host: string): Promise<App> {
   return app;
 }
 
-async function freePort(host: string): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, host, r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Connects from `from` to the upstream port, writes `data`, half-closes, and resolves with the whole reply. */
 function roundTrip(from: string, port: number, data: Buffer | string): Promise<{ reply: Buffer; error?: string }> {
