@@ -260,11 +260,11 @@ test('rotating both leaves in the middle of a transfer drops nothing; new connec
 test('listeners follow the catalog: deregistering closes the upstream listener, registering opens it', async () => {
   const port = await freePort('127.0.0.1');
   await agent.api('/v1/agent/service/register', put({ Name: 'late', Address: '127.0.0.6', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: port }] } } } }));
-  await waitFor(() => assert.ok(agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`)));
+  await waitFor(() => assert.ok(agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`), `upstream listener not open: ${JSON.stringify(agent.dataPlane.listeners())}`));
   const first = await roundTrip('127.0.0.6', port, 'new listener');
   assert.equal(first.reply.toString(), 'new listener', `round trip through the new listener failed: ${first.error ?? 'closed without a reply'}`);
   await agent.api('/v1/agent/service/deregister/late', put());
-  await waitFor(() => assert.ok(!agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`)));
+  await waitFor(() => assert.ok(!agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`), `upstream listener still open: ${JSON.stringify(agent.dataPlane.listeners())}`));
   const refused = await roundTrip('127.0.0.6', port, 'x');
   assert.ok(refused.error?.includes('ECONNREFUSED'), `expected ECONNREFUSED, got ${refused.error ?? `a reply of ${refused.reply.length} bytes`}`);
 });

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Decision } from '../../intentions/decision.js';
 import { joinSockets } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
+import { closeServer } from './close-server.js';
 import type { ServiceIdentity } from './spiffe-id.js';
 import type { ServiceTls } from './tls-identity.js';
 
@@ -158,6 +159,6 @@ export class InboundListener {
     this.open.clear();
     for (const sock of this.raw) sock.destroy();
     this.raw.clear();
-    if (server) await new Promise<void>((r) => server.close(() => r()));
+    if (server) await closeServer(server);
   }
 }

@@ -5,6 +5,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { joinSockets } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
+import { closeServer } from './close-server.js';
 import type { ServiceTls } from './tls-identity.js';
 
 export interface UpstreamDeclarer {
@@ -182,6 +183,6 @@ export class UpstreamListener {
     this.server = undefined;
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
-    if (server) await new Promise<void>((r) => server.close(() => r()));
+    if (server) await closeServer(server);
   }
 }
