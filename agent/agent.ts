@@ -21,7 +21,7 @@ import { connectRoutes } from './api/routes-connect.js';
 import { CertificateAuthority } from './ca/certificate-authority.js';
 import { LeafCerts } from './ca/leaf-certs.js';
 import { IntentionStore } from '../intentions/intention-store.js';
-import { decide } from '../intentions/decision.js';
+import { decideAmong, matchIntentions } from '../intentions/decision.js';
 import type { Intention } from '../intentions/intention.js';
 import { DataPlane } from './proxy/data-plane.js';
 import { ProxyMetrics } from './proxy/proxy-metrics.js';
@@ -115,11 +115,13 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   await local.start(config.services, decodeServiceObject);
   const defaultPolicy = config.defaultIntentionPolicy ?? (config.dev ? 'allow' : 'deny');
 
-  // Decisions run per connection: keep the intentions list sorted once per change, not per call.
-  let sorted: { index: number; list: Intention[] } = { index: -1, list: [] };
+  // Decisions run per connection: match a destination's intentions once per change, not per call.
+  let matched = { index: -1, byDestination: new Map<string, Intention[]>() };
   const authorize = (source: { service: string; namespace: string }, destination: string) => {
-    if (sorted.index !== intentions.index) sorted = { index: intentions.index, list: intentions.list() };
-    return decide(sorted.list, source.service, destination, defaultPolicy, source.namespace);
+    if (matched.index !== intentions.index) matched = { index: intentions.index, byDestination: new Map() };
+    let list = matched.byDestination.get(destination);
+    if (!list) matched.byDestination.set(destination, (list = matchIntentions(intentions.list(), 'destination', destination)));
+    return decideAmong(list, source.service, defaultPolicy, source.namespace);
   };
   const trust = TrustBundle.open(ca, dataDir, config.caTrustedRootsFile);
   const proxyMetrics = new ProxyMetrics(metrics.registry, () => leaves);
@@ -181,6 +183,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
       clearTimeout(force);
       await dataPlane.stop();
       leaves.stop();
+      trust.stop();
       await intentions.close();
       await local.close();
       if (tempDir) rmSync(dataDir, { recursive: true, force: true });

@@ -29,7 +29,12 @@ export function matchIntentions(all: Iterable<Intention>, by: 'source' | 'destin
 
 /** The first intention in precedence order that matches both ends decides; otherwise the default policy. */
 export function decide(all: Iterable<Intention>, source: string, destination: string, defaultPolicy: DefaultPolicy, sourceNs = DEFAULT_NS, destinationNs = DEFAULT_NS): Decision {
-  for (const i of matchIntentions(all, 'destination', destination, destinationNs)) {
+  return decideAmong(matchIntentions(all, 'destination', destination, destinationNs), source, defaultPolicy, sourceNs);
+}
+
+/** The decision from a destination's intentions already matched and in precedence order (cacheable per destination). */
+export function decideAmong(forDestination: Intention[], source: string, defaultPolicy: DefaultPolicy, sourceNs = DEFAULT_NS): Decision {
+  for (const i of forDestination) {
     if (matches(i.SourceNS, sourceNs) && matches(i.SourceName, source)) {
       return { allowed: i.Action === 'allow', reason: `Matched intention: ${describeIntention(i)}`, intention: i };
     }

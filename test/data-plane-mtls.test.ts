@@ -316,3 +316,28 @@ test('a dead instance is skipped: the dial times out and the next instance serve
     hung.close();
   }
 });
+
+test('a second trusted root cannot mint identities in the first root\'s trust domain; percent-encoded names pass for nothing', async () => {
+  const other = await CertificateAuthority.createRoot();
+  const otherKey = (await importPrivateKey(other.keyPem)).key;
+  const rootsFile = join(caDir, 'extra-roots.pem');
+  writeFileSync(rootsFile, other.certPem);
+  const { defaultConfig } = await import('../agent/config/agent-config.js');
+  const base = { ...defaultConfig(), dev: true, node: 'node-1', bind: BIND, caFile: join(caDir, 'ca.pem'), caKeyFile: join(caDir, 'ca-key.pem') };
+  await agent.reload({ ...base, caTrustedRootsFile: rootsFile });
+  try {
+    const forged = await signLeaf({ issuerCertPem: other.certPem, issuerKey: otherKey, spiffeId: `spiffe://${agent.ca.trustDomain}/ns/default/dc/dc1/svc/web`, commonName: 'web', ttlMs: 3_600_000 });
+    const own = await signLeaf({ issuerCertPem: other.certPem, issuerKey: otherKey, spiffeId: `spiffe://${other.trustDomain}/ns/default/dc/dc1/svc/web`, commonName: 'web', ttlMs: 3_600_000 });
+    const bytes = api.bytes;
+    assert.equal(await directTls({ key: forged.keyPem, cert: forged.certPem }), '', 'foreign root, our trust domain: refused');
+    assert.equal(api.bytes, bytes);
+    assert.equal(await directTls({ key: own.keyPem, cert: own.certPem }), 'probe', 'foreign root, its own trust domain: accepted (it is trusted)');
+  } finally {
+    await agent.reload(base);
+  }
+  const encoded = await signLeaf({ issuerCertPem: caCert, issuerKey: caKey, spiffeId: `spiffe://${agent.ca.trustDomain}/ns/default/dc/dc1/svc/%77eb`, commonName: 'x', ttlMs: 3_600_000 });
+  assert.equal(await directTls({ key: encoded.keyPem, cert: encoded.certPem }), '', '%77eb is not web');
+  const r = await agent.api('/v1/agent/connect/ca/leaf/%2577eb');
+  assert.equal(r.status, 400);
+  assert.match(await r.text(), /letters, digits/);
+});

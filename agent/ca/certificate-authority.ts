@@ -1,7 +1,7 @@
 // The agent's CA: its root (made on first start, or loaded from ca_file/ca_key_file), trust domain and trust bundle.
 
 import { createPublicKey, randomUUID, X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NodemeshError } from '../../catalog/errors.js';
 import { certInfo, createRoot, importPrivateKey, signLeaf, splitPem, type CertInfo, type SignedLeaf } from './x509-certs.js';
@@ -27,8 +27,10 @@ const caError = (msg: string) => new NodemeshError('CA_INVALID', msg, 2);
 
 /** Writes a file only the owner can read, even if it existed with looser bits. */
 export function writePrivate(path: string, data: string): void {
-  writeFileSync(path, data, { mode: 0o600 });
-  chmodSync(path, 0o600);
+  const tmp = `${path}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, data, { mode: 0o600, flag: 'wx' });
+  renameSync(tmp, path);
 }
 
 function trustDomainOf(info: CertInfo, where: string): string {
@@ -75,6 +77,7 @@ export class CertificateAuthority {
     } else {
       const dir = join(opts.dataDir, 'ca');
       mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
       const certPath = join(dir, 'root-cert.pem');
       const keyPath = join(dir, 'root-key.pem');
       where = certPath;
@@ -120,6 +123,9 @@ export class CertificateAuthority {
   }
 
   async signService(datacenter: string, service: string, ttlMs: number): Promise<SignedLeaf> {
+    if (!/^[A-Za-z0-9._-]+$/.test(service) || !/^[A-Za-z0-9._-]+$/.test(datacenter)) {
+      throw new NodemeshError('LEAF_BAD_NAME', `cannot issue a leaf for ${JSON.stringify(service)}: service names in the mesh use letters, digits, '.', '_' and '-' only`, 400);
+    }
     const cn = `${service.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 33)}.svc.default.${this.trustDomain.slice(0, 8)}.consul`;
     return signLeaf({ issuerCertPem: this.signingChain[0], issuerKey: this.signingKey, spiffeId: this.spiffeId(datacenter, service), commonName: cn, ttlMs });
   }

@@ -31,9 +31,10 @@ export class LeafCerts {
 
   constructor(private ca: CertificateAuthority, private readonly opts: LeafCertsOptions) {}
 
-  /** Switches to a new signing CA and re-issues every current leaf with it. */
+  /** Switches to a new signing CA and re-issues every current leaf with it (after any signing in flight). */
   async rotate(ca: CertificateAuthority): Promise<void> {
     this.ca = ca;
+    await Promise.allSettled([...this.signing.values()]);
     await Promise.all([...this.leaves.keys()].map((s) => this.sign(s)));
   }
 
@@ -63,14 +64,16 @@ export class LeafCerts {
     const inflight = this.signing.get(service);
     if (inflight) return inflight;
     const p = (async () => {
-      const signed = await this.ca.signService(this.opts.datacenter, service, this.opts.ttlMs);
+      // One CA for the whole leaf: a rotation during the signature must not pair this leaf with the new chain.
+      const ca = this.ca;
+      const signed = await ca.signService(this.opts.datacenter, service, this.opts.ttlMs);
       const prev = this.leaves.get(service);
       const index = ++this.lastIndex;
       const leaf: Leaf = {
         Service: service,
-        ServiceURI: this.ca.spiffeId(this.opts.datacenter, service),
+        ServiceURI: ca.spiffeId(this.opts.datacenter, service),
         SerialNumber: colonHex(signed.serial),
-        CertPEM: [signed.certPem, ...this.ca.intermediates].join(''),
+        CertPEM: [signed.certPem, ...ca.intermediates].join(''),
         PrivateKeyPEM: signed.keyPem,
         ValidAfter: signed.notBefore.toISOString(),
         ValidBefore: signed.notAfter.toISOString(),
@@ -97,13 +100,21 @@ export class LeafCerts {
     const delay = Math.min(Math.max(at - Date.now(), 1000), 2 ** 31 - 1);
     const t = setTimeout(() => {
       if (Date.now() + 1000 < at) return this.scheduleRenewal(service, notBefore, notAfter);
-      this.sign(service).catch((e: Error) => {
-        this.opts.log.error({ service, err: e.message }, 'leaf renewal failed; retrying in 30s');
-        setTimeout(() => void this.sign(service).catch(() => undefined), 30_000).unref();
-      });
+      this.renew(service, 30_000);
     }, delay);
     t.unref();
     this.timers.set(service, t);
+  }
+
+  /** Renews now; on failure retries with backoff (30 s, doubling, at most 5 min) until a signature succeeds. */
+  private renew(service: string, backoffMs: number): void {
+    this.sign(service).catch((e: Error) => {
+      if (this.stopped || !this.leaves.has(service)) return;
+      this.opts.log.error({ service, err: e.message, retryInMs: backoffMs }, 'leaf renewal failed; retrying');
+      const t = setTimeout(() => this.renew(service, Math.min(backoffMs * 2, 300_000)), backoffMs);
+      t.unref();
+      this.timers.set(service, t);
+    });
   }
 
   /** Stops renewing a service's leaf (its last local instance went away). */

@@ -48,14 +48,6 @@ export class TrustBundle {
     return [...new Set(all)];
   }
 
-  trustDomains(): Set<string> {
-    const out = new Set<string>();
-    for (const pem of this.pems()) {
-      for (const u of certInfo(pem).uris) if (u.startsWith('spiffe://')) out.add(new URL(u).host.toLowerCase());
-    }
-    return out;
-  }
-
   /**
    * Makes `next` the signing CA. The old roots stay trusted for `keepMs` (the longest an old leaf can
    * live), so peers still presenting leaves of the old root keep working while everyone re-issues.
@@ -86,9 +78,25 @@ export class TrustBundle {
     this.feed.notify();
   }
 
+  private expiry?: NodeJS.Timeout;
+
+  /** Drops expired retired roots, and arms a timer for the next one so a running agent stops trusting it on time. */
   private prune(): void {
     const now = Date.now();
     this.retired = this.retired.filter((r) => Date.parse(r.keepUntil) > now && !this.active.rootPems.includes(r.pem));
+    clearTimeout(this.expiry);
+    const next = Math.min(...this.retired.map((r) => Date.parse(r.keepUntil)));
+    if (Number.isFinite(next)) {
+      this.expiry = setTimeout(() => {
+        this.prune();
+        this.changed();
+      }, Math.min(Math.max(next - now, 0) + 1000, 2 ** 31 - 1));
+      this.expiry.unref();
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.expiry);
   }
 
   /** Consul's /v1/agent/connect/ca/roots shape: the active root first, then the others, inactive. */

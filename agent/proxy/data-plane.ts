@@ -31,6 +31,25 @@ interface DesiredInbound { port: number; target: InboundTarget }
 
 /** Connect-capable endpoints for `name` whose every check passes, as /v1/health/connect/:name?passing. */
 export function healthyEndpoints(catalog: Catalog, name: string): Endpoint[] {
+  return scanEndpoints(catalog, name);
+}
+
+/** healthyEndpoints, computed once per catalog change and destination rather than once per connection. */
+export function cachedEndpoints(catalog: Catalog): (name: string) => Endpoint[] {
+  let index = -1;
+  const cache = new Map<string, Endpoint[]>();
+  return (name) => {
+    if (catalog.index !== index) {
+      cache.clear();
+      index = catalog.index;
+    }
+    let list = cache.get(name);
+    if (!list) cache.set(name, (list = scanEndpoints(catalog, name)));
+    return list;
+  };
+}
+
+function scanEndpoints(catalog: Catalog, name: string): Endpoint[] {
   const out: Endpoint[] = [];
   for (const node of catalog.allNodes()) {
     for (const s of node.services.values()) {
@@ -50,8 +69,14 @@ export class DataPlane {
   private reconciling: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  private retryTimer?: NodeJS.Timeout;
+  /** Services whose leaves the data plane asked for; dropped when their last listener goes. */
+  private leafServices = new Set<string>();
+  private readonly endpoints: (name: string) => Endpoint[];
 
-  constructor(private readonly o: DataPlaneOptions) {}
+  constructor(private readonly o: DataPlaneOptions) {
+    this.endpoints = cachedEndpoints(o.catalog);
+  }
 
   start(): Promise<void> {
     this.unsubscribe.push(this.o.catalog.feed.subscribe(() => void this.reconcile()));
@@ -97,7 +122,8 @@ export class DataPlane {
         if (u.DestinationType !== 'service') continue;
         const bindAddress = u.LocalBindAddress || '127.0.0.1';
         const key = `${bindAddress}:${u.LocalBindPort}`;
-        const declarer = { proxyId: p.ID, sourceService: dest, address: parent?.Address || p.Address };
+        const node = this.o.catalog.getNode(this.o.nodeName)?.info.Address ?? '';
+        const declarer = { proxyId: p.ID, sourceService: dest, address: parent?.Address || p.Address || node };
         const have = outbound.get(key);
         if (have) {
           if (have.destination !== u.DestinationName) {
@@ -119,19 +145,31 @@ export class DataPlane {
     return { inbound, outbound };
   }
 
-  /** Brings the listeners in line with the catalog; concurrent calls coalesce. */
+  /** Brings the listeners in line with the catalog; concurrent calls coalesce, and none is lost. */
   reconcile(): Promise<void> {
-    if (this.reconciling) {
-      this.again = true;
-      return this.reconciling;
+    this.again = true;
+    if (!this.reconciling) {
+      this.reconciling = (async () => {
+        while (this.again && !this.stopped) {
+          this.again = false;
+          await this.reconcileOnce();
+        }
+      })().finally(() => {
+        this.reconciling = null;
+        if (this.again && !this.stopped) void this.reconcile();
+      });
     }
-    this.reconciling = (async () => {
-      do {
-        this.again = false;
-        await this.reconcileOnce();
-      } while (this.again && !this.stopped);
-    })().finally(() => { this.reconciling = null; });
     return this.reconciling;
+  }
+
+  /** A listener that could not open (port taken) is tried again a little later, not only on the next change. */
+  private retryLater(): void {
+    if (this.retryTimer || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.reconcile();
+    }, 5000);
+    this.retryTimer.unref();
   }
 
   private async reconcileOnce(): Promise<void> {
@@ -157,7 +195,8 @@ export class DataPlane {
         this.inbound.set(key, l);
         this.o.onListening?.(w.target.proxyId);
       } catch (e) {
-        this.o.log.error({ listen: key, service: w.target.service, err: (e as Error).message }, 'cannot open public listener');
+        this.o.log.error({ listen: key, service: w.target.service, err: (e as Error).message }, 'cannot open public listener; retrying in 5s');
+        this.retryLater();
       }
     }
     for (const [key, l] of this.outbound) {
@@ -174,14 +213,25 @@ export class DataPlane {
         have.update(w);
         continue;
       }
-      const l = new UpstreamListener(w, this.o.tls, (d) => healthyEndpoints(this.o.catalog, d), this.o.log, this.o.metrics);
+      const l = new UpstreamListener(w, this.o.tls, this.endpoints, this.o.log, this.o.metrics);
       try {
         await l.start();
         this.outbound.set(key, l);
       } catch (e) {
-        this.o.log.error({ listen: key, destination: w.destination, err: (e as Error).message }, 'cannot open upstream listener');
+        this.o.log.error({ listen: key, destination: w.destination, err: (e as Error).message }, 'cannot open upstream listener; retrying in 5s');
+        this.retryLater();
       }
     }
+    this.dropUnusedLeaves();
+  }
+
+  /** Leaves of services that no longer have a listener here stop being renewed. */
+  private dropUnusedLeaves(): void {
+    const used = new Set<string>();
+    for (const l of this.inbound.values()) used.add(l.service);
+    for (const l of this.outbound.values()) for (const s of l.sources) used.add(s);
+    for (const s of this.leafServices) if (!used.has(s)) this.o.leaves.drop(s);
+    this.leafServices = used;
   }
 
   listeners(): { inbound: string[]; outbound: string[] } {
@@ -190,6 +240,7 @@ export class DataPlane {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.retryTimer);
     for (const u of this.unsubscribe) u();
     await this.reconciling;
     await Promise.all([...this.inbound.values(), ...this.outbound.values()].map((l) => l.close()));

@@ -102,19 +102,29 @@ export class InboundListener {
     }
     const labels = { direction: 'inbound' as const, source: id.service, destination };
     const app = connect({ host: this.target.appHost, port: this.target.appPort, allowHalfOpen: true, timeout: APP_CONNECT_TIMEOUT_MS });
+    // Tracked from now, not from the app's connect: a deny that lands while the app is being dialled
+    // must still find and close this connection.
+    const conn: OpenConn = { client, app, source: id };
+    this.open.add(conn);
     const onFail = (e: Error) => {
       this.log.warn({ ...labels, app: `${this.target.appHost}:${this.target.appPort}`, err: e.message }, 'inbound: cannot reach the local app');
+      this.open.delete(conn);
       client.destroy();
       app.destroy();
     };
     app.once('timeout', () => onFail(new Error('connect timeout')));
     app.once('error', onFail);
     client.once('error', () => app.destroy());
+    client.once('close', () => { if (app.connecting) onFail(new Error('client went away')); });
     app.once('connect', () => {
       app.setTimeout(0);
       app.off('error', onFail);
-      const conn: OpenConn = { client, app, source: id };
-      this.open.add(conn);
+      if (client.destroyed || !this.open.has(conn)) {
+        this.open.delete(conn);
+        app.destroy();
+        client.destroy();
+        return;
+      }
       this.metrics.opened.inc(labels);
       this.metrics.active.inc(labels);
       joinSockets(client, app, ({ fromA, fromB }) => {

@@ -42,12 +42,17 @@ export class UpstreamListener {
   private readonly sockets = new Set<Socket>();
 
   constructor(
-    private spec: UpstreamSpec,
+    spec: UpstreamSpec,
     private readonly tls: ServiceTls,
     private readonly endpoints: FindEndpoints,
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
-  ) {}
+  ) {
+    this.spec = spec;
+    this.update(spec);
+  }
+
+  private spec: UpstreamSpec;
 
   get key(): string {
     return `${this.spec.bindAddress}:${this.spec.bindPort}`;
@@ -57,8 +62,24 @@ export class UpstreamListener {
     return this.spec.destination;
   }
 
+  /** Who may call, precomputed per spec: the one loopback owner, or source address → service. */
+  private owner: string | undefined;
+  private byAddress = new Map<string, string | null>();
+
   update(spec: UpstreamSpec): void {
     this.spec = spec;
+    const services = new Set(spec.declarers.map((d) => d.sourceService));
+    this.owner = services.size === 1 && isLoopbackAddress(spec.bindAddress) ? [...services][0] : undefined;
+    this.byAddress = new Map();
+    for (const d of spec.declarers) {
+      const have = this.byAddress.get(d.address);
+      // Two services behind one address cannot be told apart: that address is refused.
+      this.byAddress.set(d.address, have === undefined || have === d.sourceService ? d.sourceService : null);
+    }
+  }
+
+  get sources(): string[] {
+    return [...new Set(this.spec.declarers.map((d) => d.sourceService))];
   }
 
   async start(): Promise<void> {
@@ -80,10 +101,7 @@ export class UpstreamListener {
    * declaring instance whose address is the connection's source IP.
    */
   sourceOf(remote: string): string | undefined {
-    const services = new Set(this.spec.declarers.map((d) => d.sourceService));
-    if (services.size === 1 && isLoopbackAddress(this.spec.bindAddress)) return [...services][0];
-    const matches = new Set(this.spec.declarers.filter((d) => d.address === remote).map((d) => d.sourceService));
-    return matches.size === 1 ? [...matches][0] : undefined;
+    return this.owner ?? this.byAddress.get(remote) ?? undefined;
   }
 
   private order(list: Endpoint[]): Endpoint[] {

@@ -2,7 +2,12 @@
 
 export interface ServiceIdentity { trustDomain: string; namespace: string; datacenter: string; service: string; uri: string }
 
-const SERVICE_PATH = /^\/ns\/([^/]+)\/dc\/([^/]+)\/svc\/([^/]+)$/;
+/** Segments are taken literally: no percent-decoding, so `%77eb` can never pass for `web`. */
+const SEGMENT = '[A-Za-z0-9._-]+';
+const SERVICE_PATH = new RegExp(`^/ns/(${SEGMENT})/dc/(${SEGMENT})/svc/(${SEGMENT})$`);
+
+/** Names that may appear in a SPIFFE service ID (and so get a leaf certificate). */
+export const isSpiffeSafe = (name: string) => new RegExp(`^${SEGMENT}$`).test(name);
 
 /** Parses a service SPIFFE URI; undefined for anything else (agent IDs, other schemes, junk). */
 export function parseServiceId(uri: string): ServiceIdentity | undefined {
@@ -15,7 +20,7 @@ export function parseServiceId(uri: string): ServiceIdentity | undefined {
   if (u.protocol !== 'spiffe:' || !u.host) return undefined;
   const m = SERVICE_PATH.exec(u.pathname);
   if (!m) return undefined;
-  const [ns, dc, svc] = m.slice(1).map(decodeURIComponent);
+  const [ns, dc, svc] = m.slice(1);
   return { trustDomain: u.host.toLowerCase(), namespace: ns, datacenter: dc, service: svc, uri };
 }
 

@@ -1,6 +1,7 @@
 // TLS for the data plane: per-service secure contexts from the current leaf, and the checks on the peer's identity.
 
-import { createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext, type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Leaf, LeafCerts } from '../ca/leaf-certs.js';
 import type { TrustBundle } from '../ca/trust-bundle.js';
 import { parseServiceId, uriSans, type ServiceIdentity } from './spiffe-id.js';
@@ -22,14 +23,22 @@ const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 /** Secure contexts per local service, rebuilt whenever that service's leaf changes. */
 export class ServiceTls {
   private readonly contexts = new Map<string, { key: string; ctx: SecureContext }>();
-  private trust: { index: number; roots: string[]; domains: Set<string> } = { index: -1, roots: [], domains: new Set() };
+  /** Roots, and each root's trust domain by certificate fingerprint. */
+  private trust: { index: number; roots: string[]; domainOfRoot: Map<string, string> } = { index: -1, roots: [], domainOfRoot: new Map() };
 
   constructor(private readonly bundle: TrustBundle, private readonly leaves: LeafCerts) {}
 
   /** The trust bundle's roots and domains, recomputed only when the bundle changes. */
   private current() {
     if (this.trust.index !== this.bundle.index) {
-      this.trust = { index: this.bundle.index, roots: this.bundle.pems(), domains: this.bundle.trustDomains() };
+      const roots = this.bundle.pems();
+      const domainOfRoot = new Map<string, string>();
+      for (const pem of roots) {
+        const c = new X509Certificate(pem);
+        const uri = (c.subjectAltName ?? '').split(', ').find((x) => x.startsWith('URI:spiffe://'));
+        if (uri) domainOfRoot.set(c.fingerprint256, new URL(uri.slice(4)).host.toLowerCase());
+      }
+      this.trust = { index: this.bundle.index, roots, domainOfRoot };
     }
     return this.trust;
   }
@@ -62,7 +71,7 @@ export class ServiceTls {
 
   /** The verified client's service identity, or why it is refused. The chain itself was verified by the handshake. */
   clientIdentity(socket: TLSSocket): ServiceIdentity | string {
-    const cert = socket.getPeerCertificate();
+    const cert = socket.getPeerCertificate(true);
     if (!cert || !cert.raw) return 'no client certificate';
     return this.identityOf(cert, CLIENT_AUTH, 'client');
   }
@@ -81,12 +90,22 @@ export class ServiceTls {
 
   private identityOf(cert: PeerCertificate, eku: string, role: string): ServiceIdentity | string {
     const usages = (cert as PeerCertificate & { ext_key_usage?: string[] }).ext_key_usage;
-    if (usages && !usages.includes(eku)) return `${role} certificate lacks the ${role === 'client' ? 'clientAuth' : 'serverAuth'} extended key usage`;
+    if (!usages || !usages.includes(eku)) return `${role} certificate lacks the ${role === 'client' ? 'clientAuth' : 'serverAuth'} extended key usage`;
     const uris = uriSans(cert.subjectaltname);
     if (uris.length === 0) return `invalid leaf certificate: no URI SAN`;
     const id = parseServiceId(uris[0]);
     if (!id) return `invalid leaf certificate URI ${uris[0]}`;
-    if (!this.current().domains.has(id.trustDomain)) return `certificate URI ${id.uri} is outside the trusted domains`;
+    // The URI's trust domain must be the one of the root this chain ends in: a second trusted root may
+    // not mint identities in another root's domain.
+    const anchor = this.current().domainOfRoot.get(anchorOf(cert as DetailedPeerCertificate).fingerprint256);
+    if (anchor !== id.trustDomain) return `certificate URI ${id.uri} is not in the trust domain of the root that signed it (${anchor ?? 'unknown root'})`;
     return id;
   }
+}
+
+/** The last certificate of a verified peer chain (the trust anchor). */
+function anchorOf(cert: DetailedPeerCertificate): DetailedPeerCertificate {
+  let c = cert;
+  for (let i = 0; i < 8 && c.issuerCertificate && c.issuerCertificate !== c && c.issuerCertificate.fingerprint256 !== c.fingerprint256; i++) c = c.issuerCertificate;
+  return c;
 }
