@@ -1,0 +1,125 @@
+// The Serf layer on top of memberlist: tags as node meta, Lamport clocks, join and leave intents; other Serf
+// messages (events, queries, key operations) are read and ignored without harm.
+
+import { asObject, decode, encode, str, uint, type GoValue } from './go-msgpack.js';
+import { Memberlist, type GossipLog, type MemberlistConfig, type NodeRecord } from './memberlist.js';
+import { MsgType, NodeState } from './wire-messages.js';
+
+export const SerfType = { leave: 0, join: 1, pushPull: 2, userEvent: 3, query: 4, queryResponse: 5 } as const;
+
+export interface Member { name: string; addr: string; port: number; tags: Record<string, string>; status: 'alive' | 'leaving' | 'left' | 'failed' }
+
+class Lamport {
+  private t = 1n;
+  time(): bigint { return this.t; }
+  increment(): bigint { return ++this.t; }
+  witness(v: bigint): void { if (v >= this.t) this.t = v + 1n; }
+}
+
+export function encodeTags(tags: Record<string, string>): Buffer {
+  const meta = Buffer.concat([Buffer.from([0xff]), encode(tags)]);
+  if (meta.length > 512) throw new Error(`serf tags are ${meta.length} bytes encoded; the limit is 512`);
+  return meta;
+}
+
+export function decodeTags(meta: Buffer): Record<string, string> {
+  if (meta.length === 0 || meta[0] !== 0xff) return { role: meta.toString('utf8') };
+  try {
+    const o = asObject(decode(meta.subarray(1)), 'tags');
+    return Object.fromEntries(Object.keys(o).map((k) => [k, str(o, k)]));
+  } catch {
+    return {};
+  }
+}
+
+export class SerfNode {
+  readonly memberlist: Memberlist;
+  private readonly clock = new Lamport();
+  private readonly queue: Buffer[] = [];
+  private readonly leftIntents = new Map<string, bigint>();
+
+  constructor(config: MemberlistConfig, private tags: Record<string, string>, private readonly log: GossipLog, private readonly onChange: () => void = () => undefined) {
+    this.memberlist = new Memberlist(config, {
+      nodeMeta: () => encodeTags(this.tags),
+      notifyMsg: (msg) => this.onSerfMessage(msg),
+      getBroadcasts: (overhead, budget) => this.takeSerfBroadcasts(overhead, budget),
+      localState: () => Buffer.alloc(0),
+      mergeRemoteState: () => undefined,
+      notifyJoin: () => this.onChange(),
+      notifyLeave: () => this.onChange(),
+      notifyUpdate: () => this.onChange(),
+    }, log);
+  }
+
+  async start(): Promise<void> {
+    await this.memberlist.start();
+  }
+
+  async join(addrs: string[]): Promise<number> {
+    const n = await this.memberlist.join(addrs);
+    if (n > 0) {
+      const ltime = this.clock.time();
+      this.clock.witness(ltime);
+      this.broadcast(SerfType.join, { LTime: ltime, Node: this.memberlist.cfg.name });
+    }
+    return n;
+  }
+
+  private broadcast(type: number, body: GoValue): void {
+    this.queue.push(Buffer.concat([Buffer.from([MsgType.user, type]), encode(body)]));
+  }
+
+  private takeSerfBroadcasts(overhead: number, budget: number): Buffer[] {
+    const out: Buffer[] = [];
+    let used = 0;
+    while (this.queue.length && used + this.queue[0].length + overhead <= budget) {
+      const msg = this.queue.shift()!;
+      used += msg.length + overhead;
+      out.push(msg);
+    }
+    return out;
+  }
+
+  private onSerfMessage(msg: Buffer): void {
+    const type = msg[0];
+    try {
+      if (type === SerfType.join || type === SerfType.leave) {
+        const o = asObject(decode(msg.subarray(1)), 'intent');
+        const lt = o.LTime;
+        const ltime = typeof lt === 'bigint' ? lt : BigInt(uint(o, 'LTime', Number.MAX_SAFE_INTEGER));
+        this.clock.witness(ltime);
+        if (type === SerfType.leave) this.leftIntents.set(str(o, 'Node'), ltime);
+        else this.leftIntents.delete(str(o, 'Node'));
+        this.onChange();
+      }
+      // User events, queries and responses are not used by nodemesh: ignored.
+    } catch (e) {
+      this.log.debug({ err: (e as Error).message, type }, 'serf message ignored');
+    }
+  }
+
+  members(): Member[] {
+    return [...this.memberlist.nodes.values()].map((n: NodeRecord) => ({
+      name: n.name, addr: n.addr, port: n.port, tags: decodeTags(n.meta),
+      status: n.state === NodeState.alive || n.state === NodeState.suspect ? 'alive'
+        : n.state === NodeState.left || (n.state === NodeState.dead && this.leftIntents.has(n.name)) ? 'left' : 'failed',
+    }));
+  }
+
+  setTags(tags: Record<string, string>): void {
+    this.tags = tags;
+    this.memberlist.updateMeta();
+  }
+
+  /** Graceful leave: Serf's leave intent first (so peers say `left`, not `failed`), then memberlist's. */
+  async leave(): Promise<void> {
+    const ltime = this.clock.time();
+    this.clock.increment();
+    this.broadcast(SerfType.leave, { LTime: ltime, Node: this.memberlist.cfg.name, Prune: false });
+    await this.memberlist.leave(2000);
+  }
+
+  shutdown(): Promise<void> {
+    return this.memberlist.shutdown();
+  }
+}
