@@ -353,6 +353,8 @@ export class Memberlist {
     if (this.leaving && a.Node === this.cfg.name) return;
     if (a.Vsn.length >= 3 && (a.Vsn[0] === 0 || a.Vsn[1] === 0 || a.Vsn[0] > a.Vsn[1])) return;
     if (a.Vsn.length > 0 && a.Vsn.length < 6) return;
+    // A nameless node, or one without a usable address or port, could never be probed: ignore it.
+    if (a.Node === '' || (a.Addr.length !== 4 && a.Addr.length !== 16) || a.Port === 0) return;
     const addr = ipOf(a.Addr);
     let n = this.nodes.get(a.Node);
     if (a.Node === this.cfg.name) {
