@@ -27,6 +27,7 @@ import { DataPlane } from './proxy/data-plane.js';
 import { ProxyMetrics } from './proxy/proxy-metrics.js';
 import { ServiceTls } from './proxy/tls-identity.js';
 import { TrustBundle } from './ca/trust-bundle.js';
+import { GossipMembership } from './gossip-membership.js';
 import type { AgentConfig } from './config/agent-config.js';
 import { LocalState } from './local-state.js';
 import { createMetrics } from './metrics.js';
@@ -45,6 +46,7 @@ export interface RunningAgent {
   leaves: LeafCerts;
   intentions: IntentionStore;
   dataPlane: DataPlane;
+  gossip: GossipMembership;
   /** Graceful stop: stop accepting, finish in-flight requests, flush state. Idempotent. */
   stop(reason?: string): Promise<void>;
   /** Resolves when the agent has stopped (for example after PUT /v1/agent/leave). */
@@ -136,8 +138,10 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => { resolveStopped = r; });
   const router = new Router({ aclToken: config.aclToken, log, observe: metrics.observeHttp });
+  const gossipRef: { current?: GossipMembership } = {};
   const deps: ApiDeps = {
     config, catalog, local, log, metrics, version: VERSION, startedAt: new Date(),
+    members: () => gossipRef.current?.members() ?? [],
     leave: () => void stop('leave requested through the API'),
   };
   agentServiceRoutes(router, deps);
@@ -166,14 +170,29 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     throw e;
   });
   const bound = server.address() as AddressInfo;
+  let gossip: GossipMembership;
+  try {
+    gossip = await GossipMembership.start({ config, dataDir, advertise: address, httpPort: bound.port, nodeId: info.ID, log, onChange: () => catalog.feed.notify() });
+  } catch (e) {
+    await new Promise<void>((r) => server.close(() => r()));
+    await dataPlane.stop();
+    leaves.stop();
+    trust.stop();
+    await intentions.close();
+    await local.close();
+    throw e;
+  }
+  gossipRef.current = gossip;
   log.info({
     node: config.node, datacenter: config.datacenter, http: `${bound.address}:${bound.port}`, dataDir, version: VERSION,
-    trustDomain: ca.trustDomain, defaultIntentionPolicy: defaultPolicy,
+    trustDomain: ca.trustDomain, defaultIntentionPolicy: defaultPolicy, gossip: `${config.bind}:${gossip.port}`,
   }, 'nodemesh agent running');
 
   function stop(reason = 'shutdown'): Promise<void> {
     stopping ??= (async () => {
-      log.info({ reason }, 'agent stopping: finishing in-flight requests');
+      log.info({ reason }, 'agent stopping: leaving the gossip pool, finishing in-flight requests');
+      await gossip.leave().catch((e: Error) => log.warn({ err: e.message }, 'gossip leave failed'));
+      await gossip.shutdown();
       const closed = new Promise<void>((r) => server.close(() => r()));
       router.abortAll();
       catalog.feed.close();
@@ -218,7 +237,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   return {
     http: { host: bound.address, port: bound.port }, dataDir, catalog, local,
     get ca() { return trust.ca; },
-    trust, leaves, intentions, dataPlane, stop, stopped, reload,
+    trust, leaves, intentions, dataPlane, gossip, stop, stopped, reload,
   };
 }
 

@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const backend = await startChild(['--import', 'tsx', 'bench/backend-server.ts', '127.0.0.3'], /\{"http":(\d+),"sink":(\d+)\}/);
   const httpPort = Number(backend.match[1]);
   const sinkPort = Number(backend.match[2]);
-  const agent = await startChild(['bin/nodemesh.js', 'agent', '--dev', '--http-port', '0', '--log-json', '--log-level', 'info', '--data-dir', mkdtempSync(join(tmpdir(), 'nodemesh-bench-'))], /"http":"127\.0\.0\.1:(\d+)"/);
+  const agent = await startChild(['bin/nodemesh.js', 'agent', '--dev', '--http-port', '0', '--serf-lan-port', '0', '--log-json', '--log-level', 'info', '--data-dir', mkdtempSync(join(tmpdir(), 'nodemesh-bench-'))], /"http":"127\.0\.0\.1:(\d+)"/);
   const api = `http://127.0.0.1:${agent.match[1]}`;
   const upHttp = await freePort('127.0.0.1');
   const upSink = await freePort('127.0.0.1');

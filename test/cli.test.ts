@@ -199,9 +199,11 @@ describe('nodemesh read verbs: aligned tables and --format json', () => {
   test('members', async () => {
     const r = await cliAt(agent, ['members']);
     assert.equal(r.code, 0, show(r));
-    const rows = assertTable(r.stdout, ['NODE', 'ADDRESS', 'STATUS', 'DC']);
-    const members = await getJson(agent, '/v1/agent/members') as { Name: string; Addr: string; Port: number }[];
-    assert.deepEqual(rows, members.map((m) => [m.Name, `${m.Addr}:${m.Port}`, 'alive', 'dc1']));
+    const rows = assertTable(r.stdout, ['NODE', 'ADDRESS', 'STATUS', 'TAGS']);
+    const members = await getJson(agent, '/v1/agent/members') as { Name: string; Addr: string; Port: number; Tags: Record<string, string> }[];
+    assert.deepEqual(rows, members.map((m) => [m.Name, `${m.Addr}:${m.Port}`, 'alive', Object.entries(m.Tags).sort().map(([k, v]) => `${k}=${v}`).join(',')]));
+    assert.match(rows[0][3], /(^|,)dc=dc1(,|$)/);
+    assert.match(rows[0][3], /(^|,)role=node(,|$)/);
   });
 
   test('empty results print a sentence, not an empty table', async () => {

@@ -15,6 +15,8 @@ export interface ApiDeps {
   metrics: AgentMetrics;
   version: string;
   startedAt: Date;
+  /** The gossip pool's members, in Consul's shape. */
+  members(): import('../gossip-membership.js').ConsulMember[];
   /** Starts a graceful shutdown (PUT /v1/agent/leave). */
   leave(): void;
 }

@@ -35,7 +35,7 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
     });
   });
 
-  r.on('GET', '/v1/agent/members', (ctx) => sendJson(ctx.res, 200, [member()]));
+  r.on('GET', '/v1/agent/members', (ctx) => sendJson(ctx.res, 200, d.members().length ? d.members() : [member()]));
 
   r.on('PUT', '/v1/agent/leave', (ctx) => {
     sendText(ctx.res, 200, '');

@@ -10,6 +10,7 @@ import { createLogger } from '../log.js';
 interface AgentFlags {
   dev?: boolean; node?: string; datacenter?: string; dataDir?: string; bind?: string; client?: string;
   httpPort?: string; configFile: string[]; configDir: string[]; logLevel?: string; logJson?: boolean; aclToken?: string;
+  serfLanPort?: string; join: string[]; retryJoin: string[]; encrypt?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -29,12 +30,17 @@ export function agentCommand(program: Command): void {
     .option('--log-level <level>', 'trace, debug, info, warn or error (default: info)')
     .option('--log-json', 'log JSON lines even on a terminal')
     .option('--acl-token <token>', 'token every API write must carry (or env NODEMESH_ACL_TOKEN)')
+    .option('--serf-lan-port <port>', 'gossip port, UDP and TCP (default: 8301; 0 picks a free one)')
+    .option('--join <addr>', 'join the pool through this agent at start (repeatable; failing to join is fatal)', collect, [])
+    .option('--retry-join <addr>', 'join through this agent, retrying with backoff until it answers (repeatable)', collect, [])
+    .option('--encrypt <key>', 'gossip encryption key, base64 of 16/24/32 bytes (see nodemesh keygen)')
     .action(async (f: AgentFlags) => {
       let config;
       const load = () => loadConfig({
         flags: {
           dev: f.dev, node: f.node, datacenter: f.datacenter, data_dir: f.dataDir, bind: f.bind, client: f.client,
           http_port: f.httpPort, log_level: f.logLevel, log_json: f.logJson, acl_token: f.aclToken,
+          serf_lan_port: f.serfLanPort, join: f.join, retry_join: f.retryJoin, encrypt: f.encrypt,
         },
         configFiles: f.configFile,
         configDirs: f.configDir,

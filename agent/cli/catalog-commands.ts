@@ -106,8 +106,8 @@ export function catalogCommands(program: Command, g: Globals): void {
   program.command('members').description('list the members of the agent pool').action(async () => {
     const body = await apiCall(g(), 'GET', '/v1/agent/members') as { Name: string; Addr: string; Port: number; Status: number; Tags: Record<string, string> }[];
     const status = ['none', 'alive', 'leaving', 'left', 'failed'];
-    output(g().format, body, ['NODE', 'ADDRESS', 'STATUS', 'DC'],
-      body.map((m) => [m.Name, `${m.Addr}:${m.Port}`, status[m.Status] ?? String(m.Status), m.Tags.dc ?? '']), 'No members.');
+    output(g().format, body, ['NODE', 'ADDRESS', 'STATUS', 'TAGS'],
+      body.map((m) => [m.Name, `${m.Addr}:${m.Port}`, status[m.Status] ?? String(m.Status), Object.entries(m.Tags).sort().map(([k, v]) => `${k}=${v}`).join(',')]), 'No members.');
   });
 
   const health = program.command('health').description('read health');

@@ -1,5 +1,6 @@
 // The `nodemesh` command: global options, subcommands, and the one-line-error / exit-code contract.
 
+import { randomBytes } from 'node:crypto';
 import { Command, CommanderError, Option } from 'commander';
 import { isNodemeshError } from '../../catalog/errors.js';
 import { VERSION } from '../version.js';
@@ -27,6 +28,9 @@ agentCommand(program);
 catalogCommands(program, globals);
 intentionCommands(program, globals);
 connectCommands(program, globals);
+program.command('keygen').description('print a new gossip encryption key (base64, 32 bytes) for --encrypt').action(() => {
+  process.stdout.write(`${randomBytes(32).toString('base64')}\n`);
+});
 program.command('version').description('print the nodemesh version').action(() => {
   if (globals().format === 'json') process.stdout.write(`${JSON.stringify({ version: VERSION })}\n`);
   else process.stdout.write(`nodemesh v${VERSION}\n`);

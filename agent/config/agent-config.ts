@@ -29,11 +29,17 @@ export interface AgentConfig {
   caKeyFile: string | undefined;
   /** Extra roots to trust (PEM bundle), e.g. the next root before a rotation. */
   caTrustedRootsFile: string | undefined;
+  /** Gossip (UDP+TCP) port; 0 picks a free one. */
+  serfLanPort: number;
+  join: string[];
+  retryJoin: string[];
+  /** Gossip encryption key, base64 of 16, 24 or 32 bytes. */
+  encrypt: string | undefined;
 }
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
 
-type Kind = 'bool' | 'string' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl';
+type Kind = 'bool' | 'string' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key';
 
 /** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
 export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
@@ -57,6 +63,10 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   ca_file: { kind: 'string', field: 'caFile' },
   ca_key_file: { kind: 'string', field: 'caKeyFile' },
   ca_trusted_roots_file: { kind: 'string', field: 'caTrustedRootsFile' },
+  serf_lan_port: { kind: 'port', field: 'serfLanPort' },
+  join: { kind: 'addrs', field: 'join' },
+  retry_join: { kind: 'addrs', field: 'retryJoin' },
+  encrypt: { kind: 'key', field: 'encrypt' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -96,6 +106,16 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
       const l = typeof value === 'string' ? LOG_LEVELS[value.toLowerCase()] : undefined;
       if (!l) throw bad('must be one of trace, debug, info, warn, error');
       return l;
+    }
+    case 'addrs': {
+      const list = typeof value === 'string' ? [value] : value;
+      if (!Array.isArray(list) || list.some((a) => typeof a !== 'string' || !/^[^\s:]+(:\d{1,5})?$/.test(a))) throw bad('must be host or host:port addresses');
+      return list;
+    }
+    case 'key': {
+      const k = typeof value === 'string' ? Buffer.from(value, 'base64') : Buffer.alloc(0);
+      if (typeof value !== 'string' || ![16, 24, 32].includes(k.length) || k.toString('base64') !== value) throw bad('must be base64 of 16, 24 or 32 bytes (make one with `nodemesh keygen`)');
+      return value;
     }
     case 'policy':
       if (value !== 'allow' && value !== 'deny') throw bad('must be "allow" or "deny"');
@@ -140,6 +160,10 @@ export function defaultConfig(): AgentConfig {
     caFile: undefined,
     caKeyFile: undefined,
     caTrustedRootsFile: undefined,
+    serfLanPort: 8301,
+    join: [],
+    retryJoin: [],
+    encrypt: undefined,
   };
 }
 

@@ -92,7 +92,7 @@ export function loadConfig(src: ConfigSources): AgentConfig {
   for (const f of src.configFiles) applyFile(cfg, readJsonFile(f), f);
   if (src.env.NODEMESH_ACL_TOKEN) cfg.aclToken = src.env.NODEMESH_ACL_TOKEN;
   for (const [key, value] of Object.entries(src.flags)) {
-    if (value === undefined) continue;
+    if (value === undefined || (Array.isArray(value) && value.length === 0)) continue;
     const spec = CONFIG_KEYS[key];
     (cfg as unknown as Record<string, unknown>)[spec.field] = convertValue(key, value, `flag --${key.replace(/_/g, '-')}`, true);
   }

@@ -44,6 +44,8 @@ export interface NodeRecord {
 export interface MemberlistConfig {
   name: string;
   bindAddr: string;
+  /** The address peers reach us at (defaults to bindAddr; needed when binding 0.0.0.0). */
+  advertiseAddr?: string;
   port: number;
   keys?: Buffer[];
   compression?: boolean;
@@ -78,7 +80,7 @@ export class Memberlist {
 
   constructor(config: MemberlistConfig, private readonly delegate: MemberlistDelegate, private readonly log: GossipLog) {
     this.cfg = {
-      name: config.name, bindAddr: config.bindAddr, port: config.port,
+      name: config.name, bindAddr: config.bindAddr, advertiseAddr: config.advertiseAddr ?? config.bindAddr, port: config.port,
       keys: [], compression: true, probeIntervalMs: 1000, probeTimeoutMs: 500, gossipIntervalMs: 200, gossipNodes: 3,
       suspicionMult: 4, retransmitMult: 4, pushPullIntervalMs: 30_000, tcpTimeoutMs: 10_000, gossipToTheDeadMs: 30_000,
       ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)),
@@ -100,7 +102,7 @@ export class Memberlist {
 
   async start(): Promise<void> {
     this.nodes.set(this.cfg.name, {
-      name: this.cfg.name, addr: this.cfg.bindAddr, port: this.cfg.port, meta: this.delegate.nodeMeta(), vsn: VSN,
+      name: this.cfg.name, addr: this.cfg.advertiseAddr, port: this.cfg.port, meta: this.delegate.nodeMeta(), vsn: VSN,
       incarnation: 1, state: NodeState.alive, stateChange: Date.now(),
     });
     this.tcp = createServer((s) => this.onStream(s));
@@ -435,7 +437,7 @@ export class Memberlist {
     return new Promise((resolve) => {
       const t = setTimeout(() => { this.ackWaiters.delete(seq); resolve(false); }, timeoutMs);
       this.ackWaiters.set(seq, () => { clearTimeout(t); this.ackWaiters.delete(seq); resolve(true); });
-      const p = m.ping({ Node: node, SeqNo: seq, SourceAddr: this.addrBytes(this.cfg.bindAddr), SourceNode: this.cfg.name, SourcePort: this.cfg.port });
+      const p = m.ping({ Node: node, SeqNo: seq, SourceAddr: this.addrBytes(this.cfg.advertiseAddr), SourceNode: this.cfg.name, SourcePort: this.cfg.port });
       this.sendUdp(withSuspect ? compound([p, withSuspect]) : p, addr, port, { piggyback: !withSuspect, crc: true });
     });
   }
@@ -445,7 +447,7 @@ export class Memberlist {
       const sock = connect({ host: n.addr, port: n.port });
       sock.setTimeout(this.cfg.probeIntervalMs, () => sock.destroy(new Error('timeout')));
       await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
-      sock.write(this.frameStream(m.ping({ Node: n.name, SeqNo: seq, SourceAddr: this.addrBytes(this.cfg.bindAddr), SourceNode: this.cfg.name, SourcePort: this.cfg.port })));
+      sock.write(this.frameStream(m.ping({ Node: n.name, SeqNo: seq, SourceAddr: this.addrBytes(this.cfg.advertiseAddr), SourceNode: this.cfg.name, SourcePort: this.cfg.port })));
       const msg = await new StreamReader(sock, this.cfg.keys).message();
       sock.destroy();
       return msg[0] === MsgType.ackResp && m.readAck(decode(msg.subarray(1))).SeqNo === seq;
@@ -468,7 +470,7 @@ export class Memberlist {
       this.ackWaiters.set(seq, () => { clearTimeout(t); this.ackWaiters.delete(seq); resolve(true); });
     });
     for (const h of helpers) {
-      this.sendUdp(m.indirectPing({ Nack: h.vsn[1] >= 4, Node: n.name, Port: n.port, SeqNo: seq, Target: this.addrBytes(n.addr), SourceAddr: this.addrBytes(this.cfg.bindAddr), SourceNode: this.cfg.name, SourcePort: this.cfg.port }), h.addr, h.port, { piggyback: true });
+      this.sendUdp(m.indirectPing({ Nack: h.vsn[1] >= 4, Node: n.name, Port: n.port, SeqNo: seq, Target: this.addrBytes(n.addr), SourceAddr: this.addrBytes(this.cfg.advertiseAddr), SourceNode: this.cfg.name, SourcePort: this.cfg.port }), h.addr, h.port, { piggyback: true });
     }
     const [viaUdp, viaTcp] = await Promise.all([acked, this.pingTcp(n, seq)]);
     if (viaUdp || viaTcp) return;

@@ -27,7 +27,7 @@ export interface TestAgent extends RunningAgent {
 export async function startTestAgent(overrides: Partial<AgentConfig> = {}): Promise<TestAgent> {
   const config: AgentConfig = {
     ...defaultConfig(), dev: true, node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
-    dataDir: tempDir(), logLevel: 'warn', ...overrides,
+    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, ...overrides,
   };
   const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
   const url = `http://127.0.0.1:${agent.http.port}`;
@@ -62,7 +62,7 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
 
 /** Starts `nodemesh agent` as a child process and waits until its API answers. */
 export async function spawnAgent(args: string[], env: Record<string, string> = {}): Promise<AgentChild> {
-  const proc = spawn(process.execPath, [CLI, 'agent', '--http-port', '0', '--log-json', ...args], {
+  const proc = spawn(process.execPath, [CLI, 'agent', '--http-port', '0', '--serf-lan-port', '0', '--log-json', ...args], {
     env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -1,0 +1,114 @@
+// The agent's place in the gossip pool: its Serf node, keyring file, joins and retry-joins, and Consul's members view.
+
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
+import type { Logger } from 'pino';
+import { NodemeshError } from '../catalog/errors.js';
+import { SerfNode, type Member } from '../catalog/gossip/serf-layer.js';
+import { writePrivate } from './ca/certificate-authority.js';
+import type { AgentConfig } from './config/agent-config.js';
+
+const STATUS_CODE: Record<Member['status'], number> = { alive: 1, leaving: 2, left: 3, failed: 4 };
+
+export interface ConsulMember {
+  Name: string; Addr: string; Port: number; Tags: Record<string, string>; Status: number;
+  ProtocolMin: number; ProtocolMax: number; ProtocolCur: number; DelegateMin: number; DelegateMax: number; DelegateCur: number;
+}
+
+/** The gossip keys: the data dir's keyring file wins over `encrypt` once it exists (as Consul), so a restart keeps the key. */
+function loadKeys(config: AgentConfig, dataDir: string, log: Logger): Buffer[] {
+  const dir = joinPath(dataDir, 'serf');
+  const path = joinPath(dir, 'local.keyring');
+  if (existsSync(path)) {
+    let keys: string[];
+    try {
+      keys = JSON.parse(readFileSync(path, 'utf8')) as string[];
+      if (!Array.isArray(keys) || keys.length === 0) throw new Error('expected a JSON array of base64 keys');
+    } catch (e) {
+      throw new NodemeshError('KEYRING_INVALID', `keyring file ${path} is unreadable (${(e as Error).message}); fix or remove it`, 2);
+    }
+    if (config.encrypt && config.encrypt !== keys[0]) log.warn({ path }, 'encrypt is set but the keyring file in the data dir takes precedence');
+    return keys.map((k) => Buffer.from(k, 'base64'));
+  }
+  if (!config.encrypt) return [];
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writePrivate(path, JSON.stringify([config.encrypt]));
+  return [Buffer.from(config.encrypt, 'base64')];
+}
+
+export class GossipMembership {
+  private retryTimer?: NodeJS.Timeout;
+  private stopped = false;
+
+  private constructor(readonly serf: SerfNode, private readonly log: Logger) {}
+
+  static async start(opts: { config: AgentConfig; dataDir: string; advertise: string; httpPort: number; nodeId: string; log: Logger; onChange: () => void }): Promise<GossipMembership> {
+    const { config, log } = opts;
+    const keys = loadKeys(config, opts.dataDir, log);
+    const glog = {
+      debug: (o: object, msg: string) => log.debug(o, msg),
+      info: (o: object, msg: string) => log.info(o, msg),
+      warn: (o: object, msg: string) => log.warn(o, msg),
+    };
+    const serf = new SerfNode(
+      { name: config.node, bindAddr: config.bind, advertiseAddr: opts.advertise, port: config.serfLanPort, keys },
+      { role: 'node', dc: config.datacenter, id: opts.nodeId, http_port: String(opts.httpPort), vsn: '2', vsn_min: '2', vsn_max: '3', build: 'nodemesh' },
+      glog, opts.onChange,
+    );
+    try {
+      await serf.start();
+    } catch (e) {
+      throw new NodemeshError('GOSSIP_LISTEN_FAILED', `cannot listen for gossip on ${config.bind}:${config.serfLanPort}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (pick another --serf-lan-port)`, 1);
+    }
+    const g = new GossipMembership(serf, log);
+    log.info({ gossip: `${config.bind}:${serf.memberlist.port}`, encrypted: keys.length > 0 }, 'gossip listening');
+    if (config.join.length) {
+      const n = await serf.join(config.join);
+      if (n === 0) {
+        await serf.shutdown();
+        throw new NodemeshError('JOIN_FAILED', `Failed to join any of ${config.join.join(', ')}: check the addresses, and that --encrypt matches the pool's key (or use --retry-join)`, 1);
+      }
+      log.info({ joined: n }, 'joined the gossip pool');
+    }
+    if (config.retryJoin.length) g.retryJoin(config.retryJoin, 1000);
+    return g;
+  }
+
+  /** Keeps trying to join with backoff (1 s, doubling, at most 30 s) until one address answers. */
+  private retryJoin(addrs: string[], delayMs: number): void {
+    if (this.stopped) return;
+    void this.serf.join(addrs).then((n) => {
+      if (n > 0) return this.log.info({ joined: n }, 'retry-join: joined the gossip pool');
+      this.log.warn({ addrs, retryInMs: delayMs }, 'retry-join: no address answered yet');
+      this.retryTimer = setTimeout(() => this.retryJoin(addrs, Math.min(delayMs * 2, 30_000)), delayMs);
+      this.retryTimer.unref();
+    });
+  }
+
+  get port(): number {
+    return this.serf.memberlist.port;
+  }
+
+  /** /v1/agent/members, in Consul's shape. */
+  members(): ConsulMember[] {
+    return this.serf.members().map((mb) => {
+      const vsn = this.serf.memberlist.nodes.get(mb.name)?.vsn ?? Buffer.alloc(6);
+      return {
+        Name: mb.name, Addr: mb.addr, Port: mb.port, Tags: mb.tags, Status: STATUS_CODE[mb.status],
+        ProtocolMin: vsn[0] ?? 0, ProtocolMax: vsn[1] ?? 0, ProtocolCur: vsn[2] ?? 0, DelegateMin: vsn[3] ?? 0, DelegateMax: vsn[4] ?? 0, DelegateCur: vsn[5] ?? 0,
+      };
+    }).sort((a, b) => a.Name.localeCompare(b.Name));
+  }
+
+  async leave(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.serf.leave();
+  }
+
+  async shutdown(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.serf.shutdown();
+  }
+}

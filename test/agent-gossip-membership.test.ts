@@ -1,0 +1,97 @@
+// Agents in one gossip pool: --join, /v1/agent/members for the whole pool, keyring file, keygen, and a real serf agent as a member.
+
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { runCli, spawnAgent, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { serfAvailable, serfCli, serfMembers, startSerf } from './helpers/serf-agent.js';
+import { waitFor } from './helpers/wait-for.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+after(async () => { for (const c of cleanups.reverse()) await c().catch(() => undefined); });
+
+async function agentAt(node: string, ip: string, extra: Record<string, unknown> = {}): Promise<TestAgent> {
+  const a = await startTestAgent({ node, bind: ip, ...extra });
+  cleanups.push(() => a.stop());
+  return a;
+}
+
+interface MemberJson { Name: string; Addr: string; Port: number; Status: number; Tags: Record<string, string>; DelegateCur: number }
+const members = async (a: TestAgent) => (await (await a.api('/v1/agent/members')).json()) as MemberJson[];
+
+test('three agents join through one seed; every agent lists all three alive with their tags', async () => {
+  const seed = await agentAt('pool-1', '127.0.7.1');
+  const b = await agentAt('pool-2', '127.0.7.2', { join: [`127.0.7.1:${seed.gossip.port}`] });
+  const c = await agentAt('pool-3', '127.0.7.3', { join: [`127.0.7.1:${seed.gossip.port}`] });
+  for (const a of [seed, b, c]) {
+    await waitFor(async () => {
+      const list = await members(a);
+      assert.deepEqual(list.map((m) => [m.Name, m.Status]), [['pool-1', 1], ['pool-2', 1], ['pool-3', 1]]);
+    });
+  }
+  const m1 = (await members(c)).find((m) => m.Name === 'pool-1')!;
+  assert.equal(m1.Addr, '127.0.7.1');
+  assert.equal(m1.Tags.dc, 'dc1');
+  assert.equal(m1.Tags.http_port, String(seed.http.port));
+  assert.equal(m1.DelegateCur, 5);
+  // A graceful stop is a leave: the others see `left` (status 3), not failed.
+  await b.stop();
+  await waitFor(async () => assert.equal((await members(seed)).find((m) => m.Name === 'pool-2')?.Status, 3));
+});
+
+test('--join that reaches nobody fails the start with a clear message; --retry-join keeps trying', async () => {
+  const r = await runCli(['agent', '--dev', '--http-port', '0', '--serf-lan-port', '0', '--bind', '127.0.7.9', '--join', '127.0.7.250:1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /Failed to join any of 127\.0\.7\.250:1/);
+  const late = await agentAt('late-seed', '127.0.7.11');
+  const retrying = await agentAt('retrier', '127.0.7.10', { retryJoin: [`127.0.7.11:${late.gossip.port}`] });
+  await waitFor(async () => assert.equal((await members(retrying)).length, 2));
+});
+
+test('--encrypt: the key is kept in a 0600 keyring file and used again after a restart; keygen makes keys', async () => {
+  const k = await runCli(['keygen']);
+  assert.equal(k.code, 0);
+  const key = k.stdout.trim();
+  assert.equal(Buffer.from(key, 'base64').length, 32);
+  const bad = await runCli(['agent', '--dev', '--http-port', '0', '--encrypt', 'not-a-key']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /invalid value for "encrypt".*keygen/);
+
+  const dir = tempDir();
+  let a = await spawnAgent(['--data-dir', dir, '--bind', '127.0.7.20', '--encrypt', key]);
+  a.proc.kill('SIGTERM');
+  assert.equal(await a.exited, 0);
+  const ring = join(dir, 'serf', 'local.keyring');
+  assert.equal(statSync(ring).mode & 0o777, 0o600);
+  assert.deepEqual(JSON.parse(readFileSync(ring, 'utf8')), [key]);
+  // Restarted without --encrypt, it still speaks encrypted gossip: a keyless agent cannot join it.
+  a = await spawnAgent(['--data-dir', dir, '--bind', '127.0.7.20']);
+  try {
+    const port = Number(/"gossip":"127\.0\.7\.20:(\d+)"/.exec(a.output())?.[1]);
+    const plain = await runCli(['agent', '--dev', '--http-port', '0', '--serf-lan-port', '0', '--bind', '127.0.7.21', '--join', `127.0.7.20:${port}`]);
+    assert.equal(plain.code, 1);
+    const keyed = await agentAt('keyed', '127.0.7.22', { encrypt: key, join: [`127.0.7.20:${port}`] });
+    assert.equal((await members(keyed)).length, 2);
+  } finally {
+    a.proc.kill('SIGTERM');
+    await a.exited;
+  }
+});
+
+test('a real serf agent joins the pool: serf lists the agents alive with tags, the agents list serf; a stopped agent is `left` in serf', { skip: !serfAvailable() }, async () => {
+  const a = await agentAt('mesh-x', '127.0.7.30');
+  const s = await startSerf('serf-x', '127.0.7.31', ['-tag', 'role=legacy']);
+  cleanups.push(() => s.stop());
+  await serfCli(s.rpc, 'join', `127.0.7.30:${a.gossip.port}`);
+  await waitFor(async () => {
+    const m = (await serfMembers(s.rpc)).find((x) => x.name === 'mesh-x');
+    assert.equal(m?.status, 'alive');
+    assert.equal(m?.tags.dc, 'dc1');
+  });
+  await waitFor(async () => assert.deepEqual((await members(a)).map((m) => [m.Name, m.Status, m.Tags.role]), [['mesh-x', 1, 'node'], ['serf-x', 1, 'legacy']]));
+  const list = await runCli(['members', '--http-addr', a.url]);
+  assert.match(list.stdout, /^serf-x\s+127\.0\.7\.31:7946\s+alive\s+role=legacy$/m);
+  await a.stop();
+  await waitFor(async () => assert.equal((await serfMembers(s.rpc)).find((x) => x.name === 'mesh-x')?.status, 'left'));
+});
