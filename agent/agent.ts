@@ -28,6 +28,12 @@ import { ProxyMetrics } from './proxy/proxy-metrics.js';
 import { ServiceTls } from './proxy/tls-identity.js';
 import { TrustBundle } from './ca/trust-bundle.js';
 import { GossipMembership } from './gossip-membership.js';
+import { CatalogReplicator } from '../catalog/replication.js';
+import { NodeState } from '../catalog/gossip/wire-messages.js';
+import { intentionsReplicatedSet } from '../intentions/intention-replication.js';
+
+/** First byte of nodemesh's own gossip messages: outside Serf's types (0–9), so Serf logs and skips them. */
+const NODEMESH_GOSSIP_TYPE = 0x6e;
 import type { AgentConfig } from './config/agent-config.js';
 import { LocalState } from './local-state.js';
 import { createMetrics } from './metrics.js';
@@ -171,8 +177,28 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   });
   const bound = server.address() as AddressInfo;
   let gossip: GossipMembership;
+  const replicator = new CatalogReplicator(catalog, config.node, [intentionsReplicatedSet(intentions, config.node)], {
+    broadcast: (body) => gossipRef.current?.serf.broadcastApp(body),
+    pull: (node) => gossipRef.current?.pull(node),
+  });
+  const syncHealth = () => {
+    for (const n of gossipRef.current?.serf.memberlist.nodes.values() ?? []) {
+      if (n.name === config.node) continue;
+      if (n.state === NodeState.left) catalog.removeNode(n.name);
+      else if (n.state === NodeState.dead) catalog.setNodeHealth(n.name, 'critical', 'Agent not live or unreachable');
+      else catalog.setNodeHealth(n.name, 'passing', 'Agent alive and reachable');
+    }
+  };
   try {
-    gossip = await GossipMembership.start({ config, dataDir, advertise: address, httpPort: bound.port, nodeId: info.ID, log, onChange: () => catalog.feed.notify() });
+    gossip = await GossipMembership.start({
+      config, dataDir, advertise: address, httpPort: bound.port, nodeId: info.ID, log, onChange: syncHealth,
+      app: {
+        type: NODEMESH_GOSSIP_TYPE,
+        onMessage: (b) => replicator.onMessage(b),
+        localState: () => replicator.localState(),
+        mergeState: (b) => { replicator.mergeState(b); syncHealth(); },
+      },
+    });
   } catch (e) {
     await new Promise<void>((r) => server.close(() => r()));
     await dataPlane.stop();
@@ -183,6 +209,9 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     throw e;
   }
   gossipRef.current = gossip;
+  catalog.feed.subscribe(() => replicator.localChanged());
+  intentions.feed.subscribe(() => replicator.localChanged());
+  replicator.localChanged();
   log.info({
     node: config.node, datacenter: config.datacenter, http: `${bound.address}:${bound.port}`, dataDir, version: VERSION,
     trustDomain: ca.trustDomain, defaultIntentionPolicy: defaultPolicy, gossip: `${config.bind}:${gossip.port}`,

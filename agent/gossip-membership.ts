@@ -42,7 +42,10 @@ export class GossipMembership {
 
   private constructor(readonly serf: SerfNode, private readonly log: Logger) {}
 
-  static async start(opts: { config: AgentConfig; dataDir: string; advertise: string; httpPort: number; nodeId: string; log: Logger; onChange: () => void }): Promise<GossipMembership> {
+  static async start(opts: {
+    config: AgentConfig; dataDir: string; advertise: string; httpPort: number; nodeId: string; log: Logger; onChange: () => void;
+    app?: SerfNode['app'];
+  }): Promise<GossipMembership> {
     const { config, log } = opts;
     const keys = loadKeys(config, opts.dataDir, log);
     const glog = {
@@ -55,11 +58,13 @@ export class GossipMembership {
       { role: 'node', dc: config.datacenter, id: opts.nodeId, http_port: String(opts.httpPort), vsn: '2', vsn_min: '2', vsn_max: '3', build: 'nodemesh' },
       glog, opts.onChange,
     );
+    serf.app = opts.app;
     try {
       await serf.start();
     } catch (e) {
       throw new NodemeshError('GOSSIP_LISTEN_FAILED', `cannot listen for gossip on ${config.bind}:${config.serfLanPort}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (pick another --serf-lan-port)`, 1);
     }
+    serf.app = opts.app;
     const g = new GossipMembership(serf, log);
     log.info({ gossip: `${config.bind}:${serf.memberlist.port}`, encrypted: keys.length > 0 }, 'gossip listening');
     if (config.join.length) {
@@ -83,6 +88,18 @@ export class GossipMembership {
       this.retryTimer = setTimeout(() => this.retryJoin(addrs, Math.min(delayMs * 2, 30_000)), delayMs);
       this.retryTimer.unref();
     });
+  }
+
+  private readonly pulling = new Set<string>();
+
+  /** A push/pull with one member right now (it announced state newer than ours); one at a time per member. */
+  pull(node: string): void {
+    const n = this.serf.memberlist.nodes.get(node);
+    if (!n || this.pulling.has(node) || this.stopped) return;
+    this.pulling.add(node);
+    this.serf.memberlist.pushPullWith(n.addr, n.port, false)
+      .catch((e: Error) => this.log.debug({ node, err: e.message }, 'pull from member failed'))
+      .finally(() => this.pulling.delete(node));
   }
 
   get port(): number {

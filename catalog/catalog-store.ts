@@ -152,6 +152,42 @@ export class Catalog {
     if (c) this.nodes.get(nodeName)!.checks.set(checkId, { ...c, Output: output });
   }
 
+  /**
+   * A remote node's entries as its owner last published them: applied only if newer than what we hold.
+   * Its version is kept as the owner set it, so replicas compare like with like.
+   */
+  applyRemote(snap: NodeSnapshot): boolean {
+    const old = this.nodes.get(snap.info.Node);
+    if (old && old.version >= snap.version) return false;
+    const idx = ++this.lastIndex;
+    const entry: NodeEntry = {
+      info: structuredClone(snap.info), version: snap.version,
+      createIndex: old?.createIndex ?? idx, modifyIndex: idx,
+      services: new Map(snap.services.map((s) => [s.ID, { ...structuredClone(s), CreateIndex: s.CreateIndex, ModifyIndex: idx }])),
+      checks: new Map(snap.checks.map((c) => [c.CheckID, { ...structuredClone(c), ModifyIndex: idx }])),
+    };
+    // Our own view of the node's liveness (serfHealth) wins over what it said about itself while it was down.
+    const health = old?.checks.get('serfHealth');
+    if (health && health.Status !== 'passing') entry.checks.set('serfHealth', { ...health, ModifyIndex: idx });
+    this.nodes.set(snap.info.Node, entry);
+    for (const s of [...(old?.services.values() ?? []), ...entry.services.values()]) this.serviceIndex.set(s.Service, idx);
+    this.tableIndex.nodes = this.tableIndex.services = this.tableIndex.checks = idx;
+    this.feed.notify();
+    return true;
+  }
+
+  /** Sets a node's serfHealth as this agent sees it (gossip liveness), without touching the node's version. */
+  setNodeHealth(name: string, status: 'passing' | 'critical', output: string): void {
+    const n = this.nodes.get(name);
+    const c = n?.checks.get('serfHealth');
+    if (!n || !c || (c.Status === status && c.Output === output)) return;
+    const idx = ++this.lastIndex;
+    n.checks.set('serfHealth', { ...c, Status: status, Output: output, ModifyIndex: idx });
+    for (const s of n.services.values()) this.serviceIndex.set(s.Service, idx);
+    this.tableIndex.checks = idx;
+    this.feed.notify();
+  }
+
   // ---- snapshots (persistence now, replication later) ----
 
   snapshotNode(name: string): NodeSnapshot | undefined {

@@ -2,6 +2,7 @@
 // messages (events, queries, key operations) are read and ignored without harm.
 
 import { asObject, decode, encode, str, uint, type GoValue } from './go-msgpack.js';
+import { BroadcastQueue } from './broadcast-queue.js';
 import { Memberlist, type GossipLog, type MemberlistConfig, type NodeRecord } from './memberlist.js';
 import { MsgType, NodeState } from './wire-messages.js';
 
@@ -35,20 +36,45 @@ export function decodeTags(meta: Buffer): Record<string, string> {
 export class SerfNode {
   readonly memberlist: Memberlist;
   private readonly clock = new Lamport();
-  private readonly queue: Buffer[] = [];
+  private readonly queue: BroadcastQueue;
   private readonly leftIntents = new Map<string, bigint>();
+
+  /** nodemesh's own data riding on the pool (catalog, intentions): our message type and our push/pull state. */
+  app?: {
+    /** Our messages carry this first byte, outside Serf's range; Serf peers log and ignore them. */
+    type: number;
+    onMessage(body: Buffer, from?: string): void;
+    localState(): Buffer;
+    mergeState(state: Buffer): void;
+  };
 
   constructor(config: MemberlistConfig, private tags: Record<string, string>, private readonly log: GossipLog, private readonly onChange: () => void = () => undefined) {
     this.memberlist = new Memberlist(config, {
       nodeMeta: () => encodeTags(this.tags),
       notifyMsg: (msg) => this.onSerfMessage(msg),
       getBroadcasts: (overhead, budget) => this.takeSerfBroadcasts(overhead, budget),
-      localState: () => Buffer.alloc(0),
-      mergeRemoteState: () => undefined,
+      // Serf's own push/pull state, with our data under an extra key that Serf's decoder skips.
+      localState: () => Buffer.concat([Buffer.from([SerfType.pushPull]), encode({
+        LTime: this.clock.time(), StatusLTimes: {}, LeftMembers: [], EventLTime: 1, Events: null, QueryLTime: 1,
+        ...(this.app ? { Nodemesh: this.app.localState() } : {}),
+      })]),
+      mergeRemoteState: (state) => {
+        if (state[0] !== SerfType.pushPull) return;
+        try {
+          const o = asObject(decode(state.subarray(1)), 'serf push/pull');
+          const lt = o.LTime;
+          if (typeof lt === 'number' && lt > 0) this.clock.witness(BigInt(lt) - 1n);
+          const ours = o.Nodemesh;
+          if (this.app && Buffer.isBuffer(ours)) this.app.mergeState(ours);
+        } catch (e) {
+          this.log.debug({ err: (e as Error).message }, 'serf push/pull state ignored');
+        }
+      },
       notifyJoin: () => this.onChange(),
       notifyLeave: () => this.onChange(),
       notifyUpdate: () => this.onChange(),
     }, log);
+    this.queue = new BroadcastQueue(this.memberlist.cfg.retransmitMult, () => this.memberlist.nodes.size);
   }
 
   async start(): Promise<void> {
@@ -66,22 +92,25 @@ export class SerfNode {
   }
 
   private broadcast(type: number, body: GoValue): void {
-    this.queue.push(Buffer.concat([Buffer.from([MsgType.user, type]), encode(body)]));
+    this.queue.queue(Buffer.concat([Buffer.from([MsgType.user, type]), encode(body)]));
   }
 
   private takeSerfBroadcasts(overhead: number, budget: number): Buffer[] {
-    const out: Buffer[] = [];
-    let used = 0;
-    while (this.queue.length && used + this.queue[0].length + overhead <= budget) {
-      const msg = this.queue.shift()!;
-      used += msg.length + overhead;
-      out.push(msg);
-    }
-    return out;
+    return this.queue.take(overhead, budget);
+  }
+
+  /** Gossips one of our messages to the pool (piggybacked, transmit-limited like Serf's own). */
+  broadcastApp(body: Buffer): void {
+    if (!this.app) return;
+    this.queue.queue(Buffer.concat([Buffer.from([MsgType.user, this.app.type]), body]));
   }
 
   private onSerfMessage(msg: Buffer): void {
     const type = msg[0];
+    if (this.app && type === this.app.type) {
+      try { this.app.onMessage(msg.subarray(1)); } catch (e) { this.log.debug({ err: (e as Error).message }, 'nodemesh gossip message ignored'); }
+      return;
+    }
     try {
       if (type === SerfType.join || type === SerfType.leave) {
         const o = asObject(decode(msg.subarray(1)), 'intent');
