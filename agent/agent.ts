@@ -221,7 +221,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     stopping ??= (async () => {
       log.info({ reason }, 'agent stopping: leaving the gossip pool, finishing in-flight requests');
       await gossip.leave().catch((e: Error) => log.warn({ err: e.message }, 'gossip leave failed'));
-      await gossip.shutdown();
+      await gossip.shutdown().catch((e: Error) => log.warn({ err: e.message }, 'gossip shutdown failed'));
       const closed = new Promise<void>((r) => server.close(() => r()));
       router.abortAll();
       catalog.feed.close();

@@ -70,6 +70,7 @@ export class Memberlist {
   private seq = 0;
   private readonly ackWaiters = new Map<number, (payload: Buffer | null) => void>();
   private readonly suspicionTimers = new Map<string, NodeJS.Timeout>();
+  private readonly streams = new Set<Socket>();
   private timers: NodeJS.Timeout[] = [];
   private probeIndex = 0;
   private leaving = false;
@@ -253,6 +254,8 @@ export class Memberlist {
   // ---- streams (TCP) ----
 
   private onStream(sock: Socket): void {
+    this.streams.add(sock);
+    sock.once('close', () => this.streams.delete(sock));
     sock.setTimeout(this.cfg.tcpTimeoutMs, () => sock.destroy());
     sock.on('error', () => sock.destroy());
     const reader = new StreamReader(sock, this.cfg.keys);
@@ -502,12 +505,25 @@ export class Memberlist {
     }
   }
 
+  /** Stops everything; idempotent. Open streams are cut, and the close waits at most a second. */
   async shutdown(): Promise<void> {
+    if (this.stopped && !this.udp && !this.tcp) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     for (const t of this.suspicionTimers.values()) clearTimeout(t);
-    this.udp?.close();
-    await new Promise<void>((r) => (this.tcp ? this.tcp.close(() => r()) : r()));
+    const udp = this.udp;
+    const tcp = this.tcp;
+    this.udp = undefined;
+    this.tcp = undefined;
+    try { udp?.close(); } catch { /* already closed */ }
+    for (const s of this.streams) s.destroy();
+    if (tcp) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 1000);
+        t.unref();
+        tcp.close(() => { clearTimeout(t); r(); });
+      });
+    }
   }
 }
 
