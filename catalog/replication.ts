@@ -8,7 +8,8 @@ import type { NodeSnapshot } from './types.js';
 export interface ReplicatedSet {
   name: string;
   exportAll(): unknown[];
-  merge(records: unknown[]): void;
+  /** Returns how many records changed something here. */
+  merge(records: unknown[]): number;
   /** Records written here since the last call, to gossip at once. */
   takeLocalChanges(): unknown[];
 }
@@ -25,6 +26,8 @@ export interface ReplicatorIo {
 
 export class CatalogReplicator {
   private announced = -1;
+  /** Highest version heard of per node, so each announcement is passed on once (epidemic spread). */
+  private readonly heard = new Map<string, number>();
 
   constructor(
     private readonly catalog: Catalog,
@@ -55,11 +58,14 @@ export class CatalogReplicator {
     const msg = JSON.parse(body.toString('utf8')) as AppMessage;
     if (msg.t === 'digest') {
       if (typeof msg.node !== 'string' || typeof msg.version !== 'number' || msg.node === this.self) return;
+      if (msg.version <= (this.heard.get(msg.node) ?? -1)) return;
+      this.heard.set(msg.node, msg.version);
+      this.send(msg); // pass it on: peers only gossip to a few others each round
       const have = this.catalog.getNode(msg.node)?.version ?? -1;
       if (msg.version > have) this.io.pull(msg.node);
     } else if (msg.t === 'records') {
       const set = this.sets.find((s) => s.name === msg.set);
-      if (set && Array.isArray(msg.records)) set.merge(msg.records);
+      if (set && Array.isArray(msg.records) && set.merge(msg.records) > 0) this.send(msg);
     }
   }
 

@@ -18,7 +18,9 @@ export function intentionsReplicatedSet(store: IntentionStore, node: string): Re
     name: 'intentions',
     exportAll: () => store.allRecords(),
     merge: (records) => {
-      for (const r of records) if (isRecord(r)) store.merge(r);
+      let changed = 0;
+      for (const r of records) if (isRecord(r) && store.merge(r)) changed++;
+      return changed;
     },
     takeLocalChanges: () => {
       const out: IntentionRecord[] = [];
