@@ -27,7 +27,7 @@ import { DataPlane } from './proxy/data-plane.js';
 import { ProxyMetrics } from './proxy/proxy-metrics.js';
 import { ServiceTls } from './proxy/tls-identity.js';
 import { TrustBundle } from './ca/trust-bundle.js';
-import { GossipMembership } from './gossip-membership.js';
+import { GossipMembership, registerGossipMetrics } from './gossip-membership.js';
 import { CatalogReplicator } from '../catalog/replication.js';
 import { NodeState } from '../catalog/gossip/wire-messages.js';
 import { intentionsReplicatedSet } from '../intentions/intention-replication.js';
@@ -209,6 +209,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     throw e;
   }
   gossipRef.current = gossip;
+  registerGossipMetrics(metrics.registry, gossip);
   catalog.feed.subscribe(() => replicator.localChanged());
   intentions.feed.subscribe(() => replicator.localChanged());
   replicator.localChanged();

@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
 import { NodemeshError } from '../catalog/errors.js';
 import { SerfNode, type Member } from '../catalog/gossip/serf-layer.js';
 import { writePrivate } from './ca/certificate-authority.js';
@@ -128,4 +129,33 @@ export class GossipMembership {
     clearTimeout(this.retryTimer);
     await this.serf.shutdown();
   }
+}
+
+/** Gossip metrics: members by status, UDP packets and bytes each way, dropped input. */
+export function registerGossipMetrics(registry: Registry, g: GossipMembership): void {
+  new Gauge({
+    name: 'nodemesh_gossip_members', help: 'Members of the gossip pool by status.', labelNames: ['status'], registers: [registry],
+    collect() {
+      const counts: Record<string, number> = { alive: 0, leaving: 0, left: 0, failed: 0 };
+      for (const m of g.serf.members()) counts[m.status]++;
+      for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
+    },
+  });
+  new Gauge({
+    name: 'nodemesh_gossip_udp', help: 'Gossip UDP packets and bytes sent and received since start.', labelNames: ['direction', 'unit'], registers: [registry],
+    collect() {
+      const t = g.serf.memberlist.traffic;
+      this.set({ direction: 'sent', unit: 'packets' }, t.packetsSent);
+      this.set({ direction: 'sent', unit: 'bytes' }, t.bytesSent);
+      this.set({ direction: 'received', unit: 'packets' }, t.packetsReceived);
+      this.set({ direction: 'received', unit: 'bytes' }, t.bytesReceived);
+    },
+  });
+  new Gauge({
+    name: 'nodemesh_gossip_dropped', help: 'Gossip input dropped: undecryptable, or malformed.', labelNames: ['reason'], registers: [registry],
+    collect() {
+      this.set({ reason: 'decrypt' }, g.serf.memberlist.dropped.decrypt);
+      this.set({ reason: 'malformed' }, g.serf.memberlist.dropped.packets);
+    },
+  });
 }

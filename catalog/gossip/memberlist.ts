@@ -78,6 +78,8 @@ export class Memberlist {
   readonly cfg: Required<MemberlistConfig>;
   /** Packets and bytes dropped for bad framing, bad crypto or bad msgpack. */
   readonly dropped = { packets: 0, decrypt: 0 };
+  /** UDP traffic counters, for metrics and the convergence benchmark. */
+  readonly traffic = { packetsSent: 0, bytesSent: 0, packetsReceived: 0, bytesReceived: 0 };
 
   constructor(config: MemberlistConfig, private readonly delegate: MemberlistDelegate, private readonly log: GossipLog) {
     this.cfg = {
@@ -154,7 +156,10 @@ export class Memberlist {
       if (c.length < packet.length) packet = c;
     }
     if (opts.crc) packet = withCrc(packet);
-    this.udp.send(this.seal(packet), port, addr);
+    const sealed = this.seal(packet);
+    this.traffic.packetsSent++;
+    this.traffic.bytesSent += sealed.length;
+    this.udp.send(sealed, port, addr);
   }
 
   private takeBroadcasts(budget: number): Buffer[] {
@@ -178,6 +183,8 @@ export class Memberlist {
   // ---- receiving ----
 
   private onPacket(buf: Buffer, from: string, fromPort: number): void {
+    this.traffic.packetsReceived++;
+    this.traffic.bytesReceived += buf.length;
     try {
       let msg = buf;
       if (this.cfg.keys.length) {
