@@ -181,17 +181,35 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     broadcast: (body) => gossipRef.current?.serf.broadcastApp(body),
     pull: (node) => gossipRef.current?.pull(node),
   });
+  const warnedDomains = new Set<string>();
   const syncHealth = () => {
-    for (const n of gossipRef.current?.serf.memberlist.nodes.values() ?? []) {
+    const g = gossipRef.current;
+    if (!g) return;
+    for (const n of g.serf.memberlist.nodes.values()) {
       if (n.name === config.node) continue;
       if (n.state === NodeState.left) catalog.removeNode(n.name);
-      else if (n.state === NodeState.dead) catalog.setNodeHealth(n.name, 'critical', 'Agent not live or unreachable');
-      else catalog.setNodeHealth(n.name, 'passing', 'Agent alive and reachable');
+      else if (n.state === NodeState.dead) {
+        // A failed node is kept, critical, for reconnect_timeout (Consul: 72 h), then forgotten.
+        if (Date.now() - n.stateChange > config.reconnectTimeoutMs) {
+          catalog.removeNode(n.name);
+          g.serf.memberlist.nodes.delete(n.name);
+          log.info({ node: n.name }, 'reaped a node failed for longer than reconnect_timeout');
+        } else catalog.setNodeHealth(n.name, 'critical', 'Agent not live or unreachable');
+      } else catalog.setNodeHealth(n.name, 'passing', 'Agent alive and reachable');
+    }
+    for (const mb of g.serf.members()) {
+      const td = mb.tags.td;
+      if (!td || mb.status !== 'alive' || td === trust.ca.trustDomain || warnedDomains.has(mb.name)) continue;
+      warnedDomains.add(mb.name);
+      log.warn({ node: mb.name, theirTrustDomain: td, ourTrustDomain: trust.ca.trustDomain },
+        'a pool member uses another trust domain: mesh traffic between us will be refused; give every agent the same CA (ca_file/ca_key_file)');
     }
   };
+  const reaper = setInterval(syncHealth, Math.min(15_000, Math.max(1000, config.reconnectTimeoutMs / 2)));
+  reaper.unref();
   try {
     gossip = await GossipMembership.start({
-      config, dataDir, advertise: address, httpPort: bound.port, nodeId: info.ID, log, onChange: syncHealth,
+      config, dataDir, advertise: address, httpPort: bound.port, nodeId: info.ID, log, onChange: syncHealth, trustDomain: ca.trustDomain,
       app: {
         type: NODEMESH_GOSSIP_TYPE,
         onMessage: (b) => replicator.onMessage(b),
@@ -221,6 +239,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   function stop(reason = 'shutdown'): Promise<void> {
     stopping ??= (async () => {
       log.info({ reason }, 'agent stopping: leaving the gossip pool, finishing in-flight requests');
+      clearInterval(reaper);
       await gossip.leave().catch((e: Error) => log.warn({ err: e.message }, 'gossip leave failed'));
       await gossip.shutdown().catch((e: Error) => log.warn({ err: e.message }, 'gossip shutdown failed'));
       const closed = new Promise<void>((r) => server.close(() => r()));

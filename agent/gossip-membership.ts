@@ -45,6 +45,8 @@ export class GossipMembership {
 
   static async start(opts: {
     config: AgentConfig; dataDir: string; advertise: string; httpPort: number; nodeId: string; log: Logger; onChange: () => void;
+    /** Our SPIFFE trust domain, published as the `td` tag so a mismatched pool is noticed. */
+    trustDomain: string;
     app?: SerfNode['app'];
   }): Promise<GossipMembership> {
     const { config, log } = opts;
@@ -56,7 +58,7 @@ export class GossipMembership {
     };
     const serf = new SerfNode(
       { name: config.node, bindAddr: config.bind, advertiseAddr: opts.advertise, port: config.serfLanPort, keys },
-      { role: 'node', dc: config.datacenter, id: opts.nodeId, http_port: String(opts.httpPort), vsn: '2', vsn_min: '2', vsn_max: '3', build: 'nodemesh' },
+      { role: 'node', dc: config.datacenter, id: opts.nodeId, http_port: String(opts.httpPort), td: opts.trustDomain, vsn: '2', vsn_min: '2', vsn_max: '3', build: 'nodemesh' },
       glog, opts.onChange,
     );
     serf.app = opts.app;

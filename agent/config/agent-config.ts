@@ -35,6 +35,8 @@ export interface AgentConfig {
   retryJoin: string[];
   /** Gossip encryption key, base64 of 16, 24 or 32 bytes. */
   encrypt: string | undefined;
+  /** How long a failed node stays in the catalog (critical) before it is forgotten. */
+  reconnectTimeoutMs: number;
 }
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
@@ -67,6 +69,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   join: { kind: 'addrs', field: 'join' },
   retry_join: { kind: 'addrs', field: 'retryJoin' },
   encrypt: { kind: 'key', field: 'encrypt' },
+  reconnect_timeout: { kind: 'duration', field: 'reconnectTimeoutMs' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -164,6 +167,7 @@ export function defaultConfig(): AgentConfig {
     join: [],
     retryJoin: [],
     encrypt: undefined,
+    reconnectTimeoutMs: 72 * 3_600_000,
   };
 }
 
