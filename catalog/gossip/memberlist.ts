@@ -5,8 +5,8 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { isIPv4 } from 'node:net';
 import { BroadcastQueue } from './broadcast-queue.js';
-import { decode, MsgpackError } from './go-msgpack.js';
-import { compound, compress, decompress, decrypt, encrypt, PacketError, splitCompound, withCrc } from './packet-codec.js';
+import { asObject, decode, MsgpackError, Reader, uint } from './go-msgpack.js';
+import { compound, compress, crc32, decompress, decrypt, encrypt, PacketError, splitCompound, withCrc } from './packet-codec.js';
 import * as m from './wire-messages.js';
 import { MsgType, NodeState, VSN } from './wire-messages.js';
 
@@ -196,7 +196,6 @@ export class Memberlist {
         }
       }
       if (msg.length >= 5 && msg[0] === MsgType.hasCrc) {
-        const { crc32 } = crcMod;
         if (crc32(msg.subarray(5)) !== msg.readUInt32BE(1)) throw new PacketError('bad CRC');
         msg = msg.subarray(5);
       }
@@ -236,7 +235,7 @@ export class Memberlist {
       case MsgType.nackResp:
         return;
       case MsgType.alive:
-        return this.onAlive(m.readAlive(decode(body)), true);
+        return this.onAlive(m.readAlive(decode(body)));
       case MsgType.suspect:
         return this.onSuspect(m.readSuspect(decode(body)));
       case MsgType.dead:
@@ -266,7 +265,7 @@ export class Memberlist {
     sock.setTimeout(this.cfg.tcpTimeoutMs, () => sock.destroy());
     sock.on('error', () => sock.destroy());
     const reader = new StreamReader(sock, this.cfg.keys);
-    reader.message().then(async (msg) => {
+    reader.message().then((msg) => {
       const type = msg[0];
       if (type === MsgType.pushPull) {
         const remote = m.readPushPull(msg.subarray(1));
@@ -277,11 +276,10 @@ export class Memberlist {
         if (p.Node && p.Node !== this.cfg.name) return sock.destroy();
         sock.end(this.frameStream(m.ack(p.SeqNo)));
       } else if (type === MsgType.user) {
-        const r = decode(msg.subarray(1));
-        const len = typeof r === 'object' && r && !Buffer.isBuffer(r) && !Array.isArray(r) ? Number((r as Record<string, unknown>).UserMsgLen ?? 0) : 0;
-        const { encode } = await import('./go-msgpack.js');
-        const head = encode({ UserMsgLen: len }).length;
-        const payload = msg.subarray(1 + head, 1 + head + len);
+        // Reliable user message: a {UserMsgLen} header, then that many raw bytes.
+        const r = new Reader(msg.subarray(1));
+        const len = uint(asObject(r.value(), 'userMsgHeader'), 'UserMsgLen', 20 << 20);
+        const payload = msg.subarray(1 + r.pos, 1 + r.pos + len);
         if (payload.length) this.delegate.notifyMsg(payload);
         sock.end();
       } else {
@@ -311,7 +309,7 @@ export class Memberlist {
       if (n.Vsn.length > 0 && n.Vsn.length < 6) throw new PacketError(`node ${n.Name}: Vsn must be 6 bytes`);
     }
     for (const n of remote.nodes) {
-      if (n.State === NodeState.alive) this.onAlive({ Addr: n.Addr, Incarnation: n.Incarnation, Meta: n.Meta, Node: n.Name, Port: n.Port, Vsn: n.Vsn }, false);
+      if (n.State === NodeState.alive) this.onAlive({ Addr: n.Addr, Incarnation: n.Incarnation, Meta: n.Meta, Node: n.Name, Port: n.Port, Vsn: n.Vsn });
       else if (n.State === NodeState.left) this.onDead({ From: n.Name, Incarnation: n.Incarnation, Node: n.Name });
       else this.onSuspect({ From: this.cfg.name, Incarnation: n.Incarnation, Node: n.Name });
     }
@@ -361,7 +359,7 @@ export class Memberlist {
 
   // ---- state machine ----
 
-  private onAlive(a: m.Alive, fromGossip: boolean): void {
+  private onAlive(a: m.Alive): void {
     if (this.leaving && a.Node === this.cfg.name) return;
     if (a.Vsn.length >= 3 && (a.Vsn[0] === 0 || a.Vsn[1] === 0 || a.Vsn[0] > a.Vsn[1])) return;
     if (a.Vsn.length > 0 && a.Vsn.length < 6) return;
@@ -383,7 +381,8 @@ export class Memberlist {
       return;
     }
     if (!isNew && a.Incarnation <= n.incarnation) return;
-    if (fromGossip || true) this.broadcasts.queue(m.alive(a), a.Node);
+    // Accepted news is passed on, whether it came by gossip or by push/pull (as memberlist does).
+    this.broadcasts.queue(m.alive(a), a.Node);
     const wasDown = n.state === NodeState.dead || n.state === NodeState.left;
     const metaChanged = !n.meta.equals(a.Meta ?? Buffer.alloc(0));
     clearTimeout(this.suspicionTimers.get(a.Node));
@@ -533,8 +532,6 @@ export class Memberlist {
     }
   }
 }
-
-import * as crcMod from './packet-codec.js';
 
 export class EncryptionMismatch extends Error {}
 
