@@ -79,3 +79,22 @@ test('ca init writes a root and a 0600 key, and will not overwrite them', async 
   assert.equal(r.code, 1);
   assert.match(r.stderr, /EEXIST/);
 });
+
+test('ca issue-intermediate: a per-node intermediate the agent then presents as its chain', async () => {
+  const dir = tempDir();
+  assert.equal((await runCli(['ca', 'init', '--out', join(dir, 'root')])).code, 0);
+  const r = await runCli(['ca', 'issue-intermediate', '--ca-file', join(dir, 'root', 'ca.pem'), '--ca-key-file', join(dir, 'root', 'ca-key.pem'), '--node', 'n1', '--out', join(dir, 'n1')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(statSync(join(dir, 'n1', 'n1-ca-key.pem')).mode & 0o777, 0o600);
+  const a = await startTestAgent({ bind: '127.0.12.1', caFile: join(dir, 'n1', 'n1-ca.pem'), caKeyFile: join(dir, 'n1', 'n1-ca-key.pem') });
+  try {
+    const roots = await (await a.api('/v1/agent/connect/ca/roots')).json() as { Roots: { IntermediateCerts: string[] | null; RootCert: string }[] };
+    assert.equal(roots.Roots[0].RootCert, readFileSync(join(dir, 'root', 'ca.pem'), 'utf8'));
+    assert.equal(roots.Roots[0].IntermediateCerts?.length, 1);
+  } finally {
+    await a.stop();
+  }
+  const bad = await runCli(['ca', 'issue-intermediate', '--ca-file', join(dir, 'nope.pem'), '--ca-key-file', join(dir, 'nope'), '--node', 'n2', '--out', dir]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /cannot load the root CA/);
+});

@@ -1,12 +1,12 @@
 // `nodemesh ca init` and `nodemesh connect check`: make a cluster root, and explain what the mesh would do with a connection.
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { NodemeshError } from '../../catalog/errors.js';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { CertificateAuthority, writePrivate } from '../ca/certificate-authority.js';
-import { splitPem } from '../ca/x509-certs.js';
+import { certInfo, createIntermediate, importPrivateKey, splitPem } from '../ca/x509-certs.js';
 import type { ClientOptions } from './api-client.js';
 import { apiCall } from './api-client.js';
 import type { Format } from './table.js';
@@ -48,6 +48,36 @@ export function connectCommands(program: Command, g: Globals): void {
       if (g().format === 'json') return void process.stdout.write(`${JSON.stringify({ trustDomain: made.trustDomain, caFile: cert, caKeyFile: key })}\n`);
       process.stdout.write(`Created a root CA for trust domain ${made.trustDomain}\n  certificate: ${cert}\n  private key: ${key} (mode 0600; keep it secret)\n` +
         `Give every agent: {"ca_file": "${cert}", "ca_key_file": "${key}"}\n`);
+    });
+
+  ca.command('issue-intermediate').description('sign a per-node intermediate CA with the cluster root; the node gets ca_file/ca_key_file')
+    .requiredOption('--ca-file <file>', 'the cluster root certificate (from ca init)')
+    .requiredOption('--ca-key-file <file>', 'the cluster root key')
+    .requiredOption('--node <name>', 'the node the intermediate is for')
+    .requiredOption('--out <dir>', 'directory to write <node>-ca.pem (intermediate + root) and <node>-ca-key.pem into')
+    .action(async (o: { caFile: string; caKeyFile: string; node: string; out: string }) => {
+      if (!/^[A-Za-z0-9._-]+$/.test(o.node)) throw new NodemeshError('CLI_USAGE', `--node ${JSON.stringify(o.node)}: use letters, digits, '.', '_' and '-'`, 2);
+      let rootPem: string;
+      let key: CryptoKey;
+      try {
+        rootPem = readFileSync(o.caFile, 'utf8');
+        key = (await importPrivateKey(readFileSync(o.caKeyFile, 'utf8'))).key;
+      } catch (e) {
+        throw new NodemeshError('CA_INVALID', `cannot load the root CA: ${(e as Error).message}`, 1);
+      }
+      const root = splitPem(rootPem)[0];
+      const td = certInfo(root ?? '').uris.find((u) => u.startsWith('spiffe://'));
+      if (!root || !td) throw new NodemeshError('CA_INVALID', `${o.caFile} holds no root with a spiffe:// trust domain (make one with nodemesh ca init)`, 1);
+      const inter = await createIntermediate({ issuerCertPem: root, issuerKey: key, trustDomain: new URL(td).host });
+      mkdirSync(o.out, { recursive: true, mode: 0o700 });
+      const cert = join(o.out, `${o.node}-ca.pem`);
+      const keyPath = join(o.out, `${o.node}-ca-key.pem`);
+      if (existsSync(cert) || existsSync(keyPath)) throw new NodemeshError('CA_EXISTS', `${cert} already exists (EEXIST): choose another --out`, 1);
+      writeFileSync(cert, inter.certPem + root, { mode: 0o644, flag: 'wx' });
+      writePrivate(keyPath, inter.keyPem);
+      if (g().format === 'json') return void process.stdout.write(`${JSON.stringify({ caFile: cert, caKeyFile: keyPath })}\n`);
+      process.stdout.write(`Issued an intermediate CA for node ${o.node}\n  chain: ${cert}\n  key:   ${keyPath} (mode 0600)\n` +
+        `Give that node: {"ca_file": "${cert}", "ca_key_file": "${keyPath}"}\n`);
     });
 
   const connect = program.command('connect').description('inspect the service mesh');
