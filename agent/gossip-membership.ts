@@ -25,6 +25,9 @@ function loadKeys(config: AgentConfig, dataDir: string, log: Logger): Buffer[] {
     try {
       keys = JSON.parse(readFileSync(path, 'utf8')) as string[];
       if (!Array.isArray(keys) || keys.length === 0) throw new Error('expected a JSON array of base64 keys');
+      for (const k of keys) {
+        if (typeof k !== 'string' || ![16, 24, 32].includes(Buffer.from(k, 'base64').length)) throw new Error('every key must be base64 of 16, 24 or 32 bytes');
+      }
     } catch (e) {
       throw new NodemeshError('KEYRING_INVALID', `keyring file ${path} is unreadable (${(e as Error).message}); fix or remove it`, 2);
     }

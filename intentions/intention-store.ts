@@ -136,6 +136,8 @@ export class IntentionStore {
 
   /** Last-writer-wins merge of a record from another agent; returns whether it changed anything. */
   merge(rec: IntentionRecord): boolean {
+    // A clock far ahead of ours would win every later merge and drag our clock along: refuse it.
+    if (rec.hlc.wall > Date.now() + 60_000) return false;
     const mine = this.records.get(rec.id);
     this.clock.observe(rec.hlc);
     if (mine && compareHlc(mine.hlc, rec.hlc) >= 0) return false;

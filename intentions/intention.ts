@@ -88,5 +88,7 @@ export function describeIntention(i: Intention): string {
 export function compareIntentions(a: Intention, b: Intention): number {
   return b.Precedence - a.Precedence
     || a.SourceNS.localeCompare(b.SourceNS) || a.SourceName.localeCompare(b.SourceName)
-    || a.DestinationNS.localeCompare(b.DestinationNS) || a.DestinationName.localeCompare(b.DestinationName);
+    || a.DestinationNS.localeCompare(b.DestinationNS) || a.DestinationName.localeCompare(b.DestinationName)
+    // Two agents may create the same pair concurrently: the ID decides, so every agent decides alike.
+    || (a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : 0);
 }

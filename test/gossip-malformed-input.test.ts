@@ -85,3 +85,21 @@ test('thousands of hostile datagrams and streams: no crash, member table unchang
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(b.members().find((x) => x.name === 'victim')?.status, 'alive');
 });
+
+test('a forged far-future Lamport time and a decompression bomb are shrugged off', async () => {
+  const { lzwCompress } = await import('../catalog/gossip/go-lzw.js');
+  const a = await start('clockwise', '127.0.6.11');
+  const udp = createSocket('udp4');
+  await new Promise<void>((r) => udp.bind(0, '127.0.6.13', r));
+  const send = (buf: Buffer) => new Promise<void>((r) => udp.send(buf, a.memberlist.port, '127.0.6.11', () => r()));
+  await send(Buffer.concat([Buffer.from([8, 1]), encode({ LTime: 2n ** 64n - 1n, Node: 'forger' })]));
+  const bomb = Buffer.concat([Buffer.from([9]), encode({ Algo: 0, Buf: lzwCompress(Buffer.alloc(4 * 1024 * 1024)) })]);
+  assert.ok(bomb.length < 60_000, `bomb is ${bomb.length} bytes`);
+  const dropped = a.memberlist.dropped.packets;
+  await send(bomb);
+  udp.close();
+  await waitFor(() => assert.ok(a.memberlist.dropped.packets > dropped, 'bomb dropped'));
+  // Push/pull (which encodes our Lamport time) still works: a new node can join.
+  const b = await start('joiner', '127.0.6.12');
+  assert.equal(await b.join([`127.0.6.11:${a.memberlist.port}`]), 1);
+});

@@ -217,7 +217,8 @@ export class Memberlist {
         }
         return;
       case MsgType.compress:
-        return this.dispatch(decompress(body), from, fromPort, depth + 1);
+        // A datagram is at most 64 KiB; what it decompresses to is capped so a bomb costs nothing.
+        return this.dispatch(decompress(body, 256 * 1024), from, fromPort, depth + 1);
       case MsgType.ping: {
         const p = m.readPing(decode(body));
         if (p.Node && p.Node !== this.cfg.name) return;
@@ -319,6 +320,7 @@ export class Memberlist {
   /** One push/pull exchange with a peer over TCP. */
   async pushPullWith(addr: string, port: number, join: boolean): Promise<void> {
     const sock = connect({ host: addr, port });
+    sock.on('error', () => undefined); // failures surface through the awaits below
     sock.setTimeout(this.cfg.tcpTimeoutMs, () => sock.destroy(new Error('push/pull timed out')));
     await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
     sock.write(this.frameStream(this.localPushPull(join)));
@@ -454,6 +456,7 @@ export class Memberlist {
   private async pingTcp(n: NodeRecord, seq: number): Promise<boolean> {
     try {
       const sock = connect({ host: n.addr, port: n.port });
+      sock.on('error', () => undefined);
       sock.setTimeout(this.cfg.probeIntervalMs, () => sock.destroy(new Error('timeout')));
       await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
       sock.write(this.frameStream(m.ping({ Node: n.name, SeqNo: seq, SourceAddr: this.addrBytes(this.cfg.advertiseAddr), SourceNode: this.cfg.name, SourcePort: this.cfg.port })));

@@ -53,12 +53,13 @@ export function splitCompound(body: Buffer): Buffer[] {
 
 export const compress = (msg: Buffer) => Buffer.concat([Buffer.from([MsgType.compress]), encode({ Algo: 0, Buf: lzwCompress(msg) })]);
 
-export function decompress(body: Buffer): Buffer {
+/** Decompresses a compress message; `maxOutput` bounds the work one message can cause (small for UDP). */
+export function decompress(body: Buffer, maxOutput = 40 * 1024 * 1024): Buffer {
   const o = asObject(decode(body), 'compress');
   if (uint(o, 'Algo', 255) !== 0) throw new PacketError('compress: unknown algorithm');
   const buf = bytes(o, 'Buf');
   if (!buf) throw new PacketError('compress: empty buffer');
-  return lzwDecompress(buf);
+  return lzwDecompress(buf, maxOutput);
 }
 
 export const withCrc = (msg: Buffer) => {

@@ -14,7 +14,8 @@ class Lamport {
   private t = 1n;
   time(): bigint { return this.t; }
   increment(): bigint { return ++this.t; }
-  witness(v: bigint): void { if (v >= this.t) this.t = v + 1n; }
+  /** Ignores times absurdly far ahead (a forged 2^64 would otherwise wedge every later encode). */
+  witness(v: bigint): void { if (v >= this.t && v - this.t < 1n << 32n) this.t = v + 1n; }
 }
 
 export function encodeTags(tags: Record<string, string>): Buffer {
