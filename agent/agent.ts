@@ -178,7 +178,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   const bound = server.address() as AddressInfo;
   let gossip: GossipMembership;
   const replicator = new CatalogReplicator(catalog, config.node, [intentionsReplicatedSet(intentions, config.node)], {
-    broadcast: (body) => gossipRef.current?.serf.broadcastApp(body),
+    broadcast: (body, key) => gossipRef.current?.serf.broadcastApp(body, key),
     pull: (node) => gossipRef.current?.pull(node),
   });
   const warnedDomains = new Set<string>();

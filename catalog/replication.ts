@@ -19,7 +19,8 @@ interface Records { t: 'records'; set: string; records: unknown[] }
 type AppMessage = Digest | Records;
 
 export interface ReplicatorIo {
-  broadcast(body: Buffer): void;
+  /** `key`: a newer message with the same key replaces a queued older one. */
+  broadcast(body: Buffer, key?: string): void;
   /** Start a push/pull with the named node (we are behind it). */
   pull(node: string): void;
 }
@@ -51,7 +52,9 @@ export class CatalogReplicator {
   }
 
   private send(msg: AppMessage): void {
-    this.io.broadcast(Buffer.from(JSON.stringify(msg)));
+    const rec = msg.t === 'records' ? (msg.records[0] as { id?: unknown } | undefined) : undefined;
+    const key = msg.t === 'digest' ? `digest:${msg.node}` : typeof rec?.id === 'string' ? `${msg.set}:${rec.id}` : undefined;
+    this.io.broadcast(Buffer.from(JSON.stringify(msg)), key);
   }
 
   onMessage(body: Buffer): void {

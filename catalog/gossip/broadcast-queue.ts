@@ -1,5 +1,7 @@
 // memberlist's transmit-limited broadcast queue: fewest sends first, then longest, then newest; keyed items replace older ones.
 
+const MAX_DEPTH = 4096;
+
 interface Item { key?: string; msg: Buffer; transmits: number; id: number }
 
 export class BroadcastQueue {
@@ -12,6 +14,8 @@ export class BroadcastQueue {
   queue(msg: Buffer, key?: string): void {
     if (key !== undefined) this.items = this.items.filter((i) => i.key !== key);
     this.items.push({ key, msg, transmits: 0, id: ++this.seq });
+    // With nobody to gossip to the queue only grows: keep the newest, as Serf bounds its queue depth.
+    if (this.items.length > MAX_DEPTH) this.items.splice(0, this.items.length - MAX_DEPTH);
   }
 
   get length(): number {

@@ -101,9 +101,9 @@ export class SerfNode {
   }
 
   /** Gossips one of our messages to the pool (piggybacked, transmit-limited like Serf's own). */
-  broadcastApp(body: Buffer): void {
+  broadcastApp(body: Buffer, key?: string): void {
     if (!this.app) return;
-    this.queue.queue(Buffer.concat([Buffer.from([MsgType.user, this.app.type]), body]));
+    this.queue.queue(Buffer.concat([Buffer.from([MsgType.user, this.app.type]), body]), key === undefined ? undefined : `app:${key}`);
   }
 
   private onSerfMessage(msg: Buffer): void {
