@@ -157,6 +157,15 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   healthRoutes(router, deps);
   connectRoutes(router, deps, { intentions, trust, leaves, defaultPolicy });
 
+  /** Stops everything below the HTTP server and gossip, and flushes state: shared by a failed start and stop(). */
+  async function closeParts(): Promise<void> {
+    await dataPlane.stop();
+    leaves.stop();
+    trust.stop();
+    await intentions.close();
+    await local.close();
+  }
+
   const server: Server = createServer({ requestTimeout: 60_000, headersTimeout: 30_000 }, (req, res) => {
     router.handle(req, res).catch((e: Error) => {
       log.error({ err: e.stack }, 'request failed outside its handler');
@@ -169,10 +178,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     });
     server.listen(config.httpPort, config.client, () => resolve());
   }).catch(async (e) => {
-    await dataPlane.stop();
-    leaves.stop();
-    await intentions.close();
-    await local.close();
+    await closeParts();
     throw e;
   });
   const bound = server.address() as AddressInfo;
@@ -219,11 +225,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     });
   } catch (e) {
     await new Promise<void>((r) => server.close(() => r()));
-    await dataPlane.stop();
-    leaves.stop();
-    trust.stop();
-    await intentions.close();
-    await local.close();
+    await closeParts();
     throw e;
   }
   gossipRef.current = gossip;
@@ -249,11 +251,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
       const force = setTimeout(() => server.closeAllConnections(), 10_000);
       await closed;
       clearTimeout(force);
-      await dataPlane.stop();
-      leaves.stop();
-      trust.stop();
-      await intentions.close();
-      await local.close();
+      await closeParts();
       if (tempDir) rmSync(dataDir, { recursive: true, force: true });
       log.info('agent stopped');
       resolveStopped();

@@ -70,7 +70,6 @@ export class GossipMembership {
     } catch (e) {
       throw new NodemeshError('GOSSIP_LISTEN_FAILED', `cannot listen for gossip on ${config.bind}:${config.serfLanPort}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (pick another --serf-lan-port)`, 1);
     }
-    serf.app = opts.app;
     const g = new GossipMembership(serf, log);
     log.info({ gossip: `${config.bind}:${serf.memberlist.port}`, encrypted: keys.length > 0 }, 'gossip listening');
     if (config.join.length) {

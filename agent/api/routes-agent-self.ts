@@ -35,7 +35,11 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
     });
   });
 
-  r.on('GET', '/v1/agent/members', (ctx) => sendJson(ctx.res, 200, d.members().length ? d.members() : [member()]));
+  r.on('GET', '/v1/agent/members', (ctx) => {
+    // Before gossip is up (a request in the first moments of start-up) the pool is just this agent.
+    const pool = d.members();
+    sendJson(ctx.res, 200, pool.length ? pool : [member()]);
+  });
 
   r.on('PUT', '/v1/agent/leave', (ctx) => {
     sendText(ctx.res, 200, '');

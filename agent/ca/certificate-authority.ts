@@ -4,6 +4,7 @@ import { createPublicKey, randomUUID, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NodemeshError } from '../../catalog/errors.js';
+import { isSpiffeSafe } from '../proxy/spiffe-id.js';
 import { certInfo, createRoot, importPrivateKey, signLeaf, splitPem, type CertInfo, type SignedLeaf } from './x509-certs.js';
 
 export interface CaRoot {
@@ -123,7 +124,7 @@ export class CertificateAuthority {
   }
 
   async signService(datacenter: string, service: string, ttlMs: number): Promise<SignedLeaf> {
-    if (!/^[A-Za-z0-9._-]+$/.test(service) || !/^[A-Za-z0-9._-]+$/.test(datacenter)) {
+    if (!isSpiffeSafe(service) || !isSpiffeSafe(datacenter)) {
       throw new NodemeshError('LEAF_BAD_NAME', `cannot issue a leaf for ${JSON.stringify(service)}: service names in the mesh use letters, digits, '.', '_' and '-' only`, 400);
     }
     const cn = `${service.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 33)}.svc.default.${this.trustDomain.slice(0, 8)}.consul`;

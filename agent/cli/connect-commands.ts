@@ -7,6 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { CertificateAuthority, writePrivate } from '../ca/certificate-authority.js';
 import { certInfo, createIntermediate, importPrivateKey, splitPem } from '../ca/x509-certs.js';
+import { isSpiffeSafe } from '../proxy/spiffe-id.js';
 import type { ClientOptions } from './api-client.js';
 import { apiCall } from './api-client.js';
 import type { Format } from './table.js';
@@ -56,7 +57,7 @@ export function connectCommands(program: Command, g: Globals): void {
     .requiredOption('--node <name>', 'the node the intermediate is for')
     .requiredOption('--out <dir>', 'directory to write <node>-ca.pem (intermediate + root) and <node>-ca-key.pem into')
     .action(async (o: { caFile: string; caKeyFile: string; node: string; out: string }) => {
-      if (!/^[A-Za-z0-9._-]+$/.test(o.node)) throw new NodemeshError('CLI_USAGE', `--node ${JSON.stringify(o.node)}: use letters, digits, '.', '_' and '-'`, 2);
+      if (!isSpiffeSafe(o.node)) throw new NodemeshError('CLI_USAGE', `--node ${JSON.stringify(o.node)}: use letters, digits, '.', '_' and '-'`, 2);
       let rootPem: string;
       let key: CryptoKey;
       try {

@@ -29,12 +29,7 @@ export interface DataPlaneOptions {
 
 interface DesiredInbound { port: number; target: InboundTarget }
 
-/** Connect-capable endpoints for `name` whose every check passes, as /v1/health/connect/:name?passing. */
-export function healthyEndpoints(catalog: Catalog, name: string): Endpoint[] {
-  return scanEndpoints(catalog, name);
-}
-
-/** healthyEndpoints, computed once per catalog change and destination rather than once per connection. */
+/** Connect-capable endpoints whose every check passes (as /v1/health/connect/:name?passing), computed once per catalog change and destination rather than once per connection. */
 export function cachedEndpoints(catalog: Catalog): (name: string) => Endpoint[] {
   let index = -1;
   const cache = new Map<string, Endpoint[]>();
