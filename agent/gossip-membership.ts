@@ -135,7 +135,7 @@ export class GossipMembership {
   }
 }
 
-/** Gossip metrics: members by status, UDP packets and bytes each way, dropped input. */
+/** Gossip metrics: members by status, UDP packets and bytes each way, dropped input, Lifeguard health. */
 export function registerGossipMetrics(registry: Registry, g: GossipMembership): void {
   new Gauge({
     name: 'nodemesh_gossip_members', help: 'Members of the gossip pool by status.', labelNames: ['status'], registers: [registry],
@@ -161,5 +161,9 @@ export function registerGossipMetrics(registry: Registry, g: GossipMembership): 
       this.set({ reason: 'decrypt' }, g.serf.memberlist.dropped.decrypt);
       this.set({ reason: 'malformed' }, g.serf.memberlist.dropped.packets);
     },
+  });
+  new Gauge({
+    name: 'nodemesh_gossip_health_score', help: 'Lifeguard local health score (0 is healthy; probe timeouts scale by score + 1).', registers: [registry],
+    collect() { this.set(g.serf.memberlist.awareness.health); },
   });
 }

@@ -6,7 +6,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
-import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { put, spawnAgent, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { waitFor } from './helpers/wait-for.js';
 
@@ -74,26 +74,56 @@ test('cross-node: web on agent 1 reaches api on agent 3 over mTLS; a deny made o
   app.close();
 });
 
-test('an agent that dies without leaving is marked critical; restarted on its data dir it refutes, and its services are back without re-registering', async () => {
+test('kill -9 an agent: it is marked critical and upstreams stop choosing it; restarted on its data dir it refutes and its services are back', async () => {
+  const [a1, , a3] = agents;
+  const echo = async (host: string, tag: string) => {
+    const srv = createServer((s) => { s.on('error', () => s.destroy()); s.end(tag); });
+    await new Promise<void>((r) => srv.listen(0, host, r));
+    return { srv, port: (srv.address() as { port: number }).port };
+  };
+  const onChild = await echo('127.0.8.41', 'child');
+  const onA3 = await echo('127.0.8.43', 'a3');
   const dataDir = tempDir();
-  const opts = { node: 'rep-9', bind: '127.0.8.9', dataDir, join: [`127.0.8.1:${agents[0].gossip.port}`], ...caFiles };
-  const a4 = await startTestAgent(opts);
-  await a4.api('/v1/agent/service/register', put({ Name: 'doomed', Port: 1 }));
-  // rep-9 stops gracefully at the end of its first life only through the gossip shutdown below.
-  await waitFor(async () => assert.equal((await json(agents[0], '/v1/health/service/doomed?passing')).length, 1), 10_000);
-  await a4.gossip.shutdown(); // as kill -9 for the pool: no leave, no more answers
-  await waitFor(async () => {
-    const h = await json(agents[0], '/v1/health/service/doomed');
-    assert.equal(h[0]?.Checks.find((c: any) => c.CheckID === 'serfHealth')?.Status, 'critical');
-  }, 20_000);
-  assert.equal((await json(agents[0], '/v1/health/service/doomed?passing')).length, 0);
-  await a4.stop().catch(() => undefined);
+  const cfg = join(dataDir, '..', `rep-9-${process.pid}.json`);
+  writeFileSync(cfg, JSON.stringify({ ca_file: caFiles.caFile, ca_key_file: caFiles.caKeyFile, default_intention_policy: 'allow' }));
+  const args = ['--node', 'rep-9', '--bind', '127.0.8.9', '--data-dir', dataDir, '--config-file', cfg,
+    '--join', `127.0.8.1:${a1.gossip.port}`, '--serf-lan-port', String(await freePort('127.0.8.9'))];
+  let child = await spawnAgent(args);
+  await fetch(`${child.url}/v1/agent/service/register`, put({ Name: 'pay', Address: '127.0.8.41', Port: onChild.port, Connect: { SidecarService: {} } }));
+  await a3.api('/v1/agent/service/register', put({ Name: 'pay', Address: '127.0.8.43', Port: onA3.port, Connect: { SidecarService: {} } }));
+  const up = await freePort('127.0.0.1');
+  await a1.api('/v1/agent/service/register', put({ Name: 'shop', Address: '127.0.8.12', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'pay', LocalBindPort: up }] } } } }));
+  await waitFor(async () => assert.equal((await json(a1, '/v1/health/connect/pay?passing')).length, 2), 15_000);
+  const call = () => new Promise<string>((resolve) => {
+    const sock = connect({ host: '127.0.0.1', port: up, localAddress: '127.0.8.12' });
+    let got = '';
+    sock.on('data', (c) => { got += c; });
+    sock.on('error', () => undefined);
+    sock.on('close', () => resolve(got));
+  });
+  await waitFor(async () => assert.equal(await call(), 'child'), 10_000); // both instances take traffic
 
-  const again = await startTestAgent(opts);
-  agents.push(again);
+  child.proc.kill('SIGKILL');
+  await child.exited;
   await waitFor(async () => {
-    const m = (await json(agents[0], '/v1/agent/members')).find((x: any) => x.Name === 'rep-9');
-    assert.equal(m?.Status, 1, 'restarted agent is alive again');
-  }, 15_000);
-  await waitFor(async () => assert.equal((await json(agents[0], '/v1/health/service/doomed?passing')).length, 1), 15_000);
+    const h = await json(a1, '/v1/health/service/pay');
+    assert.equal(h.find((e: any) => e.Node.Node === 'rep-9')?.Checks.find((c: any) => c.CheckID === 'serfHealth')?.Status, 'critical');
+  }, 30_000);
+  assert.deepEqual((await json(a1, '/v1/health/connect/pay?passing')).map((e: any) => e.Node.Node), ['rep-3']);
+  for (let i = 0; i < 8; i++) assert.equal(await call(), 'a3', 'a failed node is no longer picked');
+
+  child = await spawnAgent(args);
+  try {
+    await waitFor(async () => {
+      const m = (await json(a1, '/v1/agent/members')).find((x: any) => x.Name === 'rep-9');
+      assert.equal(m?.Status, 1, 'restarted agent is alive again');
+    }, 15_000);
+    await waitFor(async () => assert.equal((await json(a1, '/v1/health/connect/pay?passing')).length, 2), 15_000);
+    assert.equal((await (await fetch(`${child.url}/v1/agent/services`)).json() as Record<string, unknown>)['pay'] !== undefined, true, 'not re-registered: restored from its data dir');
+  } finally {
+    child.proc.kill('SIGTERM');
+    await child.exited;
+    onChild.srv.close();
+    onA3.srv.close();
+  }
 });

@@ -4,9 +4,11 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { isIPv4 } from 'node:net';
+import { Awareness } from './awareness.js';
 import { BroadcastQueue } from './broadcast-queue.js';
 import { asObject, decode, MsgpackError, Reader, uint } from './go-msgpack.js';
 import { compound, compress, crc32, decompress, decrypt, encrypt, PacketError, splitCompound, withCrc } from './packet-codec.js';
+import { Suspicion, suspicionTimeoutMs } from './suspicion.js';
 import * as m from './wire-messages.js';
 import { MsgType, NodeState, VSN } from './wire-messages.js';
 
@@ -54,6 +56,9 @@ export interface MemberlistConfig {
   gossipIntervalMs?: number;
   gossipNodes?: number;
   suspicionMult?: number;
+  /** Upper bound of a suspicion (before confirmations shorten it), as a multiple of the base timeout. */
+  suspicionMaxTimeoutMult?: number;
+  awarenessMaxMultiplier?: number;
   retransmitMult?: number;
   pushPullIntervalMs?: number;
   tcpTimeoutMs?: number;
@@ -69,10 +74,13 @@ export class Memberlist {
   private tcp?: Server;
   private seq = 0;
   private readonly ackWaiters = new Map<number, (payload: Buffer | null) => void>();
-  private readonly suspicionTimers = new Map<string, NodeJS.Timeout>();
+  private readonly suspicions = new Map<string, Suspicion>();
+  private readonly nackWaiters = new Map<number, () => void>();
+  readonly awareness: Awareness;
   private readonly streams = new Set<Socket>();
   private timers: NodeJS.Timeout[] = [];
   private probeIndex = 0;
+  private probing = false;
   private leaving = false;
   private stopped = false;
   readonly cfg: Required<MemberlistConfig>;
@@ -85,10 +93,11 @@ export class Memberlist {
     this.cfg = {
       name: config.name, bindAddr: config.bindAddr, advertiseAddr: config.advertiseAddr ?? config.bindAddr, port: config.port,
       keys: [], compression: true, probeIntervalMs: 1000, probeTimeoutMs: 500, gossipIntervalMs: 200, gossipNodes: 3,
-      suspicionMult: 4, retransmitMult: 4, pushPullIntervalMs: 30_000, tcpTimeoutMs: 10_000, gossipToTheDeadMs: 30_000,
+      suspicionMult: 4, suspicionMaxTimeoutMult: 6, awarenessMaxMultiplier: 8, retransmitMult: 4, pushPullIntervalMs: 30_000, tcpTimeoutMs: 10_000, gossipToTheDeadMs: 30_000,
       ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)),
     } as Required<MemberlistConfig>;
     this.broadcasts = new BroadcastQueue(this.cfg.retransmitMult, () => this.nodes.size);
+    this.awareness = new Awareness(this.cfg.awarenessMaxMultiplier);
   }
 
   private get self(): NodeRecord {
@@ -234,6 +243,7 @@ export class Memberlist {
         return;
       }
       case MsgType.nackResp:
+        this.nackWaiters.get(m.readAck(decode(body)).SeqNo)?.();
         return;
       case MsgType.alive:
         return this.onAlive(m.readAlive(decode(body)));
@@ -387,8 +397,7 @@ export class Memberlist {
     this.broadcasts.queue(m.alive(a), a.Node);
     const wasDown = n.state === NodeState.dead || n.state === NodeState.left;
     const metaChanged = !n.meta.equals(a.Meta ?? Buffer.alloc(0));
-    clearTimeout(this.suspicionTimers.get(a.Node));
-    this.suspicionTimers.delete(a.Node);
+    this.endSuspicion(a.Node);
     Object.assign(n, { addr, port: a.Port, meta: a.Meta ?? Buffer.alloc(0), vsn: a.Vsn, incarnation: a.Incarnation });
     if (n.state !== NodeState.alive) Object.assign(n, { state: NodeState.alive, stateChange: Date.now() });
     if (wasDown) this.delegate.notifyJoin?.(n);
@@ -398,26 +407,38 @@ export class Memberlist {
   private onSuspect(s: m.Suspect): void {
     const n = this.nodes.get(s.Node);
     if (!n || s.Incarnation < n.incarnation) return;
-    if (this.suspicionTimers.has(s.Node)) return;
+    // Already suspected: an independent accuser shortens the timer (Lifeguard) and is passed on.
+    const running = this.suspicions.get(s.Node);
+    if (running) {
+      if (running.confirm(s.From)) this.broadcasts.queue(m.suspect(s), s.Node);
+      return;
+    }
     if (n.state !== NodeState.alive) return;
     if (s.Node === this.cfg.name) return this.refute(s.Incarnation);
     this.broadcasts.queue(m.suspect(s), s.Node);
     Object.assign(n, { incarnation: s.Incarnation, state: NodeState.suspect, stateChange: Date.now() });
-    const size = Math.max(1, this.nodes.size);
-    const timeout = Math.floor(this.cfg.suspicionMult * Math.max(1, Math.log10(size)) * this.cfg.probeIntervalMs);
-    const t = setTimeout(() => {
-      this.suspicionTimers.delete(s.Node);
-      if (n.state === NodeState.suspect) this.onDead({ From: this.cfg.name, Incarnation: n.incarnation, Node: n.name });
-    }, timeout);
-    t.unref();
-    this.suspicionTimers.set(s.Node, t);
+    // Wait for SuspicionMult - 2 confirmations, unless the pool is too small to give them.
+    const members = this.nodes.size;
+    const k = members - 2 < this.cfg.suspicionMult - 2 ? 0 : this.cfg.suspicionMult - 2;
+    const min = suspicionTimeoutMs(this.cfg.suspicionMult, members, this.cfg.probeIntervalMs);
+    const incarnation = s.Incarnation;
+    this.suspicions.set(s.Node, new Suspicion(s.From, k, min, this.cfg.suspicionMaxTimeoutMult * min, (confirmations) => {
+      this.suspicions.delete(s.Node);
+      if (n.state !== NodeState.suspect || n.incarnation !== incarnation) return;
+      this.log.info({ node: n.name, confirmations }, 'gossip: suspect node declared failed');
+      this.onDead({ From: this.cfg.name, Incarnation: incarnation, Node: n.name });
+    }));
+  }
+
+  private endSuspicion(node: string): void {
+    this.suspicions.get(node)?.cancel();
+    this.suspicions.delete(node);
   }
 
   private onDead(d: m.Dead): void {
     const n = this.nodes.get(d.Node);
     if (!n || d.Incarnation < n.incarnation || n.state === NodeState.dead || n.state === NodeState.left) return;
-    clearTimeout(this.suspicionTimers.get(d.Node));
-    this.suspicionTimers.delete(d.Node);
+    this.endSuspicion(d.Node);
     if (d.Node === this.cfg.name && !this.leaving) return this.refute(d.Incarnation);
     this.broadcasts.queue(m.dead(d), d.Node);
     Object.assign(n, { incarnation: d.Incarnation, state: d.From === d.Node ? NodeState.left : NodeState.dead, stateChange: Date.now() });
@@ -426,6 +447,7 @@ export class Memberlist {
 
   private refute(accused: number): void {
     const self = this.self;
+    this.awareness.apply(1); // being accused hints that we are the slow one
     self.incarnation = Math.max(self.incarnation + 1, accused + 1);
     this.broadcasts.queue(this.aliveMsg(self), self.name);
   }
@@ -469,24 +491,51 @@ export class Memberlist {
   }
 
   private async probe(): Promise<void> {
+    if (this.probing) return; // a probe stretched by awareness skips the next tick, as Go's ticker would
+    this.probing = true;
+    try {
+      await this.probeOne();
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private async probeOne(): Promise<void> {
     const peers = this.livePeers();
     if (!peers.length || this.stopped) return;
     const n = peers[this.probeIndex++ % peers.length];
     const seq = ++this.seq;
+    // While we look unhealthy ourselves (missed nacks, refutations), give peers longer to answer.
+    const window = this.awareness.scale(this.cfg.probeIntervalMs);
     const suspectMsg = n.state === NodeState.suspect ? m.suspect({ From: this.cfg.name, Incarnation: n.incarnation, Node: n.name }) : undefined;
-    if (await this.pingUdp(n.addr, n.port, n.name, seq, this.cfg.probeTimeoutMs, suspectMsg)) return;
+    if (await this.pingUdp(n.addr, n.port, n.name, seq, this.awareness.scale(this.cfg.probeTimeoutMs), suspectMsg)) {
+      this.awareness.apply(-1);
+      return;
+    }
     // Indirect probes through up to three other peers, and a TCP ping, in parallel (Lifeguard).
     const helpers = peers.filter((p) => p !== n && p.state === NodeState.alive).sort(() => Math.random() - 0.5).slice(0, 3);
+    const expectedNacks = helpers.filter((h) => h.vsn[1] >= 4).length;
+    let nacks = 0;
+    let allNacked = () => undefined as void;
+    this.nackWaiters.set(seq, () => { if (++nacks >= expectedNacks) allNacked(); });
     const acked = new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => { this.ackWaiters.delete(seq); resolve(false); }, this.cfg.probeIntervalMs - this.cfg.probeTimeoutMs);
+      const t = setTimeout(() => { this.ackWaiters.delete(seq); resolve(false); }, window - this.cfg.probeTimeoutMs);
       this.ackWaiters.set(seq, () => { clearTimeout(t); this.ackWaiters.delete(seq); resolve(true); });
     });
     for (const h of helpers) {
       this.sendUdp(m.indirectPing({ Nack: h.vsn[1] >= 4, Node: n.name, Port: n.port, SeqNo: seq, Target: this.addrBytes(n.addr), SourceAddr: this.addrBytes(this.cfg.advertiseAddr), SourceNode: this.cfg.name, SourcePort: this.cfg.port }), h.addr, h.port, { piggyback: true });
     }
     const [viaUdp, viaTcp] = await Promise.all([acked, this.pingTcp(n, seq)]);
+    if (!viaUdp && !viaTcp && nacks < expectedNacks) {
+      // Helpers nack after their own probe timeout, so a nack can trail our deadline a little.
+      await new Promise<void>((r) => { const t = setTimeout(r, 200); allNacked = () => { clearTimeout(t); r(); }; });
+    }
+    this.nackWaiters.delete(seq);
     if (viaUdp || viaTcp) return;
-    if (n.state === NodeState.alive) this.onSuspect({ From: this.cfg.name, Incarnation: n.incarnation, Node: n.name });
+    // Helpers that did not even send a nack suggest the trouble is on our side; with no helper
+    // able to nack, any failed probe counts against us (as memberlist).
+    this.awareness.apply(expectedNacks > 0 ? expectedNacks - nacks : 1);
+    this.onSuspect({ From: this.cfg.name, Incarnation: n.incarnation, Node: n.name });
   }
 
   private gossip(): void {
@@ -519,7 +568,7 @@ export class Memberlist {
     if (this.stopped && !this.udp && !this.tcp) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    for (const t of this.suspicionTimers.values()) clearTimeout(t);
+    for (const t of this.suspicions.values()) t.cancel();
     const udp = this.udp;
     const tcp = this.tcp;
     this.udp = undefined;
