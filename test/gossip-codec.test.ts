@@ -33,7 +33,7 @@ test('msgpack: smallest integer forms, raw strings for bytes, nil, sorted keys; 
   assert.equal(encode(Buffer.alloc(40, 1)).subarray(0, 3).toString('hex'), 'da0028');
   assert.equal(encode(null).toString('hex'), 'c0');
   assert.equal(encode({ b: 1, a: 2 }).toString('hex'), `82a1${str('a')}02a1${str('b')}01`);
-  assert.throws(() => decode(Buffer.from('dfffffffff', 'hex')), /cannot fit/);
+  assert.throws(() => decode(Buffer.from('dfffffffff', 'hex')), /cannot fit|over the limit/);
   assert.throws(() => decode(Buffer.from('a5ab', 'hex')), /truncated/);
   assert.throws(() => decode(Buffer.from('c1', 'hex')), /unsupported/);
 });

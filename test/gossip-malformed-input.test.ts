@@ -103,3 +103,35 @@ test('a forged far-future Lamport time and a decompression bomb are shrugged off
   const b = await start('joiner', '127.0.6.12');
   assert.equal(await b.join([`127.0.6.11:${a.memberlist.port}`]), 1);
 });
+
+test('streams are bounded: a short reliable user message is dropped, a trickle is cut at the deadline, over 128 at once are refused', async () => {
+  const n = new SerfNode({ name: 'streams', bindAddr: '127.0.6.21', port: 0, tcpTimeoutMs: 1500 }, { role: 'test' }, quiet);
+  await n.start();
+  nodes.push(n);
+  const port = n.memberlist.port;
+  const open = () => new Promise<import('node:net').Socket>((resolve) => {
+    const s = connect({ host: '127.0.6.21', port, localAddress: '127.0.6.22' }, () => resolve(s));
+    s.on('error', () => undefined);
+  });
+  const closed = (s: import('node:net').Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())));
+
+  // A user message whose header promises 1000 bytes, then the stream ends after 10.
+  const before = n.memberlist.dropped.packets;
+  const short = await open();
+  short.end(Buffer.concat([Buffer.from([8]), encode({ UserMsgLen: 1000 }), Buffer.alloc(10, 1)]));
+  await closed(short);
+  await waitFor(() => assert.ok(n.memberlist.dropped.packets > before, 'short user message dropped'));
+
+  // One byte, then silence: the stream is closed at the absolute deadline, not kept forever.
+  const trickle = await open();
+  trickle.write(Buffer.from([6]));
+  await closed(trickle);
+
+  // 140 idle streams at once: the agent keeps at most 128 of them.
+  const idle = await Promise.all(Array.from({ length: 140 }, open));
+  await waitFor(() => assert.ok(idle.filter((s) => s.destroyed || s.readableEnded).length >= 12, 'streams over the limit are refused'), 5000);
+  for (const s of idle) s.destroy();
+  const joiner = await start('after-streams', '127.0.6.23');
+  // Once the flood's sockets are gone, push/pull is served again.
+  await waitFor(async () => assert.equal(await joiner.join([`127.0.6.21:${port}`]), 1, 'still answers push/pull'), 5000);
+});

@@ -6,6 +6,8 @@ const MAX_WIDTH = 12;
 const MAX_CODE = 4095;
 
 export class LzwError extends Error {}
+/** The compressed input ended before its end code: on a stream, more bytes may complete it. */
+export class LzwTruncated extends LzwError {}
 
 export function lzwCompress(input: Uint8Array): Buffer {
   const out: number[] = [];
@@ -78,7 +80,7 @@ export function lzwDecompress(input: Uint8Array, maxOutput = 40 * 1024 * 1024): 
   const scratch = new Uint8Array(1 << MAX_WIDTH);
   for (;;) {
     while (nBits < width) {
-      if (pos >= input.length) throw new LzwError('lzw: unexpected EOF');
+      if (pos >= input.length) throw new LzwTruncated('lzw: unexpected EOF');
       bits |= input[pos++] << nBits;
       nBits += 8;
     }

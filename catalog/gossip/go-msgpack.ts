@@ -7,6 +7,8 @@
 export type GoValue = null | boolean | number | bigint | Uint8Array | string | GoValue[] | { [k: string]: GoValue };
 
 export class MsgpackError extends Error {}
+/** The input ended inside a value: on a stream, more bytes may complete it. */
+export class MsgpackTruncated extends MsgpackError {}
 
 export function encode(value: GoValue): Buffer {
   const out: Buffer[] = [];
@@ -84,7 +86,8 @@ export class Reader {
   }
 
   private need(n: number): void {
-    if (n > MAX_LEN || this.pos + n > this.buf.length) throw new MsgpackError(`truncated msgpack: need ${n} bytes at ${this.pos} of ${this.buf.length}`);
+    if (n > MAX_LEN) throw new MsgpackError(`msgpack length ${n} over the ${MAX_LEN}-byte limit`);
+    if (this.pos + n > this.buf.length) throw new MsgpackTruncated(`truncated msgpack: need ${n} bytes at ${this.pos} of ${this.buf.length}`);
   }
 
   private u8(): number { this.need(1); return this.buf[this.pos++]; }
@@ -127,7 +130,8 @@ export class Reader {
   }
 
   private array(n: number): Decoded[] {
-    if (n > this.remaining) throw new MsgpackError(`msgpack array of ${n} items cannot fit in ${this.remaining} bytes`);
+    if (n > MAX_LEN) throw new MsgpackError(`msgpack array of ${n} items is over the limit`);
+    if (n > this.remaining) throw new MsgpackTruncated(`msgpack array of ${n} items cannot fit in ${this.remaining} bytes`);
     this.depth++;
     const out: Decoded[] = [];
     for (let i = 0; i < n; i++) out.push(this.value());
@@ -136,7 +140,8 @@ export class Reader {
   }
 
   private map(n: number): { [k: string]: Decoded } {
-    if (n * 2 > this.remaining) throw new MsgpackError(`msgpack map of ${n} entries cannot fit in ${this.remaining} bytes`);
+    if (n > MAX_LEN) throw new MsgpackError(`msgpack map of ${n} entries is over the limit`);
+    if (n * 2 > this.remaining) throw new MsgpackTruncated(`msgpack map of ${n} entries cannot fit in ${this.remaining} bytes`);
     this.depth++;
     const out: { [k: string]: Decoded } = Object.create(null);
     for (let i = 0; i < n; i++) {

@@ -6,7 +6,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { isIPv4 } from 'node:net';
 import { Awareness } from './awareness.js';
 import { BroadcastQueue } from './broadcast-queue.js';
-import { asObject, decode, MsgpackError, Reader, uint } from './go-msgpack.js';
+import { asObject, decode, MsgpackTruncated, Reader, uint } from './go-msgpack.js';
+import { LzwTruncated } from './go-lzw.js';
 import { compound, compress, crc32, decompress, decrypt, encrypt, PacketError, splitCompound, withCrc } from './packet-codec.js';
 import { Suspicion, suspicionTimeoutMs } from './suspicion.js';
 import * as m from './wire-messages.js';
@@ -66,6 +67,7 @@ export interface MemberlistConfig {
 }
 
 const UDP_BUFFER = 1400;
+const MAX_INBOUND_STREAMS = 128;
 
 export class Memberlist {
   readonly nodes = new Map<string, NodeRecord>();
@@ -271,9 +273,16 @@ export class Memberlist {
   // ---- streams (TCP) ----
 
   private onStream(sock: Socket): void {
+    // Streams are short (one push/pull, ping or user message): bound how many and for how long.
+    if (this.streams.size >= MAX_INBOUND_STREAMS) {
+      this.dropped.packets++;
+      sock.destroy();
+      return;
+    }
     this.streams.add(sock);
-    sock.once('close', () => this.streams.delete(sock));
-    sock.setTimeout(this.cfg.tcpTimeoutMs, () => sock.destroy());
+    const deadline = setTimeout(() => sock.destroy(), this.cfg.tcpTimeoutMs);
+    deadline.unref();
+    sock.once('close', () => { clearTimeout(deadline); this.streams.delete(sock); });
     sock.on('error', () => sock.destroy());
     const reader = new StreamReader(sock, this.cfg.keys);
     reader.message().then((msg) => {
@@ -291,6 +300,7 @@ export class Memberlist {
         const r = new Reader(msg.subarray(1));
         const len = uint(asObject(r.value(), 'userMsgHeader'), 'UserMsgLen', 20 << 20);
         const payload = msg.subarray(1 + r.pos, 1 + r.pos + len);
+        if (payload.length < len) throw new PacketError('reliable user message shorter than its header says');
         if (payload.length) this.delegate.notifyMsg(payload);
         sock.end();
       } else {
@@ -620,7 +630,7 @@ class StreamReader {
       try {
         return parse(this.buf);
       } catch (e) {
-        if (!(e instanceof MsgpackError) && !(e instanceof RangeError) && !String((e as Error).message).includes('truncated') && !String((e as Error).message).includes('lzw: unexpected EOF') && !(e instanceof NeedMore)) throw e;
+        if (!(e instanceof NeedMore || e instanceof MsgpackTruncated || e instanceof LzwTruncated)) throw e;
         if (this.ended) throw new PacketError(`stream ended early: ${(e as Error).message}`);
         await this.more();
       }
@@ -657,12 +667,15 @@ class StreamReader {
 
 class NeedMore extends Error {}
 
-/** Throws NeedMore unless `b` holds a complete push/pull, ping or user message. */
+/** Throws NeedMore (or a truncation error) unless `b` holds a complete push/pull, ping or user message. */
 function completeMessage(b: Buffer): void {
   if (b.length < 2) throw new NeedMore();
   if (b[0] === MsgType.pushPull) {
-    try { m.readPushPull(b.subarray(1)); } catch (e) { throw e instanceof MsgpackError || String((e as Error).message).includes('truncated') ? new NeedMore() : e; }
+    m.readPushPull(b.subarray(1));
     return;
   }
-  try { decode(b.subarray(1)); } catch (e) { throw e instanceof MsgpackError ? new NeedMore() : e; }
+  const r = new Reader(b.subarray(1));
+  const header = r.value();
+  // A reliable user message is a {UserMsgLen} header followed by that many raw bytes.
+  if (b[0] === MsgType.user && 1 + r.pos + uint(asObject(header, 'userMsgHeader'), 'UserMsgLen', 20 << 20) > b.length) throw new NeedMore();
 }

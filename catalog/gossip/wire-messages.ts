@@ -1,6 +1,6 @@
 // memberlist's message types and bodies (v0.2.2 wire format): building and reading each one.
 
-import { asObject, bool, bytes, decode, encode, str, uint, Reader, type Decoded, type GoValue } from './go-msgpack.js';
+import { asObject, bool, bytes, decode, encode, MsgpackTruncated, str, uint, Reader, type Decoded, type GoValue } from './go-msgpack.js';
 
 export const MsgType = {
   ping: 0, indirectPing: 1, ackResp: 2, suspect: 3, alive: 4, dead: 5, pushPull: 6, compound: 7, user: 8,
@@ -89,7 +89,7 @@ export function readPushPull(body: Buffer): { header: PushPullHeader; nodes: Pus
   const header = readPushPullHeader(r.value());
   const nodes: PushNodeState[] = [];
   for (let i = 0; i < header.Nodes; i++) nodes.push(readPushNodeState(r.value()));
-  if (r.remaining < header.UserStateLen) throw new Error('push/pull: truncated user state');
+  if (r.remaining < header.UserStateLen) throw new MsgpackTruncated('push/pull: truncated user state');
   const userState = body.subarray(r.pos, r.pos + header.UserStateLen);
   return { header, nodes, userState };
 }
