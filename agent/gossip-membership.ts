@@ -8,6 +8,7 @@ import { NodemeshError } from '../catalog/errors.js';
 import { SerfNode, type Member } from '../catalog/gossip/serf-layer.js';
 import { writePrivate } from './ca/certificate-authority.js';
 import type { AgentConfig } from './config/agent-config.js';
+import { PeerSnapshotFile } from './gossip-snapshot.js';
 
 const STATUS_CODE: Record<Member['status'], number> = { alive: 1, leaving: 2, left: 3, failed: 4 };
 
@@ -42,9 +43,10 @@ function loadKeys(config: AgentConfig, dataDir: string, log: Logger): Buffer[] {
 
 export class GossipMembership {
   private retryTimer?: NodeJS.Timeout;
+  private snapshotTimer?: NodeJS.Timeout;
   private stopped = false;
 
-  private constructor(readonly serf: SerfNode, private readonly log: Logger) {}
+  private constructor(readonly serf: SerfNode, private readonly log: Logger, private readonly snapshot: PeerSnapshotFile) {}
 
   static async start(opts: {
     config: AgentConfig; dataDir: string; advertise: string; httpPort: number; nodeId: string; log: Logger; onChange: () => void;
@@ -70,7 +72,8 @@ export class GossipMembership {
     } catch (e) {
       throw new NodemeshError('GOSSIP_LISTEN_FAILED', `cannot listen for gossip on ${config.bind}:${config.serfLanPort}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (pick another --serf-lan-port)`, 1);
     }
-    const g = new GossipMembership(serf, log);
+    const g = new GossipMembership(serf, log, new PeerSnapshotFile(opts.dataDir, log));
+    const previous = await g.snapshot.load();
     log.info({ gossip: `${config.bind}:${serf.memberlist.port}`, encrypted: keys.length > 0 }, 'gossip listening');
     if (config.join.length) {
       const n = await serf.join(config.join);
@@ -79,16 +82,42 @@ export class GossipMembership {
         throw new NodemeshError('JOIN_FAILED', `Failed to join any of ${config.join.join(', ')}: check the addresses, and that --encrypt matches the pool's key (or use --retry-join)`, 1);
       }
       log.info({ joined: n }, 'joined the gossip pool');
+      g.snapshot.record(g.livePeers());
     }
     if (config.retryJoin.length) g.retryJoin(config.retryJoin, 1000);
+    if (previous?.peers.length) g.rejoin(previous, config.rejoinAfterLeave);
+    g.snapshotTimer = setInterval(() => g.snapshot.record(g.livePeers()), 5000);
+    g.snapshotTimer.unref();
     return g;
+  }
+
+  private livePeers(): string[] {
+    return this.serf.members().filter((mb) => mb.status === 'alive' && mb.name !== this.serf.memberlist.cfg.name).map((mb) => `${mb.addr}:${mb.port}`);
+  }
+
+  /** Joins the members of the previous run in the background (Serf's snapshot rejoin), unless we left on purpose. */
+  private rejoin(previous: { left: boolean; peers: string[] }, afterLeave: boolean): void {
+    if (previous.left && !afterLeave) {
+      this.log.info({ peers: previous.peers.length }, 'left the pool gracefully last time: not rejoining previous members (set rejoin_after_leave or --rejoin-after-leave to rejoin)');
+      return;
+    }
+    void this.serf.join(previous.peers).then((n) => {
+      if (n > 0) {
+        this.snapshot.record(this.livePeers());
+        this.log.info({ joined: n, of: previous.peers.length }, 'rejoined the gossip pool from the peers snapshot');
+      }
+      else this.log.warn({ peers: previous.peers }, 'no member from the peers snapshot answered');
+    });
   }
 
   /** Keeps trying to join with backoff (1 s, doubling, at most 30 s) until one address answers. */
   private retryJoin(addrs: string[], delayMs: number): void {
     if (this.stopped) return;
     void this.serf.join(addrs).then((n) => {
-      if (n > 0) return this.log.info({ joined: n }, 'retry-join: joined the gossip pool');
+      if (n > 0) {
+        this.snapshot.record(this.livePeers());
+        return this.log.info({ joined: n }, 'retry-join: joined the gossip pool');
+      }
       this.log.warn({ addrs, retryInMs: delayMs }, 'retry-join: no address answered yet');
       this.retryTimer = setTimeout(() => this.retryJoin(addrs, Math.min(delayMs * 2, 30_000)), delayMs);
       this.retryTimer.unref();
@@ -125,12 +154,16 @@ export class GossipMembership {
   async leave(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearInterval(this.snapshotTimer);
+    this.snapshot.record(this.livePeers());
+    await this.snapshot.markLeft();
     await this.serf.leave();
   }
 
   async shutdown(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearInterval(this.snapshotTimer);
     await this.serf.shutdown();
   }
 }

@@ -1,10 +1,11 @@
 // Agents in one gossip pool: --join, /v1/agent/members for the whole pool, keyring file, keygen, and a real serf agent as a member.
 
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { runCli, spawnAgent, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { freePort } from './helpers/free-port.js';
 import { serfAvailable, serfCli, serfMembers, startSerf } from './helpers/serf-agent.js';
 import { waitFor } from './helpers/wait-for.js';
 
@@ -47,6 +48,48 @@ test('--join that reaches nobody fails the start with a clear message; --retry-j
   const late = await agentAt('late-seed', '127.0.7.11');
   const retrying = await agentAt('retrier', '127.0.7.10', { retryJoin: [`127.0.7.11:${late.gossip.port}`] });
   await waitFor(async () => assert.equal((await members(retrying)).length, 2));
+});
+
+test('a restarted agent rejoins its last peers from the snapshot; after a graceful leave only with --rejoin-after-leave', async () => {
+  const seed = await agentAt('snap-seed', '127.0.7.21');
+  const dataDir = tempDir();
+  // A fixed gossip port, as in production (8301): memberlist keeps a live node's address until it is declared dead.
+  const base = ['--node', 'snap-b', '--bind', '127.0.7.22', '--data-dir', dataDir, '--serf-lan-port', String(await freePort('127.0.7.22'))];
+  const peersOf = async (url: string) => ((await (await fetch(`${url}/v1/agent/members`)).json()) as MemberJson[]).filter((m) => m.Status === 1).map((m) => m.Name);
+  let b = await spawnAgent([...base, '--join', `127.0.7.21:${seed.gossip.port}`]);
+  await waitFor(async () => assert.deepEqual(await peersOf(b.url), ['snap-b', 'snap-seed']));
+  b.proc.kill('SIGKILL');
+  await b.exited;
+
+  // Crashed, restarted with no --join: the peers snapshot brings it back.
+  b = await spawnAgent(base);
+  await waitFor(async () => assert.deepEqual(await peersOf(b.url), ['snap-b', 'snap-seed']), 10_000);
+  b.proc.kill('SIGTERM');
+  await b.exited;
+
+  // Left gracefully: a plain restart stays out, and says how to rejoin.
+  b = await spawnAgent(base);
+  await waitFor(() => assert.match(b.output(), /not rejoining previous members \(set rejoin_after_leave or --rejoin-after-leave/), 10_000);
+  assert.deepEqual(await peersOf(b.url), ['snap-b']);
+  b.proc.kill('SIGTERM');
+  await b.exited;
+
+  b = await spawnAgent([...base, '--rejoin-after-leave']);
+  cleanups.push(async () => { b.proc.kill('SIGTERM'); await b.exited; });
+  await waitFor(async () => assert.deepEqual(await peersOf(b.url), ['snap-b', 'snap-seed']), 10_000);
+});
+
+test('a damaged peers snapshot is ignored with a warning; the agent starts alone', async () => {
+  const dataDir = tempDir();
+  mkdirSync(join(dataDir, 'serf'));
+  for (const junk of ['{not json', '{"left":false,"peers":["127.0.7.250:8301; rm -rf /"]}', '[]']) {
+    writeFileSync(join(dataDir, 'serf', 'peers.json'), junk);
+    const b = await spawnAgent(['--node', 'snap-junk', '--bind', '127.0.7.25', '--data-dir', dataDir]);
+    await waitFor(() => assert.match(b.output(), /gossip peers snapshot ignored/));
+    assert.equal(((await (await fetch(`${b.url}/v1/agent/members`)).json()) as MemberJson[]).length, 1);
+    b.proc.kill('SIGTERM');
+    await b.exited;
+  }
 });
 
 test('--encrypt: the key is kept in a 0600 keyring file and used again after a restart; keygen makes keys', async () => {
