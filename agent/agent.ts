@@ -186,6 +186,10 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   const replicator = new CatalogReplicator(catalog, config.node, [intentionsReplicatedSet(intentions, config.node)], {
     broadcast: (body, key) => gossipRef.current?.serf.broadcastApp(body, key),
     pull: (node) => gossipRef.current?.pull(node),
+    isMember: (node) => {
+      const n = gossipRef.current?.serf.memberlist.nodes.get(node);
+      return n !== undefined && n.state !== NodeState.left;
+    },
   });
   const warnedDomains = new Set<string>();
   const syncHealth = () => {

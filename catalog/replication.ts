@@ -23,6 +23,11 @@ export interface ReplicatorIo {
   broadcast(body: Buffer, key?: string): void;
   /** Start a push/pull with the named node (we are behind it). */
   pull(node: string): void;
+  /**
+   * Whether a node still belongs in the catalog (a member that has not left and was not reaped), so a
+   * peer that has not forgotten it yet cannot bring it back.
+   */
+  isMember(node: string): boolean;
 }
 
 export class CatalogReplicator {
@@ -83,7 +88,7 @@ export class CatalogReplicator {
   mergeState(buf: Buffer): void {
     const state = JSON.parse(buf.toString('utf8')) as { nodes?: NodeSnapshot[]; sets?: Record<string, unknown[]> };
     for (const snap of state.nodes ?? []) {
-      if (!snap?.info?.Node || snap.info.Node === this.self || typeof snap.version !== 'number') continue;
+      if (!snap?.info?.Node || snap.info.Node === this.self || typeof snap.version !== 'number' || !this.io.isMember(snap.info.Node)) continue;
       this.catalog.applyRemote(snap);
     }
     for (const s of this.sets) {

@@ -8,18 +8,24 @@ import { waitFor } from './helpers/wait-for.js';
 const agents: TestAgent[] = [];
 after(async () => { for (const a of agents) await a.stop().catch(() => undefined); });
 
-test('a failed node is critical, then reaped from the catalog after reconnect_timeout', async () => {
+test('a failed node is critical, then reaped from the catalog after reconnect_timeout; a peer that still has it cannot bring it back', async () => {
   const a = await startTestAgent({ node: 'keeper', bind: '127.0.11.1', reconnectTimeoutMs: 2000 });
   agents.push(a);
+  // A peer with the default 72 h keeps the failed node (critical) long after `keeper` forgot it.
+  const c = await startTestAgent({ node: 'rememberer', bind: '127.0.11.5', join: [`127.0.11.1:${a.gossip.port}`] });
+  agents.push(c);
   const b = await startTestAgent({ node: 'goner', bind: '127.0.11.2', join: [`127.0.11.1:${a.gossip.port}`] });
   await b.api('/v1/agent/service/register', put({ Name: 'gone-soon', Port: 1 }));
   await waitFor(async () => assert.equal(((await (await a.api('/v1/catalog/service/gone-soon')).json()) as unknown[]).length, 1));
   await b.gossip.shutdown();
   await waitFor(async () => {
     const nodes = (await (await a.api('/v1/catalog/nodes')).json()) as { Node: string }[];
-    assert.deepEqual(nodes.map((n) => n.Node), ['keeper']);
+    assert.deepEqual(nodes.map((n) => n.Node), ['keeper', 'rememberer']);
   }, 30_000);
   assert.deepEqual(await (await a.api('/v1/catalog/service/gone-soon')).json(), []);
+  assert.equal(((await (await c.api('/v1/catalog/service/gone-soon')).json()) as unknown[]).length, 1, 'the peer still has it');
+  await a.gossip.serf.memberlist.pushPullWith('127.0.11.5', c.gossip.port, false);
+  assert.deepEqual(await (await a.api('/v1/catalog/service/gone-soon')).json(), [], 'a push/pull from that peer does not resurrect it');
   await b.stop().catch(() => undefined);
 });
 
