@@ -50,6 +50,17 @@ test('--join that reaches nobody fails the start with a clear message; --retry-j
   await waitFor(async () => assert.equal((await members(retrying)).length, 2));
 });
 
+test('a join name is tried at every address it resolves to, and an agent never counts joining itself', async () => {
+  const seed = await agentAt('dns-seed', '127.0.0.1');
+  const b = await agentAt('dns-b', '127.0.7.31', { join: [`localhost:${seed.gossip.port}`] });
+  await waitFor(async () => assert.deepEqual((await members(b)).map((m) => m.Name), ['dns-b', 'dns-seed']));
+  const port = await freePort('127.0.7.32');
+  const lonely = await spawnAgent(['--dev', '--node', 'self-joiner', '--bind', '127.0.7.32', '--serf-lan-port', String(port), '--retry-join', `127.0.7.32:${port}`]);
+  cleanups.push(async () => { lonely.proc.kill('SIGTERM'); await lonely.exited; });
+  await waitFor(() => assert.match(lonely.output(), /retry-join: no address answered yet/));
+  assert.doesNotMatch(lonely.output(), /joined the gossip pool/);
+});
+
 test('a restarted agent rejoins its last peers from the snapshot; after a graceful leave only with --rejoin-after-leave', async () => {
   const seed = await agentAt('snap-seed', '127.0.7.21');
   const dataDir = tempDir();

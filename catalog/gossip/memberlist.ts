@@ -4,6 +4,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { isIPv4 } from 'node:net';
+import { lookup } from 'node:dns/promises';
 import { Awareness } from './awareness.js';
 import { BroadcastQueue } from './broadcast-queue.js';
 import { asObject, decode, MsgpackTruncated, Reader, uint } from './go-msgpack.js';
@@ -355,18 +356,32 @@ export class Memberlist {
     }
   }
 
-  /** Joins through any of `addrs` (host:port); resolves with how many answered. */
+  /**
+   * Joins through any of `addrs` (host:port, host defaulting to port 8301). A DNS name is tried at
+   * every IPv4 address it resolves to (a headless Service lists every agent); our own address is
+   * skipped, so only a push/pull with another member counts. Resolves with how many answered.
+   */
   async join(addrs: string[]): Promise<number> {
     let ok = 0;
     for (const a of addrs) {
       const i = a.lastIndexOf(':');
       const host = i > 0 ? a.slice(0, i) : a;
       const port = i > 0 ? Number(a.slice(i + 1)) : 8301;
+      let ips: string[];
       try {
-        await this.pushPullWith(host, port, true);
-        ok++;
+        ips = isIPv4(host) ? [host] : (await lookup(host, { all: true, family: 4 })).map((r) => r.address);
       } catch (e) {
-        this.log.warn({ addr: a, err: (e as Error).message }, 'gossip join attempt failed');
+        this.log.warn({ addr: a, err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'gossip join: cannot resolve');
+        continue;
+      }
+      for (const ip of ips) {
+        if (port === this.cfg.port && (ip === this.cfg.advertiseAddr || ip === this.cfg.bindAddr)) continue;
+        try {
+          await this.pushPullWith(ip, port, true);
+          ok++;
+        } catch (e) {
+          this.log.warn({ addr: `${ip}:${port}`, err: (e as Error).message }, 'gossip join attempt failed');
+        }
       }
     }
     return ok;
