@@ -38,6 +38,8 @@ import type { AgentConfig } from './config/agent-config.js';
 import { LocalState } from './local-state.js';
 import { createMetrics } from './metrics.js';
 import { decodeServiceObject } from './service-definition.js';
+import { META_POD_UID } from './kubernetes/pod-registrations.js';
+import { PodWatcher } from './kubernetes/pod-watcher.js';
 import { VERSION } from './version.js';
 
 export interface RunningAgent {
@@ -121,6 +123,14 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   const intentions = new IntentionStore(join(dataDir, 'intentions.json'), config.node);
   await intentions.load();
   await local.start(config.services, decodeServiceObject);
+  // Kubernetes: this node's annotated pods register themselves; off without a cluster config and NODE_NAME.
+  const podWatcher = await PodWatcher.fromEnvironment(log, {
+    register: async (def) => {
+      await local.registerService(decodeServiceObject(def as unknown as Record<string, unknown>), { replaceExistingChecks: true });
+    },
+    deregister: (id) => local.deregisterService(id),
+    previous: () => local.services().filter((s) => s.Meta[META_POD_UID] !== undefined && !s.LocallyRegisteredAsSidecar).map((s) => s.ID),
+  });
   const defaultPolicy = config.defaultIntentionPolicy ?? (config.dev ? 'allow' : 'deny');
 
   // Decisions run per connection: match a destination's intentions once per change, not per call.
@@ -145,10 +155,23 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   const stopped = new Promise<void>((r) => { resolveStopped = r; });
   const router = new Router({ aclToken: config.aclToken, log, observe: metrics.observeHttp });
   const gossipRef: { current?: GossipMembership } = {};
+  let syncedWithPeer = false;
   const deps: ApiDeps = {
     config, catalog, local, log, metrics, version: VERSION, startedAt: new Date(),
     members: () => gossipRef.current?.members() ?? [],
     leave: () => void stop('leave requested through the API'),
+    notReady: () => {
+      const reasons: string[] = [];
+      if (stopping) reasons.push('agent is shutting down');
+      if (!gossipRef.current) reasons.push('gossip is not started yet');
+      // Alone by config (no join, no retry_join): nothing to wait for.
+      else if ((config.join.length || config.retryJoin.length) && !syncedWithPeer) {
+        reasons.push(`catalog not yet synced with any peer (joining ${[...config.join, ...config.retryJoin].join(', ')})`);
+      }
+      const missing = dataPlane.missingListeners();
+      if (missing.length) reasons.push(`listeners not open: ${missing.join(', ')}`);
+      return reasons;
+    },
   };
   agentServiceRoutes(router, deps);
   agentCheckRoutes(router, deps);
@@ -224,7 +247,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
         type: NODEMESH_GOSSIP_TYPE,
         onMessage: (b) => replicator.onMessage(b),
         localState: () => replicator.localState(),
-        mergeState: (b) => { replicator.mergeState(b); syncHealth(); },
+        mergeState: (b) => { replicator.mergeState(b); syncedWithPeer = true; syncHealth(); },
       },
     });
   } catch (e) {
@@ -237,6 +260,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   catalog.feed.subscribe(() => replicator.localChanged());
   intentions.feed.subscribe(() => replicator.localChanged());
   replicator.localChanged();
+  podWatcher?.start();
   log.info({
     node: config.node, datacenter: config.datacenter, http: `${bound.address}:${bound.port}`, dataDir, version: VERSION,
     trustDomain: ca.trustDomain, defaultIntentionPolicy: defaultPolicy, gossip: `${config.bind}:${gossip.port}`,
@@ -246,6 +270,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     stopping ??= (async () => {
       log.info({ reason }, 'agent stopping: leaving the gossip pool, finishing in-flight requests');
       clearInterval(reaper);
+      await podWatcher?.stop();
       await gossip.leave().catch((e: Error) => log.warn({ err: e.message }, 'gossip leave failed'));
       await gossip.shutdown().catch((e: Error) => log.warn({ err: e.message }, 'gossip shutdown failed'));
       const closed = new Promise<void>((r) => server.close(() => r()));

@@ -61,6 +61,20 @@ test('a join name is tried at every address it resolves to, and an agent never c
   assert.doesNotMatch(lonely.output(), /joined the gossip pool/);
 });
 
+test('/v1/agent/ready: 200 for an agent alone by config; 503 with the reason until a joining agent has synced with a peer', async () => {
+  const alone = await agentAt('ready-alone', '127.0.7.41');
+  const r1 = await alone.api('/v1/agent/ready');
+  assert.equal(r1.status, 200);
+  assert.deepEqual(await r1.json(), { Ready: true });
+  const port = await freePort('127.0.7.42');
+  const waiting = await agentAt('ready-wait', '127.0.7.43', { retryJoin: [`127.0.7.42:${port}`] });
+  const r2 = await waiting.api('/v1/agent/ready');
+  assert.equal(r2.status, 503);
+  assert.match(((await r2.json()) as { Reasons: string[] }).Reasons.join(), /catalog not yet synced with any peer \(joining 127\.0\.7\.42:\d+\)/);
+  await agentAt('ready-late', '127.0.7.42', { serfLanPort: port });
+  await waitFor(async () => assert.equal((await waiting.api('/v1/agent/ready')).status, 200), 15_000);
+});
+
 test('a restarted agent rejoins its last peers from the snapshot; after a graceful leave only with --rejoin-after-leave', async () => {
   const seed = await agentAt('snap-seed', '127.0.7.21');
   const dataDir = tempDir();

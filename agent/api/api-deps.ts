@@ -19,6 +19,8 @@ export interface ApiDeps {
   members(): import('../gossip-membership.js').ConsulMember[];
   /** Starts a graceful shutdown (PUT /v1/agent/leave). */
   leave(): void;
+  /** Why the agent is not ready to carry traffic yet; empty when it is (GET /v1/agent/ready). */
+  notReady(): string[];
 }
 
 /** Consul's boolean query flags: present, "", "true" or "1" mean yes. */

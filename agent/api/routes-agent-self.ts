@@ -1,4 +1,4 @@
-// /v1/agent/{self,members,leave,metrics}, /metrics and /v1/status/*: the agent describing itself.
+// /v1/agent/{self,ready,members,leave,metrics}, /metrics and /v1/status/*: the agent describing itself.
 
 import type { ApiDeps } from './api-deps.js';
 import type { Router } from './http-router.js';
@@ -33,6 +33,12 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
       Meta: node().Meta,
       Stats: { agent: { version: d.version, started: d.startedAt.toISOString() }, catalog: d.catalog.counts() },
     });
+  });
+
+  // Readiness for probes (a DaemonSet's readinessProbe): 200 once synced with the pool and listening.
+  r.on('GET', '/v1/agent/ready', (ctx) => {
+    const reasons = d.notReady();
+    sendJson(ctx.res, reasons.length ? 503 : 200, reasons.length ? { Ready: false, Reasons: reasons } : { Ready: true });
   });
 
   r.on('GET', '/v1/agent/members', (ctx) => {

@@ -157,6 +157,13 @@ export class DataPlane {
     return this.reconciling;
   }
 
+  /** Listeners the catalog asks for that are not open (yet, or their port is taken), for readiness. */
+  missingListeners(): string[] {
+    if (this.stopped) return [];
+    const want = this.desired();
+    return [...[...want.inbound.keys()].filter((k) => !this.inbound.has(k)), ...[...want.outbound.keys()].filter((k) => !this.outbound.has(k))];
+  }
+
   /** A listener that could not open (port taken) is tried again a little later, not only on the next change. */
   private retryLater(): void {
     if (this.retryTimer || this.stopped) return;
