@@ -60,10 +60,18 @@ export interface RunningAgent {
   /** Resolves when the agent has stopped (for example after PUT /v1/agent/leave). */
   stopped: Promise<void>;
   /**
-   * Applies what can change without a restart (SIGHUP): the CA files and extra trusted roots. A new CA
-   * re-issues every leaf; the old roots stay trusted for one leaf lifetime, so traffic keeps flowing.
+   * Applies what can change without a restart (SIGHUP): config-file services (registered, changed or
+   * removed; API-registered ones untouched), the CA files and extra trusted roots. A new CA re-issues
+   * every leaf; the old roots stay trusted for one leaf lifetime, so traffic keeps flowing.
    */
   reload(next: AgentConfig): Promise<void>;
+  /** Re-reads the config from where it came from (flags, files) and reloads (SIGHUP, PUT /v1/agent/reload). */
+  reloadFromSource(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Reads the config again for a reload; without it a reload re-applies the config the agent started with. */
+  loadConfig?: () => AgentConfig;
 }
 
 function advertiseAddress(bind: string): string {
@@ -87,18 +95,18 @@ function nodeId(dataDir: string): string {
   return id;
 }
 
-export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, log: Logger, opts: StartOptions = {}): Promise<RunningAgent> {
   const tempDir = config.dataDir === undefined;
   const dataDir = config.dataDir ?? mkdtempSync(join(tmpdir(), 'nodemesh-dev-'));
   try {
-    return await startIn(config, log, dataDir, tempDir);
+    return await startIn(config, log, dataDir, tempDir, opts);
   } catch (e) {
     if (tempDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;
   }
 }
 
-async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDir: boolean): Promise<RunningAgent> {
+async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDir: boolean, opts: StartOptions): Promise<RunningAgent> {
   if (tempDir) log.warn({ dataDir }, 'dev mode: state is kept in a fresh temporary directory and deleted at exit; pass --data-dir to keep it');
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -160,6 +168,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     config, catalog, local, log, metrics, version: VERSION, startedAt: new Date(),
     members: () => gossipRef.current?.members() ?? [],
     leave: () => void stop('leave requested through the API'),
+    reload: () => reloadFromSource(),
     notReady: () => {
       const reasons: string[] = [];
       if (stopping) reasons.push('agent is shutting down');
@@ -268,11 +277,14 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
 
   function stop(reason = 'shutdown'): Promise<void> {
     stopping ??= (async () => {
-      log.info({ reason }, 'agent stopping: leaving the gossip pool, finishing in-flight requests');
+      log.info({ reason, drainTimeoutMs: config.drainTimeoutMs }, 'agent stopping: refusing new connections, leaving the gossip pool, draining open ones');
       clearInterval(reaper);
       await podWatcher?.stop();
+      // Drain: no new connections from here; open ones may finish while we leave the pool.
+      const drained = dataPlane.drain(config.drainTimeoutMs);
       await gossip.leave().catch((e: Error) => log.warn({ err: e.message }, 'gossip leave failed'));
       await gossip.shutdown().catch((e: Error) => log.warn({ err: e.message }, 'gossip shutdown failed'));
+      await drained;
       const closed = new Promise<void>((r) => server.close(() => r()));
       router.abortAll();
       catalog.feed.close();
@@ -291,6 +303,8 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   let caFiles = { caFile: config.caFile, caKeyFile: config.caKeyFile };
   let lastCaText = caText(config);
   async function reload(next: AgentConfig): Promise<void> {
+    const services = await local.reloadConfigServices(next.services, decodeServiceObject);
+    log.info(services, 'config services reloaded');
     const text = caText(next);
     const changedCa = next.caFile !== caFiles.caFile || next.caKeyFile !== caFiles.caKeyFile || text !== lastCaText;
     lastCaText = text;
@@ -310,10 +324,14 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     }
   }
 
+  async function reloadFromSource(): Promise<void> {
+    await reload(opts.loadConfig ? opts.loadConfig() : config);
+  }
+
   return {
     http: { host: bound.address, port: bound.port }, dataDir, catalog, local,
     get ca() { return trust.ca; },
-    trust, leaves, intentions, dataPlane, gossip, stop, stopped, reload,
+    trust, leaves, intentions, dataPlane, gossip, stop, stopped, reload, reloadFromSource,
   };
 }
 

@@ -162,6 +162,25 @@ export class LocalState {
     return stored;
   }
 
+  /**
+   * Applies a new set of config-file service definitions: registers new and changed ones, removes the
+   * config services no longer defined, and leaves API-registered services alone. Every definition is
+   * validated first, so a bad file changes nothing.
+   */
+  async reloadConfigServices(configServices: Record<string, unknown>[], decode: (o: Record<string, unknown>) => ServiceInput): Promise<{ registered: string[]; removed: string[] }> {
+    const inputs = configServices.map((raw) => decode(raw));
+    const before = new Set(this.configServices);
+    const keep = new Set<string>();
+    for (const input of inputs) {
+      const rec = await this.registerService(input, { replaceExistingChecks: true, fromConfig: true });
+      keep.add(rec.ID);
+      for (const s of this.entry.services.values()) if (s.LocallyRegisteredAsSidecar && s.Proxy?.DestinationServiceID === rec.ID) keep.add(s.ID);
+    }
+    const removed = [...before].filter((id) => !keep.has(id));
+    for (const id of removed) await this.deregisterService(id);
+    return { registered: [...keep].sort(), removed: removed.sort() };
+  }
+
   private writeChecks(tx: Parameters<Parameters<Catalog['mutate']>[1]>[0], svc: ServiceRecord, specs: CheckSpec[], replace: boolean): void {
     const keep = new Set(specs.map((c) => c.CheckID));
     if (replace) {

@@ -35,7 +35,7 @@ const SERVICE_FIELDS: Schema = {
 
 export const SERVICE_SCHEMA: Schema = {
   ...SERVICE_FIELDS,
-  Connect: { struct: { Native: 'bool', SidecarService: { struct: { ...SERVICE_FIELDS, Connect: { struct: { Native: 'bool' } } } } } },
+  Connect: { struct: { Native: 'bool', Bridge: 'bool', SidecarService: { struct: { ...SERVICE_FIELDS, Connect: { struct: { Native: 'bool' } } } } } },
 };
 
 /** A check as submitted, decoded (durations in ms). */
@@ -55,8 +55,15 @@ export interface ServiceInput {
   Weights?: { Passing?: number; Warning?: number }; EnableTagOverride?: boolean;
   Proxy?: { DestinationServiceName?: string; DestinationServiceID?: string; LocalServiceAddress?: string;
     LocalServicePort?: number; Config?: unknown; Upstreams?: Partial<Upstream>[]; MeshGateway?: unknown; Expose?: unknown };
-  Connect?: { Native?: boolean; SidecarService?: ServiceInput };
+  /**
+   * `Bridge` (a nodemesh extension): the service runs at Address:Port on a host with no agent (a legacy
+   * database, an appliance); this agent terminates mesh mTLS for it and forwards there.
+   */
+  Connect?: { Native?: boolean; Bridge?: boolean; SidecarService?: ServiceInput };
 }
+
+/** Meta key marking where a registration came from (Consul's convention: consul-k8s writes `kubernetes`). */
+export const EXTERNAL_SOURCE = 'external-source';
 
 /** A validated check ready to be stored and run. */
 export interface CheckSpec {
@@ -210,9 +217,20 @@ export function normalizeService(s: ServiceInput): NormalizedService {
     errs.push('Proxy may only be set for services of Kind "connect-proxy"');
   }
   if (s.Connect?.SidecarService && kind === 'connect-proxy') errs.push('A Proxy cannot have a SidecarService');
+  const bridge = s.Connect?.Bridge === true;
+  if (bridge) {
+    if (kind) errs.push('Connect.Bridge is for a plain service on a host with no agent, not for a proxy or gateway');
+    if (s.Connect?.Native) errs.push('A bridged service cannot also be Connect Native');
+    if (!address) errs.push("Connect.Bridge needs the external service's Address: where this agent forwards mesh traffic");
+    if (!port) errs.push("Connect.Bridge needs the external service's Port");
+  }
   if (errs.length) throw badRequest(multiError(errs), 'SERVICE_CONNECT_INVALID');
 
+  // A bridged service with no check of its own gets a TCP check on the external address, so a
+  // legacy host that goes down leaves load balancing.
+  const hostPort = `${isIPv6(address) ? `[${address}]` : address}:${port}`;
   const checkInputs = [...(s.Check ? [s.Check] : []), ...(s.Checks ?? [])];
+  if (bridge && checkInputs.length === 0) checkInputs.push({ Name: `Bridge to ${hostPort}`, TCP: hostPort, Interval: 10_000, Timeout: 2_000 });
   const checks = checkInputs.map((c, i) => checkSpec(c, {
     id: checkInputs.length > 1 ? `service:${id}:${i + 1}` : `service:${id}`,
     name: `Service '${name}' check`,
@@ -225,14 +243,15 @@ export function normalizeService(s: ServiceInput): NormalizedService {
   }
 
   const service: NormalizedService['service'] = {
-    ID: id, Service: name, Tags: s.Tags ?? [], Meta: meta, Port: port, Address: address,
+    ID: id, Service: name, Tags: s.Tags ?? [], Meta: bridge ? { [EXTERNAL_SOURCE]: 'nodemesh-bridge', ...meta } : meta, Port: port, Address: address,
     Weights: weights, EnableTagOverride: s.EnableTagOverride ?? false,
   };
   if (kind) service.Kind = kind;
   if (tagged) service.TaggedAddresses = tagged;
   if (proxy) service.Proxy = proxy;
   if (s.Connect?.Native) service.Connect = { Native: true };
-  return { service, checks, sidecar: s.Connect?.SidecarService };
+  // The bridge is the sidecar: its public listener terminates mTLS and forwards to Address:Port.
+  return { service, checks, sidecar: s.Connect?.SidecarService ?? (bridge ? {} : undefined) };
 }
 
 function normalizeUpstreams(list: Partial<Upstream>[], errs: string[]): Upstream[] {

@@ -12,6 +12,7 @@ import { importPrivateKey, signLeaf } from '../agent/ca/x509-certs.js';
 import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { sleep, waitFor } from './helpers/wait-for.js';
 import { freePort } from './helpers/free-port.js';
+import { echoApp, roundTrip, type App } from './helpers/tcp-apps.js';
 
 // Each workload has its own loopback address; the agent's public listeners are on its own bind address,
 // apart from the 127.0.0.1 ones other test files' agents use.
@@ -21,34 +22,6 @@ const API = '127.0.0.3';
 const ADMIN = '127.0.0.4';
 const IMPOSTOR = '127.0.0.5';
 const STRANGER = '127.0.0.9';
-
-interface App { server: Server; port: number; connections: number; bytes: number }
-
-/** An echo app that counts what reaches it; ends its reply when the client half-closes. */
-async function echoApp(host: string): Promise<App> {
-  const app: App = { server: createServer({ allowHalfOpen: true }), port: 0, connections: 0, bytes: 0 };
-  app.server.on('connection', (s: Socket) => {
-    app.connections++;
-    s.on('data', (c: Buffer) => { app.bytes += c.length; });
-    s.on('error', () => s.destroy());
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => app.server.listen(0, host, r));
-  app.port = (app.server.address() as { port: number }).port;
-  return app;
-}
-
-
-/** Connects from `from` to the upstream port, writes `data`, half-closes, and resolves with the whole reply. */
-function roundTrip(from: string, port: number, data: Buffer | string): Promise<{ reply: Buffer; error?: string }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const s = connect({ host: '127.0.0.1', port, localAddress: from, allowHalfOpen: true }, () => s.end(data));
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('close', () => resolve({ reply: Buffer.concat(chunks) }));
-    s.on('error', (e) => resolve({ reply: Buffer.concat(chunks), error: e.message }));
-  });
-}
 
 let agent: TestAgent;
 let api: App;

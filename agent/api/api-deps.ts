@@ -19,6 +19,8 @@ export interface ApiDeps {
   members(): import('../gossip-membership.js').ConsulMember[];
   /** Starts a graceful shutdown (PUT /v1/agent/leave). */
   leave(): void;
+  /** Re-reads the config files and applies them (PUT /v1/agent/reload); rejects with a 4xx error on a bad config. */
+  reload(): Promise<void>;
   /** Why the agent is not ready to carry traffic yet; empty when it is (GET /v1/agent/ready). */
   notReady(): string[];
 }

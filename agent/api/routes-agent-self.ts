@@ -1,5 +1,6 @@
 // /v1/agent/{self,ready,members,leave,metrics}, /metrics and /v1/status/*: the agent describing itself.
 
+import { isNodemeshError, NodemeshError } from '../../catalog/errors.js';
 import type { ApiDeps } from './api-deps.js';
 import type { Router } from './http-router.js';
 import { sendJson, sendText } from './http-router.js';
@@ -50,6 +51,18 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
   r.on('PUT', '/v1/agent/leave', (ctx) => {
     sendText(ctx.res, 200, '');
     ctx.res.once('finish', () => d.leave());
+  });
+
+  // Consul's reload: config files read again; services defined there registered, changed or removed.
+  r.on('PUT', '/v1/agent/reload', async (ctx) => {
+    try {
+      await d.reload();
+    } catch (e) {
+      // A config error carries a process exit status (2); over HTTP it is the caller's bad input.
+      if (isNodemeshError(e) && e.code === 'CONFIG_INVALID') throw new NodemeshError('CONFIG_INVALID', `reload refused, the running config is kept: ${e.message}`, 400);
+      throw e;
+    }
+    sendText(ctx.res, 200, '');
   });
 
   const leader = () => `${node().Address}:${RPC_PORT}`;

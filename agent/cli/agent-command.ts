@@ -75,7 +75,7 @@ export function agentCommand(program: Command): void {
       // A stray rejection is a bug to log, not a reason to drop every workload's traffic.
       process.on('unhandledRejection', (e) => log.error({ err: (e as Error)?.stack ?? String(e) }, 'unhandled rejection'));
       try {
-        agent = await startAgent(config, log);
+        agent = await startAgent(config, log, { loadConfig: load });
       } catch (e) {
         const msg = isNodemeshError(e) ? e.message : (e as Error).stack;
         log.fatal({ code: isNodemeshError(e) ? e.code : undefined }, `agent failed to start: ${msg}`);
@@ -94,17 +94,13 @@ export function agentCommand(program: Command): void {
           'Stop with Ctrl-C.\n\n');
       }
       if (pending) void agent.stop(`received ${pending}`);
-      // SIGHUP re-reads the config files and applies what can change live (CA files, trusted roots).
+      // SIGHUP re-reads the config files and applies what can change live (services, CA files, trusted roots).
       const running = agent;
       process.on('SIGHUP', () => {
-        let next;
-        try {
-          next = load();
-        } catch (e) {
-          log.error({ err: (e as Error).message }, 'reload refused: the new config is invalid; keeping the running one');
-          return;
-        }
-        running.reload(next).then(() => log.info('config reloaded'), (e: Error) => log.error({ err: e.message }, 'reload failed; keeping the running CA'));
+        running.reloadFromSource().then(() => log.info('config reloaded'), (e: Error) => {
+          if (isNodemeshError(e) && e.code === 'CONFIG_INVALID') log.error({ err: e.message }, 'reload refused: the new config is invalid; keeping the running one');
+          else log.error({ err: e.message, code: isNodemeshError(e) ? e.code : undefined }, 'reload failed; keeping the running config');
+        });
       });
       await agent.stopped;
       process.exit(0);

@@ -5,6 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { isNodemeshError } from '../../catalog/errors.js';
 import { VERSION } from '../version.js';
 import { agentCommand } from './agent-command.js';
+import { agentControlCommands } from './agent-control-commands.js';
 import { catalogCommands } from './catalog-commands.js';
 import { connectCommands } from './connect-commands.js';
 import { intentionCommands } from './intention-commands.js';
@@ -28,6 +29,7 @@ agentCommand(program);
 catalogCommands(program, globals);
 intentionCommands(program, globals);
 connectCommands(program, globals);
+agentControlCommands(program, globals);
 program.command('keygen').description('print a new gossip encryption key (base64, 32 bytes) for --encrypt').action(() => {
   process.stdout.write(`${randomBytes(32).toString('base64')}\n`);
 });

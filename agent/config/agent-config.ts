@@ -35,6 +35,8 @@ export interface AgentConfig {
   retryJoin: string[];
   /** Gossip encryption key, base64 of 16, 24 or 32 bytes. */
   encrypt: string | undefined;
+  /** On SIGTERM or leave, how long open data-plane connections may finish before they are closed. */
+  drainTimeoutMs: number;
   /** After a graceful leave, rejoin the previous members on the next start anyway. */
   rejoinAfterLeave: boolean;
   /** How long a failed node stays in the catalog (critical) before it is forgotten. */
@@ -73,6 +75,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   encrypt: { kind: 'key', field: 'encrypt' },
   reconnect_timeout: { kind: 'duration', field: 'reconnectTimeoutMs' },
   rejoin_after_leave: { kind: 'bool', field: 'rejoinAfterLeave' },
+  drain_timeout: { kind: 'duration', field: 'drainTimeoutMs' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -172,6 +175,7 @@ export function defaultConfig(): AgentConfig {
     encrypt: undefined,
     reconnectTimeoutMs: 72 * 3_600_000,
     rejoinAfterLeave: false,
+    drainTimeoutMs: 20_000,
   };
 }
 

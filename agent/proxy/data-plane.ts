@@ -64,6 +64,7 @@ export class DataPlane {
   private reconciling: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  private draining = false;
   private retryTimer?: NodeJS.Timeout;
   /** Services whose leaves the data plane asked for; dropped when their last listener goes. */
   private leafServices = new Set<string>();
@@ -175,7 +176,7 @@ export class DataPlane {
   }
 
   private async reconcileOnce(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.draining) return;
     const want = this.desired();
     for (const [key, l] of this.inbound) {
       const w = want.inbound.get(key);
@@ -238,6 +239,23 @@ export class DataPlane {
 
   listeners(): { inbound: string[]; outbound: string[] } {
     return { inbound: [...this.inbound.keys()], outbound: [...this.outbound.keys()] };
+  }
+
+  /**
+   * A drain: every listener stops accepting at once, open connections may finish for up to `timeoutMs`
+   * (intentions are still enforced on them), then whatever is left is closed.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    await this.reconciling;
+    const all = [...this.inbound.values(), ...this.outbound.values()];
+    for (const l of all) l.stopAccepting();
+    const busy = () => all.reduce((n, l) => n + l.busy, 0);
+    const deadline = Date.now() + timeoutMs;
+    if (busy() > 0) this.o.log.info({ connections: busy(), timeoutMs }, 'draining: new connections refused, open ones may finish');
+    while (busy() > 0 && Date.now() < deadline && !this.stopped) await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
+    if (busy() > 0) this.o.log.warn({ connections: busy() }, 'drain timeout: closing the connections still open');
+    await this.stop();
   }
 
   async stop(): Promise<void> {

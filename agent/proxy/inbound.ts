@@ -159,6 +159,16 @@ export class InboundListener {
     return this.open.size;
   }
 
+  /** Accepted connections still open (handshaking or carrying traffic), for a drain. */
+  get busy(): number {
+    return this.raw.size;
+  }
+
+  /** Stops taking new connections; open ones carry on (a drain). */
+  stopAccepting(): void {
+    this.server?.close();
+  }
+
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;

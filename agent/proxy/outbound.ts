@@ -196,6 +196,16 @@ export class UpstreamListener {
     });
   }
 
+  /** Sockets still open (workload side and tunnels), for a drain. */
+  get busy(): number {
+    return this.sockets.size;
+  }
+
+  /** Stops taking new connections; open ones carry on (a drain). */
+  stopAccepting(): void {
+    this.server?.close();
+  }
+
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;

@@ -27,7 +27,7 @@ export interface TestAgent extends RunningAgent {
 export async function startTestAgent(overrides: Partial<AgentConfig> = {}): Promise<TestAgent> {
   const config: AgentConfig = {
     ...defaultConfig(), dev: true, node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
-    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, ...overrides,
+    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, drainTimeoutMs: 1000, ...overrides,
   };
   const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
   const url = `http://127.0.0.1:${agent.http.port}`;
