@@ -92,6 +92,26 @@ test('every YAML file in daemonset/ parses, each document is a named Kubernetes 
   }
 });
 
+test('every object validates against the Kubernetes API schemas (kubernetes-models): required fields present, every value of the right type', async () => {
+  const objects = docs.filter((d) => d.kind !== 'Kustomization');
+  assert.ok(objects.length >= 7);
+  for (const d of objects) {
+    const { file, ...obj } = d;
+    const apiVersion = String(obj.apiVersion);
+    // `v1` is the core group; `apps/v1`, `rbac.authorization.k8s.io/v1` are modules of the same names.
+    const mod = await import(`kubernetes-models/${apiVersion}`) as Record<string, new (o: unknown) => { validate(): void }>;
+    const Kind = mod[d.kind];
+    assert.ok(Kind, `${file}: ${apiVersion} ${d.kind} is a known Kubernetes kind`);
+    assert.doesNotThrow(() => new Kind(obj).validate(), `${file}: ${d.kind} ${d.metadata.name} matches the schema`);
+  }
+  // The check has teeth: a wrong type is caught. (The schemas allow unknown fields, so a misspelling is not.)
+  const { DaemonSet } = await import('kubernetes-models/apps/v1');
+  const { file: _f, ...good } = ds() as unknown as Manifest;
+  const bad = structuredClone(good) as any;
+  bad.spec.template.spec.hostNetwork = 'yes';
+  assert.throws(() => new DaemonSet(bad).validate());
+});
+
 test('kustomization.yaml lists every manifest but the Secret template, only existing files, namespace nodemesh, and the image', () => {
   const k = one<{ namespace: string; resources: string[]; images: { name: string; newName?: string; newTag?: string }[] }>('Kustomization');
   assert.equal(k.namespace, 'nodemesh');
