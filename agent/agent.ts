@@ -155,6 +155,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     catalog, nodeName: config.node, bind: config.bind, tls: new ServiceTls(trust, leaves), leaves,
     authorize, intentionsFeed: intentions.feed, trustFeed: trust.feed, metrics: proxyMetrics, log,
     onListening: (proxyId) => local.checks.probeNow(proxyId),
+    tunnel: config.dataPlaneTunnel,
   });
   await dataPlane.start();
 

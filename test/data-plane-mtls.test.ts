@@ -178,6 +178,17 @@ test('negative matrix on the public listener: nothing reaches the app', async ()
   assert.equal(await directTls({ key: good.keyPem, cert: good.certPem }), 'probe');
 });
 
+test('a peer that connects and leaves without a handshake (a TCP health check) is closed, not kept half-open', async () => {
+  let closedByAgent = 0;
+  await Promise.all(Array.from({ length: 10 }, () => new Promise<void>((resolve) => {
+    const s = connect({ host: BIND, port: apiPublicPort, localAddress: STRANGER, allowHalfOpen: true }, () => s.end());
+    s.on('error', () => undefined);
+    s.on('end', () => { closedByAgent++; });
+    s.on('close', () => resolve());
+  })));
+  assert.equal(closedByAgent, 10, 'the agent ended its side of every such connection');
+});
+
 test('an instance presenting another service\'s certificate is refused (impostor)', async () => {
   const evil = await signLeaf({ issuerCertPem: caCert, issuerKey: caKey, spiffeId: `spiffe://${agent.ca.trustDomain}/ns/default/dc/dc1/svc/evil`, commonName: 'evil', ttlMs: 3_600_000 });
   let decrypted = 0;

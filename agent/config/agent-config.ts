@@ -35,6 +35,8 @@ export interface AgentConfig {
   retryJoin: string[];
   /** Gossip encryption key, base64 of 16, 24 or 32 bytes. */
   encrypt: string | undefined;
+  /** Multiplex connections to other agents over pooled mTLS tunnels (false: one handshake per connection). */
+  dataPlaneTunnel: boolean;
   /** On SIGTERM or leave, how long open data-plane connections may finish before they are closed. */
   drainTimeoutMs: number;
   /** After a graceful leave, rejoin the previous members on the next start anyway. */
@@ -76,6 +78,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   reconnect_timeout: { kind: 'duration', field: 'reconnectTimeoutMs' },
   rejoin_after_leave: { kind: 'bool', field: 'rejoinAfterLeave' },
   drain_timeout: { kind: 'duration', field: 'drainTimeoutMs' },
+  data_plane_tunnel: { kind: 'bool', field: 'dataPlaneTunnel' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -176,6 +179,7 @@ export function defaultConfig(): AgentConfig {
     reconnectTimeoutMs: 72 * 3_600_000,
     rejoinAfterLeave: false,
     drainTimeoutMs: 20_000,
+    dataPlaneTunnel: true,
   };
 }
 

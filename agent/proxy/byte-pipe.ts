@@ -1,6 +1,9 @@
 // Joins two sockets: bytes both ways with backpressure, half-close carried across, and one teardown for both.
 
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+/** A socket, a TLS socket or a tunnel stream: what the pipe needs of each end. */
+export type PipeEnd = Duplex & { bytesRead: number; setNoDelay(noDelay?: boolean): unknown };
 
 export interface PipeResult { fromA: number; fromB: number }
 
@@ -9,7 +12,7 @@ export interface PipeResult { fromA: number; fromB: number }
  * ended too (half-close), so a client that shuts down its write side still gets the reply. Both
  * sockets must be created with allowHalfOpen. An error or reset on either side destroys both.
  */
-export function joinSockets(a: Socket, b: Socket, onClose?: (r: PipeResult) => void): void {
+export function joinSockets(a: PipeEnd, b: PipeEnd, onClose?: (r: PipeResult) => void): void {
   let closed = 0;
   let done = false;
   const finish = () => {

@@ -9,6 +9,7 @@ import { InboundListener, type Authorize, type InboundTarget } from './inbound.j
 import { UpstreamListener, type Endpoint, type UpstreamSpec } from './outbound.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import type { ServiceTls } from './tls-identity.js';
+import { TunnelPool } from './tunnel-pool.js';
 
 export interface DataPlaneOptions {
   catalog: Catalog;
@@ -25,6 +26,8 @@ export interface DataPlaneOptions {
   log: Logger;
   /** A public listener opened: its sidecar's checks can be probed at once. */
   onListening?(proxyId: string): void;
+  /** Offer the multiplexed tunnel to peer agents (default true); false: one mTLS handshake per connection. */
+  tunnel?: boolean;
 }
 
 interface DesiredInbound { port: number; target: InboundTarget }
@@ -69,9 +72,12 @@ export class DataPlane {
   /** Services whose leaves the data plane asked for; dropped when their last listener goes. */
   private leafServices = new Set<string>();
   private readonly endpoints: (name: string) => Endpoint[];
+  /** Pooled tunnels to other agents' public listeners, shared by every upstream listener. */
+  readonly tunnels: TunnelPool;
 
   constructor(private readonly o: DataPlaneOptions) {
     this.endpoints = cachedEndpoints(o.catalog);
+    this.tunnels = new TunnelPool(o.tls, o.log, (source, destination, secs) => o.metrics.handshake.observe({ source, destination }, secs), o.tunnel ?? true);
   }
 
   start(): Promise<void> {
@@ -216,7 +222,7 @@ export class DataPlane {
         have.update(w);
         continue;
       }
-      const l = new UpstreamListener(w, this.o.tls, this.endpoints, this.o.log, this.o.metrics);
+      const l = new UpstreamListener(w, this.tunnels, this.endpoints, this.o.log, this.o.metrics);
       try {
         await l.start();
         this.outbound.set(key, l);
@@ -264,6 +270,7 @@ export class DataPlane {
     for (const u of this.unsubscribe) u();
     await this.reconciling;
     await Promise.all([...this.inbound.values(), ...this.outbound.values()].map((l) => l.close()));
+    this.tunnels.close();
     this.inbound.clear();
     this.outbound.clear();
   }

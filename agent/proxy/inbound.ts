@@ -4,11 +4,13 @@ import { connect, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Decision } from '../../intentions/decision.js';
-import { joinSockets } from './byte-pipe.js';
+import { joinSockets, type PipeEnd } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { closeServer } from './close-server.js';
 import type { ServiceIdentity } from './spiffe-id.js';
 import type { ServiceTls } from './tls-identity.js';
+import { TUNNEL_ALPN } from './tunnel-frames.js';
+import { TunnelSession, type TunnelStream } from './tunnel-session.js';
 
 export interface InboundTarget {
   /** The connect-proxy registration this listener serves. */
@@ -21,15 +23,26 @@ export interface InboundTarget {
 
 export type Authorize = (source: ServiceIdentity, destination: string) => Decision;
 
-interface OpenConn { client: TLSSocket; app: Socket; source: ServiceIdentity }
+interface OpenConn { client: PipeEnd; app: Socket; source: ServiceIdentity }
+
+/**
+ * ALPN: the tunnel for nodemesh peers; anything else a client offers (Consul's proxy offers h2) is
+ * accepted as one plain mTLS connection, since a mismatch would otherwise fail the handshake.
+ */
+const ALPN = [TUNNEL_ALPN, 'h2', 'http/1.1'];
 
 const APP_CONNECT_TIMEOUT_MS = 1000;
+const HANDSHAKE_TIMEOUT_MS = 5000;
 
 export class InboundListener {
   private server?: Server;
   private readonly open = new Set<OpenConn>();
   /** Every accepted TCP connection, handshaking or not, so close() can end them all. */
   private readonly raw = new Set<Socket>();
+  private readonly tunnels = new Set<TunnelSession>();
+  /** remote address:port of connections that completed their handshake. */
+  private readonly secured = new Set<string>();
+  private draining = false;
 
   constructor(
     readonly bind: string,
@@ -46,12 +59,24 @@ export class InboundListener {
   }
 
   async start(): Promise<void> {
-    const server = createServer({ ...await this.tls.leafOptions(this.target.service), requestCert: true, rejectUnauthorized: true, allowHalfOpen: true, handshakeTimeout: 5_000 });
+    const server = createServer({ ...await this.tls.leafOptions(this.target.service), requestCert: true, rejectUnauthorized: true, allowHalfOpen: true, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ALPNProtocols: ALPN });
     server.on('connection', (sock: Socket) => {
       this.raw.add(sock);
-      sock.once('close', () => this.raw.delete(sock));
+      const key = `${sock.remoteAddress}:${sock.remotePort}`;
+      // With allowHalfOpen, a peer that connects and leaves without a handshake (a TCP health check)
+      // would leave its socket open for good: whatever has not completed a handshake in time goes.
+      const guard = setTimeout(() => { if (!this.secured.has(key)) sock.destroy(); }, HANDSHAKE_TIMEOUT_MS + 1000);
+      guard.unref();
+      sock.once('close', () => {
+        clearTimeout(guard);
+        this.raw.delete(sock);
+        this.secured.delete(key);
+      });
     });
-    server.on('secureConnection', (s) => this.accept(s));
+    server.on('secureConnection', (s) => {
+      this.secured.add(`${s.remoteAddress}:${s.remotePort}`);
+      this.accept(s);
+    });
     server.on('tlsClientError', (err, s) => {
       this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination: this.target.service, reason: 'tls' });
       this.log.debug({ destination: this.target.service, peer: s.remoteAddress, err: err.message }, 'inbound TLS handshake refused');
@@ -90,11 +115,29 @@ export class InboundListener {
       client.destroy();
       return;
     }
+    if (client.alpnProtocol !== TUNNEL_ALPN) return this.serve(client, id, client.remoteAddress);
+    // A tunnel: every stream is one connection from the same verified identity, decided on its own.
+    const peer = client.remoteAddress;
+    const notAfter = Date.parse(client.getPeerCertificate().valid_to);
+    const session = new TunnelSession(client, 'server', (stream) => {
+      if (this.draining) return void stream.destroy(new Error('draining'));
+      if (!(Date.now() < notAfter)) {
+        stream.destroy(new Error('client certificate expired'));
+        return session.close(new Error('client certificate expired'));
+      }
+      this.serve(stream, id, peer);
+    }, () => this.tunnels.delete(session));
+    this.tunnels.add(session);
+  }
+
+  /** Decides one connection (a socket, or a stream of a tunnel) and joins it to a new connection to the app. */
+  private serve(client: PipeEnd, id: ServiceIdentity, peer: string | undefined): void {
+    const destination = this.target.service;
     const decision = this.authorize(id, destination);
     if (!decision.allowed) {
       this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: decision.intention ? 'intention' : 'default_policy' });
       this.log.warn({
-        source: id.service, destination, peer: client.remoteAddress,
+        source: id.service, destination, peer,
         intention: decision.intention ? { id: decision.intention.ID, precedence: decision.intention.Precedence, action: decision.intention.Action } : 'default policy',
       }, `inbound connection denied: ${decision.reason}`);
       client.destroy();
@@ -159,14 +202,18 @@ export class InboundListener {
     return this.open.size;
   }
 
-  /** Accepted connections still open (handshaking or carrying traffic), for a drain. */
+  /** Connections still open (handshaking or carrying traffic; a tunnel counts its streams), for a drain. */
   get busy(): number {
-    return this.raw.size;
+    let n = this.raw.size - this.tunnels.size;
+    for (const t of this.tunnels) n += t.streamCount;
+    return n;
   }
 
-  /** Stops taking new connections; open ones carry on (a drain). */
+  /** Stops taking new connections and new tunnel streams; open ones carry on (a drain). */
   stopAccepting(): void {
+    this.draining = true;
     this.server?.close();
+    for (const t of this.tunnels) if (t.streamCount === 0) t.close();
   }
 
   async close(): Promise<void> {

@@ -1,12 +1,13 @@
 // The outbound side: an upstream listener — attribute the caller to a local service, pick an instance, dial it over mTLS.
 
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { joinSockets } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { closeServer } from './close-server.js';
-import type { ServiceTls } from './tls-identity.js';
+import type { TunnelPool } from './tunnel-pool.js';
+import type { TunnelStream } from './tunnel-session.js';
 
 export interface UpstreamDeclarer {
   /** The connect-proxy registration that declares the upstream. */
@@ -26,7 +27,8 @@ export interface UpstreamSpec {
   declarers: UpstreamDeclarer[];
 }
 
-export interface Endpoint { host: string; port: number }
+export type { Endpoint } from './tunnel-pool.js';
+import type { Endpoint } from './tunnel-pool.js';
 
 export type FindEndpoints = (destination: string) => Endpoint[];
 
@@ -39,11 +41,11 @@ export class UpstreamListener {
   private server?: Server;
   private rr = 0;
   private readonly activeByEndpoint = new Map<string, number>();
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new Set<{ destroy(): void }>();
 
   constructor(
     spec: UpstreamSpec,
-    private readonly tls: ServiceTls,
+    private readonly tunnels: TunnelPool,
     private readonly endpoints: FindEndpoints,
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
@@ -134,7 +136,7 @@ export class UpstreamListener {
       client.destroy();
       return;
     }
-    let upstream: TLSSocket | undefined;
+    let upstream: TunnelStream | TLSSocket | undefined;
     let picked: Endpoint | undefined;
     for (const ep of candidates) {
       if (client.destroyed) return;
@@ -170,30 +172,9 @@ export class UpstreamListener {
     });
   }
 
-  private async dial(ep: Endpoint, source: string, destination: string): Promise<TLSSocket> {
-    const secureContext = await this.tls.context(source);
-    const started = process.hrtime.bigint();
-    return new Promise((resolve, reject) => {
-      // A plain socket first, so the TLS socket inherits allowHalfOpen and the connect timeout covers both steps.
-      const raw = connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
-      const s = tlsConnect({ socket: raw, secureContext, checkServerIdentity: this.tls.serverCheck(destination) });
-      const timer = setTimeout(() => fail(new Error(`connect timeout after ${this.spec.connectTimeoutMs}ms`)), this.spec.connectTimeoutMs);
-      const fail = (e: Error) => {
-        clearTimeout(timer);
-        s.destroy();
-        raw.destroy();
-        reject(e);
-      };
-      raw.once('error', fail);
-      s.once('error', fail);
-      s.once('secureConnect', () => {
-        clearTimeout(timer);
-        raw.off('error', fail);
-        s.off('error', fail);
-        this.metrics.handshake.observe({ source, destination }, Number(process.hrtime.bigint() - started) / 1e9);
-        resolve(s);
-      });
-    });
+  /** A stream on the pooled tunnel to that agent, or an mTLS connection of its own for a peer without the tunnel. */
+  private dial(ep: Endpoint, source: string, destination: string): Promise<TunnelStream | TLSSocket> {
+    return this.tunnels.open(ep, source, destination, this.spec.connectTimeoutMs);
   }
 
   /** Sockets still open (workload side and tunnels), for a drain. */

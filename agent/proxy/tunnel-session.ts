@@ -1,0 +1,234 @@
+// A multiplexed tunnel over one mTLS connection: streams that behave like sockets, with per-stream flow control.
+
+import { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { FrameParser, FrameType, header, MAX_DATA_FRAME, tunnelError } from './tunnel-frames.js';
+
+/** Bytes a sender may have in flight on one stream before the receiver grants more. */
+const INITIAL_WINDOW = 4 * 1024 * 1024;
+const MAX_STREAMS = 10_000;
+
+/** One stream of a tunnel: a Duplex with a socket's shape where the byte pipe needs it. */
+export class TunnelStream extends Duplex {
+  bytesRead = 0;
+  /** Credit left to send; writes wait for WINDOW frames when it runs out. */
+  private sendWindow = INITIAL_WINDOW;
+  private blocked?: { chunk: Buffer; cb: (e?: Error | null) => void };
+  /** Bytes received and not yet credited back to the sender. */
+  private unacked = 0;
+  private wantMore = true;
+  /** Set once either side reset the stream, or both sides finished: no RESET to send on destroy. */
+  private closedRemotely = false;
+  private finReceived = false;
+  private finSent = false;
+
+  constructor(readonly id: number, private readonly session: TunnelSession) {
+    super({ allowHalfOpen: true, highWaterMark: 256 * 1024 });
+    // A reset is reported by 'close'; whoever joins the stream adds its own error handling.
+    this.on('error', () => undefined);
+  }
+
+  setNoDelay(): this {
+    return this; // frames are written at once; there is no Nagle at this layer
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.send(chunk, cb);
+  }
+
+  private send(chunk: Buffer, cb: (e?: Error | null) => void): void {
+    let pos = 0;
+    while (pos < chunk.length && this.sendWindow > 0) {
+      const n = Math.min(chunk.length - pos, this.sendWindow, MAX_DATA_FRAME);
+      this.session.writeFrame(FrameType.Data, this.id, chunk.subarray(pos, pos + n));
+      this.sendWindow -= n;
+      pos += n;
+    }
+    if (pos < chunk.length) {
+      this.blocked = { chunk: chunk.subarray(pos), cb };
+      return;
+    }
+    this.session.afterWrite(cb);
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    if (!this.session.closed) this.session.writeFrame(FrameType.Fin, this.id);
+    this.finSent = true;
+    if (this.finReceived) this.closedRemotely = true;
+    cb();
+  }
+
+  override _read(): void {
+    this.wantMore = true;
+    this.credit();
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    if (!this.closedRemotely && !this.session.closed) this.session.writeFrame(FrameType.Reset, this.id, Buffer.from(err?.message.slice(0, 200) ?? 'closed'));
+    this.session.forget(this.id);
+    const b = this.blocked;
+    this.blocked = undefined;
+    b?.cb(err ?? new Error('stream closed'));
+    cb(err);
+  }
+
+  /** Credit back what the reader consumed, in batches so WINDOW frames stay rare. */
+  private credit(): void {
+    if (this.wantMore && this.unacked >= INITIAL_WINDOW / 4 && !this.session.closed) {
+      const p = Buffer.allocUnsafe(4);
+      p.writeUInt32BE(this.unacked, 0);
+      this.session.writeFrame(FrameType.Window, this.id, p);
+      this.unacked = 0;
+    }
+  }
+
+  // ---- from the session ----
+
+  onData(slice: Buffer): void {
+    if (this.finReceived) throw tunnelError(`data after FIN on stream ${this.id}`);
+    this.bytesRead += slice.length;
+    this.unacked += slice.length;
+    if (this.unacked > INITIAL_WINDOW + MAX_DATA_FRAME) throw tunnelError(`stream ${this.id}: peer sent past its window`);
+    if (!this.push(slice)) this.wantMore = false;
+    this.credit();
+  }
+
+  onFin(): void {
+    this.finReceived = true;
+    if (this.finSent) this.closedRemotely = true;
+    this.push(null);
+  }
+
+  onReset(reason: string): void {
+    this.closedRemotely = true;
+    this.destroy(new Error(`stream reset by peer: ${reason}`));
+  }
+
+  onWindow(n: number): void {
+    this.sendWindow += n;
+    const b = this.blocked;
+    if (b && this.sendWindow > 0) {
+      this.blocked = undefined;
+      this.send(b.chunk, b.cb);
+    }
+  }
+}
+
+/**
+ * Both ends of a tunnel. The client opens streams; the server is told of each with `onStream`. A framing
+ * error or the connection's end destroys every stream.
+ */
+export class TunnelSession {
+  private readonly streams = new Map<number, TunnelStream>();
+  private nextId = 1;
+  private readonly parser: FrameParser;
+  private drainWaiters: ((e?: Error | null) => void)[] = [];
+  closed = false;
+  /** When the last stream ended (for idle reaping); 0 while streams are open. */
+  idleSince = Date.now();
+
+  constructor(
+    readonly socket: TLSSocket,
+    private readonly role: 'client' | 'server',
+    private readonly onStream?: (s: TunnelStream) => void,
+    private readonly onClose?: (err?: Error) => void,
+  ) {
+    socket.setNoDelay(true);
+    this.parser = new FrameParser({
+      control: (type, id, payload) => this.control(type, id, payload),
+      data: (id, slice) => this.streams.get(id)?.onData(slice),
+    });
+    socket.on('data', (c: Buffer) => {
+      try {
+        this.parser.push(c);
+      } catch (e) {
+        this.close(e as Error);
+      }
+    });
+    socket.on('drain', () => {
+      const w = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const cb of w) cb();
+    });
+    socket.on('error', (e) => this.close(e));
+    socket.on('close', () => this.close());
+    socket.on('end', () => socket.end());
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Opens a stream (client side). */
+  open(): TunnelStream {
+    if (this.role !== 'client' || this.closed) throw tunnelError('cannot open a stream on this tunnel');
+    const id = this.nextId;
+    this.nextId += 2;
+    const s = new TunnelStream(id, this);
+    this.streams.set(id, s);
+    this.idleSince = 0;
+    this.writeFrame(FrameType.Open, id);
+    return s;
+  }
+
+  writeFrame(type: FrameType, id: number, payload?: Buffer): void {
+    if (this.closed) return;
+    if (!payload || payload.length === 0) {
+      this.socket.write(header(type, id, 0));
+      return;
+    }
+    this.socket.cork();
+    this.socket.write(header(type, id, payload.length));
+    this.socket.write(payload);
+    this.socket.uncork();
+  }
+
+  /** Calls `cb` once the connection can take more (shared backpressure across the tunnel's streams). */
+  afterWrite(cb: (e?: Error | null) => void): void {
+    if (this.closed) return cb(new Error('tunnel closed'));
+    if (this.socket.writableNeedDrain) this.drainWaiters.push(cb);
+    else cb();
+  }
+
+  forget(id: number): void {
+    this.streams.delete(id);
+    if (this.streams.size === 0) this.idleSince = Date.now();
+  }
+
+  private control(type: FrameType, id: number, payload: Buffer): void {
+    if (type === FrameType.Open) {
+      if (this.role !== 'server') throw tunnelError('OPEN sent to a client');
+      if (id % 2 !== 1 || this.streams.has(id)) throw tunnelError(`bad stream id ${id} for OPEN`);
+      if (this.streams.size >= MAX_STREAMS) {
+        this.writeFrame(FrameType.Reset, id, Buffer.from('too many streams'));
+        return;
+      }
+      const s = new TunnelStream(id, this);
+      this.streams.set(id, s);
+      this.idleSince = 0;
+      this.onStream?.(s);
+      return;
+    }
+    const s = this.streams.get(id);
+    if (!s) return; // a frame racing a reset: nothing to do
+    if (type === FrameType.Fin) s.onFin();
+    else if (type === FrameType.Reset) s.onReset(payload.toString('utf8'));
+    else if (type === FrameType.Window) {
+      if (payload.length !== 4) throw tunnelError('WINDOW payload must be 4 bytes');
+      s.onWindow(payload.readUInt32BE(0));
+    }
+  }
+
+  /** Ends the tunnel and every stream on it. */
+  close(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of [...this.streams.values()]) s.destroy(err ?? new Error('tunnel closed'));
+    this.streams.clear();
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const cb of w) cb(new Error('tunnel closed'));
+    this.socket.destroy();
+    this.onClose?.(err);
+  }
+}
