@@ -1,164 +1,212 @@
-// `npm run bench`: direct connection vs. through nodemesh (upstream → mTLS → public listener), side by side, as ratios.
+// `npm run bench`: direct vs. Consul 1.8.7's built-in proxy vs. nodemesh, same nginx backend, side by side, as ratios.
+//
+// Topology, each on its own loopback addresses: wrk → [client-side proxy] → mTLS → [server-side proxy] → nginx.
+// Consul: its dev agent and `consul connect proxy` processes (bench/consul-anchor.ts). nodemesh: two agents, a
+// "client node" and a "server node" joined by gossip, as two nodes of a mesh would be. Direct: wrk → nginx.
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { connect } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startConsulPath } from './consul-anchor.js';
+import { startNginx } from './nginx-backend.js';
 import { freePort } from '../test/helpers/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.argv.includes('--quick');
-const DURATION = QUICK ? 3 : 8;
+const UPDATE_DOCS = process.argv.includes('--update-docs');
+const DURATION = QUICK ? 3 : 5;
 const RUNS = QUICK ? 1 : 3;
-const BULK_BYTES = (QUICK ? 256 : 1024) * 1024 * 1024;
+const WRK = existsSync(join(ROOT, '.tools', 'bin', 'wrk')) ? join(ROOT, '.tools', 'bin', 'wrk') : 'wrk';
 const children: ChildProcess[] = [];
+const stops: (() => Promise<void>)[] = [];
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 const cleanup = () => { for (const c of children) c.kill('SIGTERM'); };
 process.on('exit', cleanup);
 process.on('SIGINT', () => { cleanup(); process.exit(130); });
-const hardStop = setTimeout(() => { log('bench: over its 9-minute budget, stopping'); cleanup(); process.exit(1); }, 9 * 60_000);
+const hardStop = setTimeout(() => { log('bench: over its 9.5-minute budget, stopping'); cleanup(); process.exit(1); }, 9.5 * 60_000);
 hardStop.unref();
 
-function ensureWrk(): void {
-  try {
-    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
-  } catch (e) {
-    if ((e as { status?: number }).status === 1) return; // wrk --version exits 1 after printing
-    log('bench: installing wrk with apt-get…');
-    execFileSync('sh', ['-c', 'apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y wrk >/dev/null 2>&1)']);
-  }
+/** wrk's Lua hooks: p99.9 in done(), and an optional fixed pause between a connection's requests (paced load). */
+function luaScript(delayMs: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nodemesh-bench-lua-'));
+  const path = join(dir, 'report.lua');
+  writeFileSync(path, `${delayMs > 0 ? `function delay() return ${delayMs} end\n` : ''}` +
+    'function done(summary, latency, requests)\n  io.write(string.format("P999 %d\\n", latency:percentile(99.9)))\nend\n');
+  return path;
 }
 
-function startChild(args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
-  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(proc);
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`child did not start: ${out}`)), 20_000);
-    const look = (c: Buffer) => {
-      out += c;
-      const m = ready.exec(out);
-      if (m) { clearTimeout(t); resolve({ proc, match: m }); }
-    };
-    proc.stdout!.on('data', look);
-    proc.stderr!.on('data', look);
-    proc.on('exit', (code) => reject(new Error(`child exited ${code}: ${out}`)));
-  });
-}
+interface WrkResult { rps: number; p50: number; p99: number; p999: number; gbps: number }
 
-
-interface WrkResult { rps: number; p50: number; p99: number }
-
-function wrk(url: string, conns: number, close = false): WrkResult {
-  const args = ['-t', String(Math.min(2, conns)), '-c', String(conns), '-d', `${DURATION}s`, '--latency', ...(close ? ['-H', 'Connection: close'] : []), url];
-  const out = execFileSync('wrk', args, { encoding: 'utf8' });
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+async function wrk(url: string, conns: number, opts: { close?: boolean; delayMs?: number; threads?: number } = {}): Promise<WrkResult> {
+  const args = ['-t', String(opts.threads ?? Math.min(2, conns)), '-c', String(conns), '-d', `${DURATION}s`, '--latency', '-s', luaScript(opts.delayMs ?? 0),
+    ...(opts.close ? ['-H', 'Connection: close'] : []), url];
+  // Asynchronous, so RSS sampling keeps running while wrk does.
+  const { stdout: out } = await promisify(execFile)(WRK, args, { encoding: 'utf8' });
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
   const ms = (label: string) => {
     const m = new RegExp(`^\\s+${label}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
     if (!m) return NaN;
     const v = Number(m[1]);
     return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
   };
-  return { rps, p50: ms('50'), p99: ms('99') };
+  const t = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out);
+  const bytesPerSec = t ? Number(t[1]) * { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[t[2] as 'B'] : NaN;
+  return { rps: num(/Requests\/sec:\s+([\d.]+)/), p50: ms('50'), p99: ms('99'), p999: num(/^P999 (\d+)$/m) / 1000, gbps: (bytesPerSec * 8) / 1e9 };
 }
 
-/** One connection, BULK_BYTES written as fast as the path takes them; Gbit/s until the sink's count comes back. */
-function bulk(host: string, port: number): Promise<number> {
+/** CPU seconds and peak RSS (MB, summed over the processes) while `fn` runs. */
+async function sample<T>(pids: number[], fn: () => Promise<T> | T): Promise<{ value: T; cpu: number; rss: number }> {
+  const ticks = () => pids.reduce((sum, p) => {
+    try { const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' '); return sum + Number(f[11]) + Number(f[12]); } catch { return sum; }
+  }, 0);
+  const rss = () => pids.reduce((sum, p) => {
+    try { return sum + Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0) / 1024; } catch { return sum; }
+  }, 0);
+  let peak = rss();
+  const timer = setInterval(() => { peak = Math.max(peak, rss()); }, 100);
+  const t0 = ticks();
+  const value = await fn();
+  clearInterval(timer);
+  peak = Math.max(peak, rss());
+  return { value, cpu: (ticks() - t0) / 100, rss: peak };
+}
+
+function startAgent(args: string[]): Promise<{ proc: ChildProcess; api: string; gossip: number }> {
+  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'nodemesh.js'), 'agent', '--http-port', '0', '--log-json', '--log-level', 'info', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(proc);
+  let out = '';
   return new Promise((resolve, reject) => {
-    const chunk = Buffer.alloc(256 * 1024, 7);
-    const started = process.hrtime.bigint();
-    const s = connect({ host, port, allowHalfOpen: true });
-    let reply = '';
-    s.on('data', (c) => { reply += c; });
-    s.on('end', () => {
-      const secs = Number(process.hrtime.bigint() - started) / 1e9;
-      if (Number(reply.trim()) !== BULK_BYTES) reject(new Error(`sink counted ${reply.trim()} of ${BULK_BYTES} bytes`));
-      else resolve((BULK_BYTES * 8) / secs / 1e9);
-    });
-    s.on('error', reject);
-    s.once('connect', async () => {
-      for (let sent = 0; sent < BULK_BYTES; sent += chunk.length) {
-        if (!s.write(chunk)) await new Promise((r) => s.once('drain', r));
-      }
-      s.end();
-    });
+    const t = setTimeout(() => reject(new Error(`agent did not start: ${out}`)), 20_000);
+    const look = (c: Buffer) => {
+      out += c;
+      const m = /"http":"[^"]*:(\d+)".*"gossip":"[^"]*:(\d+)"/.exec(out);
+      if (m) { clearTimeout(t); resolve({ proc, api: `http://127.0.0.1:${m[1]}`, gossip: Number(m[2]) }); }
+    };
+    proc.stdout!.on('data', look);
+    proc.stderr!.on('data', look);
+    proc.on('exit', (code) => reject(new Error(`agent exited ${code}: ${out}`)));
   });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+async function put(api: string, body: unknown): Promise<void> {
+  const r = await fetch(`${api}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify(body) });
+  if (!r.ok) throw new Error(await r.text());
+}
 
-async function main(): Promise<void> {
-  ensureWrk();
-  if (!existsSync(join(ROOT, 'dist', 'agent', 'cli', 'main.js'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
-  log('bench: starting backend and agent…');
-  const backend = await startChild(['--import', 'tsx', 'bench/backend-server.ts', '127.0.0.3'], /\{"http":(\d+),"sink":(\d+)\}/);
-  const httpPort = Number(backend.match[1]);
-  const sinkPort = Number(backend.match[2]);
-  const agent = await startChild(['bin/nodemesh.js', 'agent', '--dev', '--http-port', '0', '--serf-lan-port', '0', '--log-json', '--log-level', 'info', '--data-dir', mkdtempSync(join(tmpdir(), 'nodemesh-bench-'))], /"http":"127\.0\.0\.1:(\d+)"/);
-  const api = `http://127.0.0.1:${agent.match[1]}`;
-  const upHttp = await freePort('127.0.0.1');
-  const upSink = await freePort('127.0.0.1');
-  const reg = async (b: unknown) => {
-    const r = await fetch(`${api}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify(b) });
-    if (!r.ok) throw new Error(await r.text());
-  };
-  await reg({ Name: 'backend', Address: '127.0.0.3', Port: httpPort, Connect: { SidecarService: {} } });
-  await reg({ Name: 'sink', Address: '127.0.0.3', Port: sinkPort, Connect: { SidecarService: {} } });
-  await reg({ Name: 'client', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [
-    { DestinationName: 'backend', LocalBindPort: upHttp }, { DestinationName: 'sink', LocalBindPort: upSink },
-  ] } } } });
-  for (let i = 0; i < 100; i++) {
-    const ok = await Promise.all(['backend', 'sink'].map(async (n) => ((await (await fetch(`${api}/v1/health/connect/${n}?passing`)).json()) as unknown[]).length === 1));
-    if (ok.every(Boolean)) break;
+async function until(what: string, ok: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (await ok().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
+  throw new Error(`bench: ${what} not ready after 30 s`);
+}
 
-  const paths = { direct: { http: `http://127.0.0.3:${httpPort}/`, sink: sinkPort, host: '127.0.0.3' }, nodemesh: { http: `http://127.0.0.1:${upHttp}/`, sink: upSink, host: '127.0.0.1' } };
-  const rows: { name: string; unit: string; higherBetter: boolean; get: (p: typeof paths.direct) => Promise<number> | number }[] = [];
-  for (const c of QUICK ? [32] : [1, 32, 256]) {
-    const cache = new Map<string, WrkResult>();
-    const run = (p: typeof paths.direct) => {
-      const r = wrk(p.http, c);
-      cache.set(p.http, r);
-      return r;
-    };
-    rows.push({ name: `keep-alive req/s, ${c} conn`, unit: 'req/s', higherBetter: true, get: (p) => run(p).rps });
-    rows.push({ name: `  p50 latency, ${c} conn`, unit: 'ms', higherBetter: false, get: (p) => cache.get(p.http)!.p50 });
-    rows.push({ name: `  p99 latency, ${c} conn`, unit: 'ms', higherBetter: false, get: (p) => cache.get(p.http)!.p99 });
+/** The nodemesh path: a server-node agent in front of nginx, a client-node agent with the upstream. */
+async function startNodemeshPath(backendHost: string, backendPort: number) {
+  const dataDir = () => mkdtempSync(join(tmpdir(), 'nodemesh-bench-'));
+  // One CA for both agents, as for any pool (`nodemesh ca init`).
+  const caDir = mkdtempSync(join(tmpdir(), 'nodemesh-bench-ca-'));
+  execFileSync(process.execPath, [join(ROOT, 'bin', 'nodemesh.js'), 'ca', 'init', '--out', caDir], { stdio: 'ignore' });
+  const config = join(caDir, 'agent.json');
+  writeFileSync(config, JSON.stringify({ default_intention_policy: 'allow', ca_file: join(caDir, 'ca.pem'), ca_key_file: join(caDir, 'ca-key.pem') }));
+  const server = await startAgent(['--node', 'bench-server', '--bind', '127.0.42.1', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config]);
+  const client = await startAgent(['--node', 'bench-client', '--bind', '127.0.42.2', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config, '--join', `127.0.42.1:${server.gossip}`]);
+  const up = await freePort('127.0.42.4');
+  await put(server.api, { Name: 'backend', Address: backendHost, Port: backendPort, Connect: { SidecarService: {} } });
+  await put(client.api, { Name: 'client', Address: '127.0.42.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'backend', LocalBindAddress: '127.0.42.4', LocalBindPort: up }] } } } });
+  const http = `http://127.0.42.4:${up}/`;
+  await until('nodemesh path', async () => (await fetch(http)).ok).catch(async (e: Error) => {
+    throw new Error(`${e.message}; the client agent sees backend as ${await (await fetch(`${client.api}/v1/health/connect/backend`)).text()}`);
+  });
+  return { http, pids: () => [server.proc.pid!, client.proc.pid!] };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const fmt = (n: number) => (Number.isNaN(n) ? 'n/a' : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+
+async function main(): Promise<void> {
+  if (!existsSync(join(ROOT, '.tools', 'bin', 'consul')) || !existsSync(join(ROOT, '.tools', 'bin', 'nginx'))) {
+    log('bench: installing the anchor (Consul 1.8.7), wrk and nginx into .tools…');
+    execFileSync('bash', [join(ROOT, 'scripts', 'install-interop.sh')], { stdio: 'inherit' });
   }
-  rows.push({ name: 'new connections/s (Connection: close), 32 conn', unit: 'conn/s', higherBetter: true, get: (p) => wrk(p.http, 32, true).rps });
-  rows.push({ name: 'bulk throughput, 1 connection', unit: 'Gbit/s', higherBetter: true, get: (p) => bulk(p.host, p.sink) });
+  if (!existsSync(join(ROOT, 'dist', 'agent', 'cli', 'main.js'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  const BULK = (QUICK ? 256 : 1024) * 1024 * 1024;
+  log('bench: starting nginx, the Consul path and the nodemesh path (this takes about 15 s)…');
+  const nginxPort = await freePort('127.0.40.3');
+  const nginx = await startNginx('127.0.40.3', nginxPort, { bulkBytes: BULK });
+  stops.push(() => nginx.stop());
+  const consul = await startConsulPath({ backendHost: '127.0.40.3', backendPort: nginxPort, sinkHost: '127.0.40.3', sinkPort: nginxPort, bindBase: '127.0.41' });
+  stops.push(() => consul.stop());
+  const mesh = await startNodemeshPath('127.0.40.3', nginxPort);
 
-  const results: Record<string, { direct: number[]; nodemesh: number[] }> = {};
-  for (let run = 0; run < RUNS; run++) {
-    for (const row of rows) {
-      results[row.name] ??= { direct: [], nodemesh: [] };
-      // Alternate which path goes first, so warm-up and drift do not favour one.
-      const order = run % 2 === 0 ? (['direct', 'nodemesh'] as const) : (['nodemesh', 'direct'] as const);
-      for (const which of order) {
-        results[row.name][which].push(await row.get(paths[which]));
+  const paths = {
+    direct: { http: `http://127.0.40.3:${nginxPort}/`, pids: () => [] as number[] },
+    consul: { http: consul.http, pids: consul.pids },
+    nodemesh: mesh,
+  };
+  type Name = keyof typeof paths;
+  const names: Name[] = ['direct', 'consul', 'nodemesh'];
+  interface Row { name: string; unit: string; higherBetter: boolean; run(p: (typeof paths)[Name]): Promise<WrkResult>; pick: (r: WrkResult) => number }
+  const rows: Row[] = [];
+  const latencyRows = (label: string, run: Row['run']) => {
+    rows.push({ name: `${label} req/s`, unit: 'req/s', higherBetter: true, run, pick: (r) => r.rps });
+    rows.push({ name: '  p50', unit: 'ms', higherBetter: false, run, pick: (r) => r.p50 });
+    rows.push({ name: '  p99', unit: 'ms', higherBetter: false, run, pick: (r) => r.p99 });
+    rows.push({ name: '  p99.9', unit: 'ms', higherBetter: false, run, pick: (r) => r.p999 });
+  };
+  for (const c of QUICK ? [32] : [1, 32, 256]) latencyRows(`keep-alive, ${c} conn,`, (p) => wrk(p.http, c));
+  // About 5 k req/s: 50 connections, each pausing 10 ms between requests (wrk's delay hook).
+  if (!QUICK) latencyRows('fixed ~5k req/s (50 conn, 10 ms pacing),', (p) => wrk(p.http, 50, { delayMs: 10 }));
+  rows.push({ name: 'bulk download, 1 connection', unit: 'Gbit/s', higherBetter: true, run: (p) => wrk(`${p.http}bulk`, 1, { threads: 1 }), pick: (r) => r.gbps });
+  rows.push({ name: 'new connections/s (Connection: close, 32 conn)', unit: 'conn/s', higherBetter: true, run: (p) => wrk(p.http, 32, { close: true }), pick: (r) => r.rps });
+
+  // One measurement per (group of rows sharing a run) × path × repetition; alternate the order of paths.
+  const groups = [...new Set(rows.map((r) => r.run))];
+  const results = new Map<Row['run'], Record<Name, { r: WrkResult; cpu: number; rss: number }[]>>();
+  for (let rep = 0; rep < RUNS; rep++) {
+    for (const g of groups) {
+      const order = names.map((_, i) => names[(i + rep) % names.length]);
+      const per = results.get(g) ?? { direct: [], consul: [], nodemesh: [] };
+      for (const n of order) {
+        const s = await sample(paths[n].pids(), () => g(paths[n]));
+        per[n].push({ r: s.value, cpu: s.cpu, rss: s.rss });
       }
-      log(`bench: run ${run + 1}/${RUNS}: ${row.name.trim()} done`);
+      results.set(g, per);
+      log(`bench: run ${rep + 1}/${RUNS}: ${rows.find((r) => r.run === g)!.name.replace(/ req\/s$/, '')} done`);
     }
   }
-  const fmt = (n: number) => (Number.isNaN(n) ? 'n/a' : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
-  const table = [['metric', 'unit', 'direct', 'nodemesh', 'nodemesh/direct']];
+
+  const table = [['metric', 'unit', 'direct', 'consul', 'nodemesh', 'nodemesh/consul', 'cpu s c/n', 'peak RSS MB c/n']];
   for (const row of rows) {
-    const d = median(results[row.name].direct);
-    const n = median(results[row.name].nodemesh);
-    table.push([row.name, row.unit, fmt(d), fmt(n), `${(n / d).toFixed(2)}x`]);
+    const per = results.get(row.run)!;
+    const v = (n: Name) => median(per[n].map((x) => row.pick(x.r)));
+    const first = rows.find((r) => r.run === row.run) === row;
+    const cpu = first ? `${fmt(median(per.consul.map((x) => x.cpu)))}/${fmt(median(per.nodemesh.map((x) => x.cpu)))}` : '';
+    const rss = first ? `${fmt(Math.max(...per.consul.map((x) => x.rss)))}/${fmt(Math.max(...per.nodemesh.map((x) => x.rss)))}` : '';
+    table.push([row.name, row.unit, fmt(v('direct')), fmt(v('consul')), fmt(v('nodemesh')), `${(v('nodemesh') / v('consul')).toFixed(2)}x`, cpu, rss]);
   }
   const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   const lines = table.map((r) => r.map((c, i) => (i >= 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  '));
   lines.splice(1, 0, w.map((x) => '-'.repeat(x)).join('  '));
-  process.stdout.write(`\nnodemesh L4 benchmark — ${new Date().toISOString()} — ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}\n` +
-    `median of ${RUNS} alternating run(s), ${DURATION}s each; wrk on loopback; backend is one Node process for both paths;\n` +
-    'nodemesh path: client → upstream listener → mTLS (TLS 1.3, P-256) → public listener → backend, both ends in one agent.\n\n' +
-    `${lines.join('\n')}\n`);
+  const text = `nodemesh L4 benchmark — ${new Date().toISOString()} — ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, load ${loadavg()[0].toFixed(2)}\n` +
+    `median of ${RUNS} run(s) in rotating order, ${DURATION}s each; wrk on loopback; backend nginx (1 worker);\n` +
+    'consul: Consul 1.8.7 built-in proxies (client sidecar → server sidecar); nodemesh: client-node agent → tunnel (mTLS) → server-node agent;\n' +
+    'cpu s / peak RSS: the proxies\' processes (consul: agent + 3 proxies; nodemesh: 2 agents) during that group of rows.\n\n' +
+    `${lines.join('\n')}\n`;
+  process.stdout.write(`\n${text}`);
+  if (UPDATE_DOCS) {
+    const doc = join(ROOT, 'docs', 'benchmarks.md');
+    const s = readFileSync(doc, 'utf8');
+    const a = s.indexOf('<!-- l4-bench:start -->');
+    const b = s.indexOf('<!-- l4-bench:end -->');
+    if (a >= 0 && b > a) writeFileSync(doc, `${s.slice(0, a)}<!-- l4-bench:start -->\n\`\`\`\n${text}\`\`\`\n${s.slice(b)}`);
+  }
+  for (const s of stops) await s().catch(() => undefined);
   cleanup();
 }
 
-main().catch((e) => { log(`bench failed: ${(e as Error).stack}`); cleanup(); process.exit(1); });
+main().catch(async (e) => { log(`bench failed: ${(e as Error).stack}`); for (const s of stops) await s().catch(() => undefined); cleanup(); process.exit(1); });
