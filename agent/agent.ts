@@ -21,8 +21,7 @@ import { connectRoutes } from './api/routes-connect.js';
 import { CertificateAuthority } from './ca/certificate-authority.js';
 import { LeafCerts } from './ca/leaf-certs.js';
 import { IntentionStore } from '../intentions/intention-store.js';
-import { decideAmong, matchIntentions } from '../intentions/decision.js';
-import type { Intention } from '../intentions/intention.js';
+import { Authorizer } from '../intentions/authorizer.js';
 import { DataPlane } from './proxy/data-plane.js';
 import { ProxyMetrics } from './proxy/proxy-metrics.js';
 import { ServiceTls } from './proxy/tls-identity.js';
@@ -141,14 +140,9 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   });
   const defaultPolicy = config.defaultIntentionPolicy ?? (config.dev ? 'allow' : 'deny');
 
-  // Decisions run per connection: match a destination's intentions once per change, not per call.
-  let matched = { index: -1, byDestination: new Map<string, Intention[]>() };
-  const authorize = (source: { service: string; namespace: string }, destination: string) => {
-    if (matched.index !== intentions.index) matched = { index: intentions.index, byDestination: new Map() };
-    let list = matched.byDestination.get(destination);
-    if (!list) matched.byDestination.set(destination, (list = matchIntentions(intentions.list(), 'destination', destination)));
-    return decideAmong(list, source.service, defaultPolicy, source.namespace);
-  };
+  // Decisions run per connection: matched once per destination and decided once per source, per change.
+  const authorizer = new Authorizer(intentions, defaultPolicy);
+  const authorize = (source: { service: string; namespace: string }, destination: string) => authorizer.decide(source, destination);
   const trust = TrustBundle.open(ca, dataDir, config.caTrustedRootsFile);
   const proxyMetrics = new ProxyMetrics(metrics.registry, () => leaves);
   const dataPlane = new DataPlane({
@@ -216,7 +210,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   });
   const bound = server.address() as AddressInfo;
   let gossip: GossipMembership;
-  const replicator = new CatalogReplicator(catalog, config.node, [intentionsReplicatedSet(intentions, config.node)], {
+  const replicator = new CatalogReplicator(catalog, config.node, [intentionsReplicatedSet(intentions)], {
     broadcast: (body, key) => gossipRef.current?.serf.broadcastApp(body, key),
     pull: (node) => gossipRef.current?.pull(node),
     isMember: (node) => {

@@ -11,9 +11,7 @@ function isRecord(r: unknown): r is IntentionRecord {
     && (x.deleted || (typeof x.intention === 'object' && x.intention !== null && typeof x.intention.SourceName === 'string' && typeof x.intention.DestinationName === 'string'));
 }
 
-export function intentionsReplicatedSet(store: IntentionStore, node: string): ReplicatedSet {
-  const sent = new Map<string, string>(); // id → hlc we last gossiped
-  const key = (r: IntentionRecord) => `${r.hlc.wall}.${r.hlc.logical}.${r.hlc.node}`;
+export function intentionsReplicatedSet(store: IntentionStore): ReplicatedSet {
   return {
     name: 'intentions',
     exportAll: () => store.allRecords(),
@@ -22,14 +20,6 @@ export function intentionsReplicatedSet(store: IntentionStore, node: string): Re
       for (const r of records) if (isRecord(r) && store.merge(r)) changed++;
       return changed;
     },
-    takeLocalChanges: () => {
-      const out: IntentionRecord[] = [];
-      for (const r of store.allRecords()) {
-        if (r.hlc.node !== node || sent.get(r.id) === key(r)) continue;
-        sent.set(r.id, key(r));
-        out.push(r);
-      }
-      return out;
-    },
+    takeLocalChanges: () => store.takeLocalWrites(),
   };
 }

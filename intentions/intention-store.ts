@@ -24,6 +24,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export class IntentionStore {
   readonly feed = new ChangeFeed();
   private readonly records = new Map<string, IntentionRecord>();
+  /** Local writes not yet handed to gossip (latest per id). */
+  private readonly unsent = new Map<string, IntentionRecord>();
+  /** Bumped on every change to `records`, for the sorted list's cache. */
+  private version = 0;
+  private sorted?: { version: number; list: Intention[] };
+  /** Live intentions by source → destination pair, for the duplicate check without a scan. */
+  private readonly byPair = new Map<string, string>();
   private readonly clock: HybridClock;
   private readonly file: StateFile<Persisted>;
   private lastIndex = 1;
@@ -39,7 +46,7 @@ export class IntentionStore {
     if (saved.format !== 1) throw new NodemeshError('STATE_FORMAT', `intentions file ${this.file.path} has unknown format ${String(saved.format)}`);
     this.lastIndex = Math.max(this.lastIndex, saved.index);
     for (const r of saved.records) {
-      this.records.set(r.id, r);
+      this.setRecord(r);
       this.clock.observe(r.hlc);
     }
   }
@@ -48,11 +55,14 @@ export class IntentionStore {
     return this.lastIndex;
   }
 
-  /** Live intentions in Consul's list order. */
-  list(): Intention[] {
+  /** Live intentions in Consul's list order; sorted once per change, shared (read-only) between callers. */
+  list(): readonly Intention[] {
+    if (this.sorted?.version === this.version) return this.sorted.list;
     const out: Intention[] = [];
     for (const r of this.records.values()) if (!r.deleted && r.intention) out.push(r.intention);
-    return out.sort(compareIntentions);
+    out.sort(compareIntentions);
+    this.sorted = { version: this.version, list: out };
+    return out;
   }
 
   get(id: string): Intention {
@@ -100,8 +110,8 @@ export class IntentionStore {
       Precedence: 0,
     };
     fields.Precedence = precedence(fields);
-    const dup = this.list().find((i) => i.ID !== id && i.SourceNS === fields.SourceNS && i.SourceName === fields.SourceName
-      && i.DestinationNS === fields.DestinationNS && i.DestinationName === fields.DestinationName);
+    const dupId = this.byPair.get(pairKey(fields));
+    const dup = dupId !== undefined && dupId !== id ? this.records.get(dupId)?.intention : undefined;
     if (dup) throw new NodemeshError('INTENTION_DUPLICATE', `duplicate intention found: ${describeIntention(dup)}`, 409);
     const now = new Date().toISOString();
     const index = this.lastIndex + 1;
@@ -116,12 +126,13 @@ export class IntentionStore {
   /** Applies a record, saves, and rolls back if the save fails. */
   private async commit(rec: IntentionRecord): Promise<void> {
     const before = this.records.get(rec.id);
+    this.unsent.set(rec.id, rec);
     this.apply(rec);
     try {
       await this.file.save();
     } catch (e) {
-      if (before) this.records.set(rec.id, before);
-      else this.records.delete(rec.id);
+      if (before) this.setRecord(before);
+      else this.setRecord(undefined, rec.id);
       this.feed.notify();
       throw new NodemeshError('STATE_WRITE_FAILED', `could not save intentions: ${(e as Error).message}`, 500);
     }
@@ -130,8 +141,22 @@ export class IntentionStore {
   private apply(rec: IntentionRecord): void {
     this.lastIndex++;
     if (rec.intention) rec.intention.ModifyIndex = this.lastIndex;
-    this.records.set(rec.id, rec);
+    this.setRecord(rec);
     this.feed.notify();
+  }
+
+  /** Stores (or, with `rec` undefined, removes) a record, keeping the pair index in step. */
+  private setRecord(rec: IntentionRecord | undefined, id = rec?.id ?? ''): void {
+    this.version++;
+    const old = this.records.get(id);
+    if (old?.intention && !old.deleted && this.byPair.get(pairKey(old.intention)) === id) this.byPair.delete(pairKey(old.intention));
+    if (!rec) {
+      this.records.delete(id);
+      return;
+    }
+    if (rec.intention) rec.intention = shaped(rec.intention);
+    this.records.set(id, rec);
+    if (rec.intention && !rec.deleted) this.byPair.set(pairKey(rec.intention), id);
   }
 
   /** Last-writer-wins merge of a record from another agent; returns whether it changed anything. */
@@ -146,6 +171,14 @@ export class IntentionStore {
     return true;
   }
 
+  /** Records written here since the last call, to gossip at once (without scanning the whole set). */
+  takeLocalWrites(): IntentionRecord[] {
+    if (this.unsent.size === 0) return [];
+    const out = [...this.unsent.values()];
+    this.unsent.clear();
+    return out;
+  }
+
   allRecords(): IntentionRecord[] {
     return [...this.records.values()];
   }
@@ -154,4 +187,19 @@ export class IntentionStore {
     this.feed.close();
     await this.file.flush();
   }
+}
+
+const pairKey = (i: Pick<Intention, 'SourceNS' | 'SourceName' | 'DestinationNS' | 'DestinationName'>) => `${i.SourceNS}\0${i.SourceName}\0${i.DestinationNS}\0${i.DestinationName}`;
+
+/**
+ * One object layout for every intention, however it was built (spread, JSON from disk or a peer): the
+ * matcher reads these on every cold decision, and mixed layouts made that scan ~30x slower.
+ */
+function shaped(i: Intention): Intention {
+  return {
+    ID: i.ID, Description: i.Description, SourceNS: i.SourceNS, SourceName: i.SourceName, DestinationNS: i.DestinationNS,
+    DestinationName: i.DestinationName, SourceType: i.SourceType, Action: i.Action, DefaultAddr: i.DefaultAddr,
+    DefaultPort: i.DefaultPort, Meta: i.Meta, Precedence: i.Precedence, CreatedAt: i.CreatedAt, UpdatedAt: i.UpdatedAt,
+    Hash: i.Hash, CreateIndex: i.CreateIndex, ModifyIndex: i.ModifyIndex,
+  };
 }
