@@ -27,6 +27,7 @@ const agent = await startAgent({
 }, pino({ level: 'silent' }));
 global.gc?.();
 out.rssIdleMb = rssMb();
+out.heapUsedIdleMb = process.memoryUsage().heapUsed / 2 ** 20;
 
 // 50 local services, each with a sidecar (a public listener and a leaf certificate) and one upstream.
 let t0 = process.hrtime.bigint();
@@ -62,6 +63,8 @@ for (let i = 0; i < INTENTIONS; i += 500) {
 out.createIntentionsMs = ms(t0);
 global.gc?.();
 out.rssLoadedMb = rssMb();
+out.heapUsedLoadedMb = process.memoryUsage().heapUsed / 2 ** 20;
+out.externalLoadedMb = process.memoryUsage().external / 2 ** 20;
 
 // A 1 k-instance delta: 100 nodes announce a new version with their 10 instances changed.
 t0 = process.hrtime.bigint();
