@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, test } from 'node:test';
@@ -126,6 +126,42 @@ test('the peer agent restarts: open streams close, new connections open a new tu
   // Restarted as an upgrade would: same data dir, joining the pool again.
   b = await startTestAgent({ ...bConfig, join: [`${A}:${a.gossip.port}`] });
   await waitFor(async () => assert.equal((await roundTrip(WEB, ports.web, 'after restart')).reply.toString(), 'after restart'), 20_000);
+});
+
+test('a reply larger than the stream window survives the app closing at once, even with a slow reader', async () => {
+  const big = Buffer.alloc(5 * 1024 * 1024 + 1000, 3);
+  const blaster = createServer((sock) => { sock.on('error', () => undefined); sock.end(big); });
+  await new Promise<void>((r) => blaster.listen(0, '127.0.14.22', r));
+  await b.api('/v1/agent/service/register', put({ Name: 'blaster', Address: '127.0.14.22', Port: (blaster.address() as { port: number }).port, Connect: { SidecarService: {} } }));
+  const up = await freePort('127.0.0.1');
+  await a.api('/v1/agent/service/register', put({ Name: 'reader', Address: '127.0.14.13', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'blaster', LocalBindPort: up }] } } } }));
+  await waitFor(async () => assert.equal(((await (await a.api('/v1/health/connect/blaster?passing')).json()) as unknown[]).length, 1), 15_000);
+  const got = await new Promise<number>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port: up, localAddress: '127.0.14.13' });
+    let n = 0;
+    s.on('error', () => undefined);
+    s.pause();
+    setTimeout(() => s.resume(), 1500); // the app has long closed by now
+    s.on('data', (c: Buffer) => { n += c.length; });
+    s.on('close', () => resolve(n));
+  });
+  assert.equal(got, big.length, 'every byte of the reply arrived');
+  blaster.close();
+});
+
+test('stream ids must increase: a reused id closes the tunnel (no RESET flood)', async () => {
+  const leaf = await (await a.api('/v1/agent/connect/ca/leaf/web')).json() as { CertPEM: string; PrivateKeyPEM: string };
+  const roots = (await (await a.api('/v1/agent/connect/ca/roots')).json() as { Roots: { RootCert: string }[] }).Roots.map((x) => x.RootCert);
+  const port = ((await (await b.api('/v1/agent/services')).json()) as Record<string, { Port: number }>)['api-sidecar-proxy'].Port;
+  const closed = await new Promise<boolean>((resolve) => {
+    const raw = connect({ host: B, port, localAddress: WEB });
+    const s = tlsConnect({ socket: raw, key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, ca: roots, ALPNProtocols: [TUNNEL_ALPN], checkServerIdentity: () => undefined });
+    s.on('secureConnect', () => s.write(Buffer.concat(Array.from({ length: 50 }, () => header(FrameType.Open, 1, 0)))));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(true));
+    setTimeout(() => { s.destroy(); resolve(false); }, 5000).unref();
+  });
+  assert.equal(closed, true);
 });
 
 test('frame parser: headers split across reads, data streamed in slices, bad frames refused', () => {

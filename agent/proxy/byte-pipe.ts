@@ -7,6 +7,9 @@ export type PipeEnd = Duplex & { bytesRead: number; setNoDelay(noDelay?: boolean
 
 export interface PipeResult { fromA: number; fromB: number }
 
+/** How long a side that is still flushing gets after the other side closed. */
+const FLUSH_TIMEOUT_MS = 30_000;
+
 /**
  * Pipes `a` and `b` into each other. When one side ends its writes, the other side's write half is
  * ended too (half-close), so a client that shuts down its write side still gets the reply. Both
@@ -26,16 +29,23 @@ export function joinSockets(a: PipeEnd, b: PipeEnd, onClose?: (r: PipeResult) =>
   };
   a.on('error', teardown);
   b.on('error', teardown);
-  const closedOne = () => {
+  const closedOne = (other: PipeEnd) => (hadError: boolean) => {
     closed++;
-    if (closed === 2) finish();
-    else {
-      // One side is gone entirely; the other cannot deliver anything more.
-      teardown();
+    if (closed === 2) return finish();
+    // One side is gone. If it left cleanly and the other side is still flushing what it sent before
+    // (a tunnel stream waiting for window credit), let that finish first: tearing down now would drop
+    // the tail of a response. Otherwise the other side cannot deliver anything more.
+    if (!hadError && other.writableEnded && !other.writableFinished && !other.destroyed) {
+      const t = setTimeout(teardown, FLUSH_TIMEOUT_MS);
+      t.unref();
+      other.once('finish', () => { clearTimeout(t); teardown(); });
+      other.once('close', () => clearTimeout(t));
+      return;
     }
+    teardown();
   };
-  a.once('close', closedOne);
-  b.once('close', closedOne);
+  a.once('close', closedOne(b));
+  b.once('close', closedOne(a));
   // A proxy forwards what it has at once: Nagle's delay would add latency on every small response.
   a.setNoDelay(true);
   b.setNoDelay(true);

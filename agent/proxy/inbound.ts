@@ -120,12 +120,16 @@ export class InboundListener {
     const peer = client.remoteAddress;
     const notAfter = Date.parse(client.getPeerCertificate().valid_to);
     const session = new TunnelSession(client, 'server', (stream) => {
-      if (this.draining) return void stream.destroy(new Error('draining'));
+      if (this.draining) {
+        stream.destroy(new Error('draining'));
+        return session.noteRefused();
+      }
       if (!(Date.now() < notAfter)) {
         stream.destroy(new Error('client certificate expired'));
         return session.close(new Error('client certificate expired'));
       }
       this.serve(stream, id, peer);
+      if (stream.destroyed) session.noteRefused(); // denied by intention
     }, () => this.tunnels.delete(session));
     this.tunnels.add(session);
   }

@@ -41,6 +41,7 @@ export class TunnelPool {
     const ctx = await this.tls.context(source);
     const key = `${source}\0${destination}\0${ep.host}:${ep.port}`;
     if (!this.enabled || (this.noTunnel.get(key) ?? 0) > Date.now()) return this.handshake(ep, ctx, source, destination, timeoutMs, false);
+    if (this.closed) throw new Error('data plane stopping');
     for (let attempt = 0; attempt < 2; attempt++) {
       let pooled = this.tunnels.get(key);
       // A new leaf or trust bundle: new streams go on a new tunnel; the old one closes when its streams end.
@@ -72,8 +73,12 @@ export class TunnelPool {
       }
       const s = await pooled.session;
       if (!s) return this.handshake(ep, ctx, source, destination, timeoutMs, false);
-      if (!s.closed) return s.open();
-      if (this.tunnels.get(key) === pooled) this.tunnels.delete(key);
+      if (!s.closed && !s.full) return s.open();
+      // Closed, or out of streams or ids: a fresh tunnel; a full one drains and closes when its streams end.
+      if (this.tunnels.get(key) === pooled) {
+        this.tunnels.delete(key);
+        if (!s.closed) this.retire(s);
+      }
     }
     throw new Error('tunnel closed while opening a stream');
   }

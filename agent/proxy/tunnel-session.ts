@@ -5,8 +5,13 @@ import type { TLSSocket } from 'node:tls';
 import { FrameParser, FrameType, header, MAX_DATA_FRAME, tunnelError } from './tunnel-frames.js';
 
 /** Bytes a sender may have in flight on one stream before the receiver grants more. */
-const INITIAL_WINDOW = 4 * 1024 * 1024;
-const MAX_STREAMS = 10_000;
+const INITIAL_WINDOW = 1024 * 1024;
+/** Streams per tunnel; the client opens another tunnel beyond it. With the window, bounds what one tunnel can buffer. */
+const MAX_STREAMS = 1024;
+/** Stream ids are odd and only grow: a tunnel is retired well before they run out. */
+const MAX_STREAM_ID = 0x7fff_0000;
+/** Refused streams (denied, draining) a tunnel may cause per 10 s before it is closed: each costs a RESET and a log line. */
+const MAX_REFUSED_PER_10S = 1000;
 
 /** One stream of a tunnel: a Duplex with a socket's shape where the byte pipe needs it. */
 export class TunnelStream extends Duplex {
@@ -64,7 +69,10 @@ export class TunnelStream extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    if (!this.closedRemotely && !this.session.closed) this.session.writeFrame(FrameType.Reset, this.id, Buffer.from(err?.message.slice(0, 200) ?? 'closed'));
+    // After our FIN a clean close needs no RESET (as TCP's close after shutdown): the peer keeps and
+    // delivers what it already received.
+    const clean = !err && this.finSent;
+    if (!clean && !this.closedRemotely && !this.session.closed) this.session.writeFrame(FrameType.Reset, this.id, Buffer.from(err?.message.slice(0, 200) ?? 'closed'));
     this.session.forget(this.id);
     const b = this.blocked;
     this.blocked = undefined;
@@ -101,6 +109,11 @@ export class TunnelStream extends Duplex {
 
   onReset(reason: string): void {
     this.closedRemotely = true;
+    // After the peer's FIN everything it sent is here: deliver it, only stop sending.
+    if (this.finReceived) {
+      if (!this.writableEnded) this.end();
+      return;
+    }
     this.destroy(new Error(`stream reset by peer: ${reason}`));
   }
 
@@ -121,6 +134,8 @@ export class TunnelStream extends Duplex {
 export class TunnelSession {
   private readonly streams = new Map<number, TunnelStream>();
   private nextId = 1;
+  private lastOpened = 0;
+  private refused = { since: Date.now(), count: 0 };
   private readonly parser: FrameParser;
   private drainWaiters: ((e?: Error | null) => void)[] = [];
   closed = false;
@@ -159,9 +174,24 @@ export class TunnelSession {
     return this.streams.size;
   }
 
+  /**
+   * The server refused a stream (denied, draining). A peer opening stream after refused stream would
+   * make us queue RESETs and log lines without end: past a limit the tunnel is closed.
+   */
+  noteRefused(): void {
+    const now = Date.now();
+    if (now - this.refused.since > 10_000) this.refused = { since: now, count: 0 };
+    if (++this.refused.count > MAX_REFUSED_PER_10S) this.close(tunnelError(`more than ${MAX_REFUSED_PER_10S} refused streams in 10 s`));
+  }
+
+  /** No room for another stream: the pool opens a new tunnel and lets this one drain. */
+  get full(): boolean {
+    return this.streams.size >= MAX_STREAMS || this.nextId > MAX_STREAM_ID;
+  }
+
   /** Opens a stream (client side). */
   open(): TunnelStream {
-    if (this.role !== 'client' || this.closed) throw tunnelError('cannot open a stream on this tunnel');
+    if (this.role !== 'client' || this.closed || this.full) throw tunnelError('cannot open a stream on this tunnel');
     const id = this.nextId;
     this.nextId += 2;
     const s = new TunnelStream(id, this);
@@ -198,10 +228,11 @@ export class TunnelSession {
   private control(type: FrameType, id: number, payload: Buffer): void {
     if (type === FrameType.Open) {
       if (this.role !== 'server') throw tunnelError('OPEN sent to a client');
-      if (id % 2 !== 1 || this.streams.has(id)) throw tunnelError(`bad stream id ${id} for OPEN`);
+      if (id % 2 !== 1 || id <= this.lastOpened) throw tunnelError(`bad stream id ${id} for OPEN: ids are odd and increase`);
+      this.lastOpened = id;
       if (this.streams.size >= MAX_STREAMS) {
         this.writeFrame(FrameType.Reset, id, Buffer.from('too many streams'));
-        return;
+        return this.noteRefused();
       }
       const s = new TunnelStream(id, this);
       this.streams.set(id, s);
