@@ -16,7 +16,7 @@ test('a failed node is critical, then reaped from the catalog after reconnect_ti
   agents.push(c);
   const b = await startTestAgent({ node: 'goner', bind: '127.0.11.2', join: [`127.0.11.1:${a.gossip.port}`] });
   await b.api('/v1/agent/service/register', put({ Name: 'gone-soon', Port: 1 }));
-  await waitFor(async () => assert.equal(((await (await a.api('/v1/catalog/service/gone-soon')).json()) as unknown[]).length, 1));
+  for (const x of [a, c]) await waitFor(async () => assert.equal(((await (await x.api('/v1/catalog/service/gone-soon')).json()) as unknown[]).length, 1));
   await b.gossip.shutdown();
   await waitFor(async () => {
     const nodes = (await (await a.api('/v1/catalog/nodes')).json()) as { Node: string }[];
