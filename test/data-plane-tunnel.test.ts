@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
 import { FrameParser, FrameType, header, TUNNEL_ALPN } from '../agent/proxy/tunnel-frames.js';
@@ -110,6 +110,7 @@ test('a TLS peer with a valid certificate that sends bad frames loses its tunnel
       const s = tlsConnect({ socket: raw, key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, ca: roots, ALPNProtocols: [TUNNEL_ALPN], checkServerIdentity: () => undefined });
       s.on('secureConnect', () => { assert.equal(s.alpnProtocol, TUNNEL_ALPN); s.write(junk); });
       s.on('error', () => undefined);
+      s.resume(); // read what the agent sends (ACKs) so its close is seen
       s.on('close', () => resolve(true));
       setTimeout(() => { s.destroy(); resolve(false); }, 5000).unref();
     });
@@ -158,10 +159,30 @@ test('stream ids must increase: a reused id closes the tunnel (no RESET flood)',
     const s = tlsConnect({ socket: raw, key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, ca: roots, ALPNProtocols: [TUNNEL_ALPN], checkServerIdentity: () => undefined });
     s.on('secureConnect', () => s.write(Buffer.concat(Array.from({ length: 50 }, () => header(FrameType.Open, 1, 0)))));
     s.on('error', () => undefined);
+    s.resume();
     s.on('close', () => resolve(true));
     setTimeout(() => { s.destroy(); resolve(false); }, 5000).unref();
   });
   assert.equal(closed, true);
+});
+
+test('a peer that completes the handshake but never answers an OPEN is taken for dead: the connection moves to a live instance', async () => {
+  // A black hole: a valid `api` certificate and the tunnel's ALPN, and then silence.
+  const leaf = await (await b.api('/v1/agent/connect/ca/leaf/api')).json() as { CertPEM: string; PrivateKeyPEM: string };
+  const roots = (await (await b.api('/v1/agent/connect/ca/roots')).json() as { Roots: { RootCert: string }[] }).Roots.map((x) => x.RootCert);
+  const hole = tlsCreateServer({ key: leaf.PrivateKeyPEM, cert: leaf.CertPEM, ca: roots, requestCert: true, ALPNProtocols: [TUNNEL_ALPN] }, (s) => { s.on('error', () => undefined); });
+  await new Promise<void>((r) => hole.listen(0, '127.0.14.31', r));
+  const holePort = (hole.address() as { port: number }).port;
+  await a.api('/v1/agent/service/register', put({ Name: 'api-hole', Kind: 'connect-proxy', Address: '127.0.14.31', Port: holePort, Proxy: { DestinationServiceName: 'api' } }));
+  const up = await freePort('127.0.0.1');
+  await a.api('/v1/agent/service/register', put({ Name: 'prober', Address: '127.0.14.14', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: up, Config: { connect_timeout_ms: 300 } }] } } } }));
+  await waitFor(async () => assert.equal(((await (await a.api('/v1/health/connect/api')).json()) as unknown[]).length, 2), 10_000);
+  // Round robin lands on the black hole for some of these; every one still gets its echo.
+  for (let i = 0; i < 4; i++) {
+    await waitFor(async () => assert.equal((await roundTrip('127.0.14.14', up, `probe-${i}`)).reply.toString(), `probe-${i}`), 10_000);
+  }
+  await a.api('/v1/agent/service/deregister/api-hole', put());
+  hole.close();
 });
 
 test('frame parser: headers split across reads, data streamed in slices, bad frames refused', () => {
@@ -174,4 +195,25 @@ test('frame parser: headers split across reads, data streamed in slices, bad fra
   assert.throws(() => new FrameParser({ control: () => undefined, data: () => undefined }).push(header(9 as FrameType, 1, 0)), /unknown frame type 9/);
   assert.throws(() => new FrameParser({ control: () => undefined, data: () => undefined }).push(header(FrameType.Data, 1, 2 * 1024 * 1024)), /over the limit/);
   assert.throws(() => new FrameParser({ control: () => undefined, data: () => undefined }).push(header(FrameType.Fin, 0, 0)), /stream 0/);
+});
+
+test('a draining agent says GOAWAY: its open streams finish, new connections go to another instance without a reset', async () => {
+  const other = await echoApp('127.0.14.41');
+  const c = await startTestAgent({ node: 'tunnel-c', bind: '127.0.14.3', join: [`${A}:${a.gossip.port}`], caFile: bConfig.caFile, caKeyFile: bConfig.caKeyFile, defaultIntentionPolicy: 'allow', drainTimeoutMs: 3000 });
+  const open: Awaited<ReturnType<typeof openConn>>[] = [];
+  try {
+    await c.api('/v1/agent/service/register', put({ Name: 'api', Address: '127.0.14.41', Port: other.port, Connect: { SidecarService: {} } }));
+    await waitFor(async () => assert.equal(((await (await a.api('/v1/health/connect/api?passing')).json()) as unknown[]).length, 2), 15_000);
+    // Streams to both instances, so B's tunnel is open when B starts draining.
+    for (let i = 0; i < 4; i++) open.push(await openConn(WEB, ports.web));
+    for (const o of open) assert.equal(await o.say('x'), 'x');
+    const stopping = b.stop();
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => roundTrip(WEB, ports.web, `during-drain-${i}`)));
+    results.forEach((r, i) => assert.equal(r.reply.toString(), `during-drain-${i}`));
+    await stopping;
+  } finally {
+    for (const o of open) o.s.destroy();
+    await c.stop();
+    other.server.close();
+  }
 });

@@ -15,6 +15,7 @@ test('a failed node is critical, then reaped from the catalog after reconnect_ti
   const c = await startTestAgent({ node: 'rememberer', bind: '127.0.11.5', join: [`127.0.11.1:${a.gossip.port}`] });
   agents.push(c);
   const b = await startTestAgent({ node: 'goner', bind: '127.0.11.2', join: [`127.0.11.1:${a.gossip.port}`] });
+  agents.push(b); // stopped by after() too, should an assertion fail first
   await b.api('/v1/agent/service/register', put({ Name: 'gone-soon', Port: 1 }));
   for (const x of [a, c]) await waitFor(async () => assert.equal(((await (await x.api('/v1/catalog/service/gone-soon')).json()) as unknown[]).length, 1));
   await b.gossip.shutdown();

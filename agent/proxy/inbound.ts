@@ -217,7 +217,11 @@ export class InboundListener {
   stopAccepting(): void {
     this.draining = true;
     this.server?.close();
-    for (const t of this.tunnels) if (t.streamCount === 0) t.close();
+    // Open tunnels hear GOAWAY: their clients open new streams elsewhere; idle ones simply close.
+    for (const t of this.tunnels) {
+      if (t.streamCount === 0) t.close();
+      else t.goAway();
+    }
   }
 
   async close(): Promise<void> {

@@ -23,6 +23,10 @@ export const enum FrameType {
   Reset = 4,
   /** Credit: the receiver consumed this many bytes (u32 payload). */
   Window = 5,
+  /** The server took an OPEN: the peer is alive and the stream exists (the client's dial succeeds on it). */
+  Ack = 6,
+  /** The server is draining: open no new streams on this tunnel (stream id 1, ignored). */
+  GoAway = 7,
 }
 
 export const tunnelError = (message: string) => new NodemeshError('TUNNEL_PROTOCOL', message, 502);
@@ -66,7 +70,7 @@ export class FrameParser {
         this.type = this.head[0];
         this.stream = this.head.readUInt32BE(1);
         this.left = this.head.readUInt32BE(5);
-        if (this.type < FrameType.Open || this.type > FrameType.Window) throw tunnelError(`unknown frame type ${this.type}`);
+        if (this.type < FrameType.Open || this.type > FrameType.GoAway) throw tunnelError(`unknown frame type ${this.type}`);
         if (this.stream === 0) throw tunnelError('frame on stream 0');
         if (this.type === FrameType.Data ? this.left > MAX_PAYLOAD : this.left > MAX_CONTROL) throw tunnelError(`frame of ${this.left} bytes is over the limit`);
         if (this.left === 0) this.complete();

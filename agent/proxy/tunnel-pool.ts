@@ -73,7 +73,7 @@ export class TunnelPool {
       }
       const s = await pooled.session;
       if (!s) return this.handshake(ep, ctx, source, destination, timeoutMs, false);
-      if (!s.closed && !s.full) return s.open();
+      if (!s.closed && !s.full) return this.opened(s, s.open(), timeoutMs);
       // Closed, or out of streams or ids: a fresh tunnel; a full one drains and closes when its streams end.
       if (this.tunnels.get(key) === pooled) {
         this.tunnels.delete(key);
@@ -81,6 +81,27 @@ export class TunnelPool {
       }
     }
     throw new Error('tunnel closed while opening a stream');
+  }
+
+  /**
+   * A stream counts as dialled once the peer acknowledges it. A peer that does not answer in time is
+   * taken for dead (its tunnel closes) and one that refuses (draining, full) fails the dial, so the
+   * caller moves on to another instance, as with a failed TCP connect.
+   */
+  private async opened(s: TunnelSession, stream: TunnelStream, timeoutMs: number): Promise<TunnelStream> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([stream.acknowledged(), new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`tunnel peer did not answer within ${timeoutMs}ms`)), timeoutMs);
+      })]);
+      return stream;
+    } catch (e) {
+      stream.destroy();
+      if ((e as Error).message.startsWith('tunnel peer did not answer')) s.close(e as Error);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private retire(s: TunnelSession): void {

@@ -26,6 +26,7 @@ export class TunnelStream extends Duplex {
   private closedRemotely = false;
   private finReceived = false;
   private finSent = false;
+  private ackWaiter?: { resolve: () => void; reject: (e: Error) => void };
 
   constructor(readonly id: number, private readonly session: TunnelSession) {
     super({ allowHalfOpen: true, highWaterMark: 256 * 1024 });
@@ -68,7 +69,24 @@ export class TunnelStream extends Duplex {
     this.credit();
   }
 
+  /** Resolves when the server acknowledged the OPEN; rejects if the stream ends first. */
+  acknowledged(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.destroyed) return reject(new Error('stream closed before the peer answered'));
+      this.ackWaiter = { resolve, reject };
+    });
+  }
+
+  onAck(): void {
+    const w = this.ackWaiter;
+    this.ackWaiter = undefined;
+    w?.resolve();
+  }
+
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    const w = this.ackWaiter;
+    this.ackWaiter = undefined;
+    w?.reject(err ?? new Error('stream closed before the peer answered'));
     // After our FIN a clean close needs no RESET (as TCP's close after shutdown): the peer keeps and
     // delivers what it already received.
     const clean = !err && this.finSent;
@@ -136,6 +154,8 @@ export class TunnelSession {
   private nextId = 1;
   private lastOpened = 0;
   private refused = { since: Date.now(), count: 0 };
+  /** Server: draining, new OPENs are refused before they are acknowledged. Client: the peer said GOAWAY. */
+  private goingAway = false;
   private readonly parser: FrameParser;
   private drainWaiters: ((e?: Error | null) => void)[] = [];
   closed = false;
@@ -186,7 +206,14 @@ export class TunnelSession {
 
   /** No room for another stream: the pool opens a new tunnel and lets this one drain. */
   get full(): boolean {
-    return this.streams.size >= MAX_STREAMS || this.nextId > MAX_STREAM_ID;
+    return this.goingAway || this.streams.size >= MAX_STREAMS || this.nextId > MAX_STREAM_ID;
+  }
+
+  /** Server: tell the client to open no more streams here; streams already open carry on. */
+  goAway(): void {
+    if (this.role !== 'server' || this.goingAway) return;
+    this.goingAway = true;
+    this.writeFrame(FrameType.GoAway, 1);
   }
 
   /** Opens a stream (client side). */
@@ -230,19 +257,29 @@ export class TunnelSession {
       if (this.role !== 'server') throw tunnelError('OPEN sent to a client');
       if (id % 2 !== 1 || id <= this.lastOpened) throw tunnelError(`bad stream id ${id} for OPEN: ids are odd and increase`);
       this.lastOpened = id;
-      if (this.streams.size >= MAX_STREAMS) {
-        this.writeFrame(FrameType.Reset, id, Buffer.from('too many streams'));
+      if (this.streams.size >= MAX_STREAMS || this.goingAway) {
+        // Refused before the ACK: the client's dial fails and it tries another instance.
+        this.writeFrame(FrameType.Reset, id, Buffer.from(this.goingAway ? 'draining' : 'too many streams'));
         return this.noteRefused();
       }
       const s = new TunnelStream(id, this);
       this.streams.set(id, s);
       this.idleSince = 0;
+      this.writeFrame(FrameType.Ack, id);
       this.onStream?.(s);
+      return;
+    }
+    if (type === FrameType.GoAway) {
+      if (this.role !== 'client') throw tunnelError('GOAWAY sent to a server');
+      this.goingAway = true;
       return;
     }
     const s = this.streams.get(id);
     if (!s) return; // a frame racing a reset: nothing to do
-    if (type === FrameType.Fin) s.onFin();
+    if (type === FrameType.Ack) {
+      if (this.role !== 'client') throw tunnelError('ACK sent to a server');
+      s.onAck();
+    } else if (type === FrameType.Fin) s.onFin();
     else if (type === FrameType.Reset) s.onReset(payload.toString('utf8'));
     else if (type === FrameType.Window) {
       if (payload.length !== 4) throw tunnelError('WINDOW payload must be 4 bytes');
