@@ -217,3 +217,35 @@ test('a draining agent says GOAWAY: its open streams finish, new connections go 
     other.server.close();
   }
 });
+
+test('what one tunnel holds for slow readers is bounded; reading again lets every stream through', async () => {
+  const { TunnelSession } = await import('../agent/proxy/tunnel-session.js');
+  const streams: import('node:stream').Duplex[] = [];
+  let reading = false;
+  let total = 0;
+  const take = (s: import('node:stream').Duplex) => s.on('data', (c: Buffer) => { total += c.length; });
+  const srv = createServer({ allowHalfOpen: true }, (sock) => {
+    new TunnelSession(sock as never, 'server', (st) => { streams.push(st); if (reading) take(st); });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.14.51', r));
+  const c = connect({ host: '127.0.14.51', port: (srv.address() as { port: number }).port, localAddress: '127.0.14.52' });
+  c.on('error', () => undefined);
+  c.resume(); // ACKs and WINDOWs from the server are not needed here
+  await new Promise((r) => c.once('connect', r));
+  const chunk = Buffer.alloc(64 * 1024, 1);
+  for (let id = 1; id < 400; id += 2) {
+    c.write(header(FrameType.Open, id, 0));
+    for (let i = 0; i < 16; i++) { c.write(header(FrameType.Data, id, chunk.length)); c.write(chunk); } // one window each
+  }
+  await waitFor(() => assert.ok(streams.reduce((n, s) => n + s.readableLength, 0) >= 60 * 2 ** 20, 'the server filled up to its cap'));
+  await new Promise((r) => setTimeout(r, 500));
+  const held = streams.reduce((n, s) => n + s.readableLength, 0);
+  assert.ok(held < 70 * 2 ** 20, `held ${held} bytes for 200 MiB sent`);
+  assert.ok(streams.length < 200, 'the rest waits in TCP, not in our memory');
+  reading = true;
+  for (const s of streams) take(s);
+  await waitFor(() => assert.equal(total, 200 * 2 ** 20), 20_000);
+  assert.equal(streams.length, 200);
+  c.destroy();
+  srv.close();
+});

@@ -10,6 +10,12 @@ const INITIAL_WINDOW = 1024 * 1024;
 const MAX_STREAMS = 1024;
 /** Stream ids are odd and only grow: a tunnel is retired well before they run out. */
 const MAX_STREAM_ID = 0x7fff_0000;
+/**
+ * Bytes received on a tunnel and not yet taken by the streams' readers. Above it the tunnel stops reading
+ * its connection (TCP pushes back on the peer) until readers catch up: what one peer can make us hold
+ * stays bounded whatever its streams and windows.
+ */
+const MAX_TUNNEL_BUFFERED = 64 * 1024 * 1024;
 /** Refused streams (denied, draining) a tunnel may cause per 10 s before it is closed: each costs a RESET and a log line. */
 const MAX_REFUSED_PER_10S = 1000;
 
@@ -116,6 +122,7 @@ export class TunnelStream extends Duplex {
     this.unacked += slice.length;
     if (this.unacked > INITIAL_WINDOW + MAX_DATA_FRAME) throw tunnelError(`stream ${this.id}: peer sent past its window`);
     if (!this.push(slice)) this.wantMore = false;
+    this.session.received(slice.length);
     this.credit();
   }
 
@@ -154,6 +161,9 @@ export class TunnelSession {
   private nextId = 1;
   private lastOpened = 0;
   private refused = { since: Date.now(), count: 0 };
+  /** Bytes received since the tunnel last added up what its streams hold. */
+  private sinceCheck = 0;
+  private resumeTimer?: NodeJS.Timeout;
   /** Server: draining, new OPENs are refused before they are acknowledged. Client: the peer said GOAWAY. */
   private goingAway = false;
   private readonly parser: FrameParser;
@@ -202,6 +212,28 @@ export class TunnelSession {
     const now = Date.now();
     if (now - this.refused.since > 10_000) this.refused = { since: now, count: 0 };
     if (++this.refused.count > MAX_REFUSED_PER_10S) this.close(tunnelError(`more than ${MAX_REFUSED_PER_10S} refused streams in 10 s`));
+  }
+
+  /** What the streams' readers have not taken yet (counted every MiB received, not per chunk). */
+  private held(): number {
+    let n = 0;
+    for (const st of this.streams.values()) n += st.readableLength;
+    return n;
+  }
+
+  received(n: number): void {
+    this.sinceCheck += n;
+    if (this.sinceCheck < 1024 * 1024 || this.resumeTimer) return;
+    this.sinceCheck = 0;
+    if (this.held() <= MAX_TUNNEL_BUFFERED) return;
+    this.socket.pause();
+    this.resumeTimer = setInterval(() => {
+      if (!this.closed && this.held() > MAX_TUNNEL_BUFFERED / 2) return;
+      clearInterval(this.resumeTimer);
+      this.resumeTimer = undefined;
+      if (!this.closed) this.socket.resume();
+    }, 20);
+    this.resumeTimer.unref();
   }
 
   /** No room for another stream: the pool opens a new tunnel and lets this one drain. */
@@ -291,6 +323,7 @@ export class TunnelSession {
   close(err?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.resumeTimer);
     for (const s of [...this.streams.values()]) s.destroy(err ?? new Error('tunnel closed'));
     this.streams.clear();
     const w = this.drainWaiters;
