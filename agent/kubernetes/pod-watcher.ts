@@ -7,6 +7,7 @@ import { delimiter, join } from 'node:path';
 import type { CoreV1Api, KubeConfig, V1Pod, V1PodList, Watch } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { NodemeshError } from '../../catalog/errors.js';
+import { CoalescingRunner } from '../coalescing-runner.js';
 import { podService, type PodService } from './pod-registrations.js';
 
 /** The client library takes half a second to load: only an agent that finds a cluster pays for it. */
@@ -106,8 +107,7 @@ export class PodWatcher {
   private relistTimer?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
   private retryFailures = 0;
-  private syncing?: Promise<void>;
-  private syncAgain = false;
+  private readonly syncer = new CoalescingRunner(() => this.syncOnce(), () => this.stopped);
 
   constructor(opts: PodWatcherOptions) {
     this.o = opts;
@@ -181,7 +181,7 @@ export class PodWatcher {
       this.watchAgent?.destroy();
       this.controller = this.watchAgent = undefined;
     }
-    await this.syncing?.catch(() => undefined);
+    await this.syncer.current?.catch(() => undefined);
   }
 
   /** Pod UID → registered service ID (a snapshot, for diagnostics and tests). */
@@ -346,19 +346,7 @@ export class PodWatcher {
   // ---- applying it: one change at a time, failures retried with backoff ----
 
   private sync(): Promise<void> {
-    this.syncAgain = true;
-    if (!this.syncing) {
-      this.syncing = (async () => {
-        while (this.syncAgain && !this.stopped) {
-          this.syncAgain = false;
-          await this.syncOnce();
-        }
-      })().finally(() => {
-        this.syncing = undefined;
-        if (this.syncAgain && !this.stopped) void this.sync();
-      });
-    }
-    return this.syncing;
+    return this.syncer.run();
   }
 
   private async syncOnce(): Promise<void> {

@@ -10,6 +10,7 @@ import { UpstreamListener, type Endpoint, type UpstreamSpec } from './outbound.j
 import type { ProxyMetrics } from './proxy-metrics.js';
 import type { ServiceTls } from './tls-identity.js';
 import { TunnelPool } from './tunnel-pool.js';
+import { CoalescingRunner } from '../coalescing-runner.js';
 
 export interface DataPlaneOptions {
   catalog: Catalog;
@@ -64,8 +65,7 @@ export class DataPlane {
   private readonly inbound = new Map<string, InboundListener>();
   private readonly outbound = new Map<string, UpstreamListener>();
   private readonly unsubscribe: (() => void)[] = [];
-  private reconciling: Promise<void> | null = null;
-  private again = false;
+  private readonly reconciler = new CoalescingRunner(() => this.reconcileOnce(), () => this.stopped);
   private stopped = false;
   private draining = false;
   private retryTimer?: NodeJS.Timeout;
@@ -149,19 +149,7 @@ export class DataPlane {
 
   /** Brings the listeners in line with the catalog; concurrent calls coalesce, and none is lost. */
   reconcile(): Promise<void> {
-    this.again = true;
-    if (!this.reconciling) {
-      this.reconciling = (async () => {
-        while (this.again && !this.stopped) {
-          this.again = false;
-          await this.reconcileOnce();
-        }
-      })().finally(() => {
-        this.reconciling = null;
-        if (this.again && !this.stopped) void this.reconcile();
-      });
-    }
-    return this.reconciling;
+    return this.reconciler.run();
   }
 
   /** Listeners the catalog asks for that are not open (yet, or their port is taken), for readiness. */
@@ -253,7 +241,7 @@ export class DataPlane {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.draining = true;
-    await this.reconciling;
+    await this.reconciler.current;
     const all = [...this.inbound.values(), ...this.outbound.values()];
     for (const l of all) l.stopAccepting();
     const busy = () => all.reduce((n, l) => n + l.busy, 0);
@@ -268,7 +256,7 @@ export class DataPlane {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     for (const u of this.unsubscribe) u();
-    await this.reconciling;
+    await this.reconciler.current;
     await Promise.all([...this.inbound.values(), ...this.outbound.values()].map((l) => l.close()));
     this.tunnels.close();
     this.inbound.clear();

@@ -6,7 +6,7 @@ import { FrameParser, FrameType, header, MAX_DATA_FRAME, tunnelError } from './t
 
 /** Bytes a sender may have in flight on one stream before the receiver grants more. */
 const INITIAL_WINDOW = 1024 * 1024;
-/** Streams per tunnel; the client opens another tunnel beyond it. With the window, bounds what one tunnel can buffer. */
+/** Streams per tunnel; the client opens another tunnel beyond it. */
 const MAX_STREAMS = 1024;
 /** Stream ids are odd and only grow: a tunnel is retired well before they run out. */
 const MAX_STREAM_ID = 0x7fff_0000;
@@ -28,7 +28,7 @@ export class TunnelStream extends Duplex {
   /** Bytes received and not yet credited back to the sender. */
   private unacked = 0;
   private wantMore = true;
-  /** Set once either side reset the stream, or both sides finished: no RESET to send on destroy. */
+  /** Set once the peer reset the stream: no RESET to send back on destroy. */
   private closedRemotely = false;
   private finReceived = false;
   private finSent = false;
@@ -66,7 +66,6 @@ export class TunnelStream extends Duplex {
   override _final(cb: (e?: Error | null) => void): void {
     if (!this.session.closed) this.session.writeFrame(FrameType.Fin, this.id);
     this.finSent = true;
-    if (this.finReceived) this.closedRemotely = true;
     cb();
   }
 
@@ -128,7 +127,6 @@ export class TunnelStream extends Duplex {
 
   onFin(): void {
     this.finReceived = true;
-    if (this.finSent) this.closedRemotely = true;
     this.push(null);
   }
 
