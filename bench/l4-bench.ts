@@ -16,9 +16,14 @@ import { freePort } from '../test/helpers/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.argv.includes('--quick');
-const UPDATE_DOCS = process.argv.includes('--update-docs');
+const UPDATE_DOCS = process.argv.includes('--update-docs') && !process.argv.includes('--only');
 const DURATION = QUICK ? 3 : 5;
-const RUNS = QUICK ? 1 : 3;
+const flag = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const RUNS = Number(flag('--runs') ?? (QUICK ? 1 : 3));
+/** `--only bulk`: just the rows whose name matches (a developer's loop on one figure). */
+const ONLY = flag('--only');
+/** `--cpu-prof DIR`: the agents write V8 CPU profiles there when the bench stops them. */
+const CPU_PROF = flag('--cpu-prof');
 const WRK = existsSync(join(ROOT, '.tools', 'bin', 'wrk')) ? join(ROOT, '.tools', 'bin', 'wrk') : 'wrk';
 const children: ChildProcess[] = [];
 const stops: (() => Promise<void>)[] = [];
@@ -76,7 +81,8 @@ async function sample<T>(pids: number[], fn: () => Promise<T> | T): Promise<{ va
 }
 
 function startAgent(args: string[]): Promise<{ proc: ChildProcess; api: string; gossip: number }> {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'nodemesh.js'), 'agent', '--http-port', '0', '--log-json', '--log-level', 'info', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const prof = [...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []), ...(flag('--node-flags')?.split(' ').filter(Boolean) ?? [])];
+  const proc = spawn(process.execPath, [...prof, join(ROOT, 'bin', 'nodemesh.js'), 'agent', '--http-port', '0', '--log-json', '--log-level', 'info', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(proc);
   let out = '';
   return new Promise((resolve, reject) => {
@@ -87,6 +93,7 @@ function startAgent(args: string[]): Promise<{ proc: ChildProcess; api: string; 
       if (m) { clearTimeout(t); resolve({ proc, api: `http://127.0.0.1:${m[1]}`, gossip: Number(m[2]) }); }
     };
     proc.stdout!.on('data', look);
+    if (process.env.BENCH_AGENT_OUTPUT) proc.stdout!.pipe(process.stderr);
     proc.stderr!.on('data', look);
     proc.on('exit', (code) => reject(new Error(`agent exited ${code}: ${out}`)));
   });
@@ -165,6 +172,11 @@ async function main(): Promise<void> {
   rows.push({ name: 'bulk download, 1 connection', unit: 'Gbit/s', higherBetter: true, run: (p) => wrk(`${p.http}bulk`, 1, { threads: 1 }), pick: (r) => r.gbps });
   rows.push({ name: 'new connections/s (Connection: close, 32 conn)', unit: 'conn/s', higherBetter: true, run: (p) => wrk(p.http, 32, { close: true }), pick: (r) => r.rps });
 
+  if (ONLY) {
+    const re = new RegExp(ONLY, 'i');
+    const keep = new Set(rows.filter((r) => re.test(r.name)).map((r) => r.run));
+    rows.splice(0, rows.length, ...rows.filter((r) => keep.has(r.run)));
+  }
   // One measurement per (group of rows sharing a run) × path × repetition; alternate the order of paths.
   const groups = [...new Set(rows.map((r) => r.run))];
   const results = new Map<Row['run'], Record<Name, { r: WrkResult; cpu: number; rss: number }[]>>();

@@ -4,8 +4,8 @@ import { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { FrameParser, FrameType, header, MAX_DATA_FRAME, tunnelError } from './tunnel-frames.js';
 
-/** Bytes a sender may have in flight on one stream before the receiver grants more. */
-const INITIAL_WINDOW = 1024 * 1024;
+/** Bytes a sender may have in flight on one stream before the receiver grants more (1 MiB stalled bulk: 2.1 vs 2.75 Gbit/s). */
+const INITIAL_WINDOW = 4 * 1024 * 1024;
 /** Streams per tunnel; the client opens another tunnel beyond it. */
 const MAX_STREAMS = 1024;
 /** Stream ids are odd and only grow: a tunnel is retired well before they run out. */
