@@ -17,11 +17,11 @@ import { agentSelfRoutes } from './api/routes-agent-self.js';
 import { agentServiceRoutes } from './api/routes-agent-services.js';
 import { catalogRoutes } from './api/routes-catalog.js';
 import { healthRoutes } from './api/routes-health.js';
-import { connectRoutes } from './api/routes-connect.js';
+import { authorizeRoute, connectRoutes } from './api/routes-connect.js';
 import { CertificateAuthority } from './ca/certificate-authority.js';
 import { LeafCerts } from './ca/leaf-certs.js';
 import { IntentionStore } from '../intentions/intention-store.js';
-import { Authorizer } from '../intentions/authorizer.js';
+import { Authorizer, withDefault } from '../intentions/authorizer.js';
 import { DataPlane } from './proxy/data-plane.js';
 import { ProxyMetrics } from './proxy/proxy-metrics.js';
 import { ServiceTls } from './proxy/tls-identity.js';
@@ -30,6 +30,9 @@ import { GossipMembership, registerGossipMetrics } from './gossip-membership.js'
 import { CatalogReplicator } from '../catalog/replication.js';
 import { NodeState } from '../catalog/gossip/wire-messages.js';
 import { intentionsReplicatedSet } from '../intentions/intention-replication.js';
+import { ConsulBackend } from './consul/consul-backend.js';
+import { consulForward, FORWARDED_PREFIXES } from './consul/consul-api-forward.js';
+import type { IntentionSource, LeafSource, TrustSource } from './mesh-backend.js';
 
 /** First byte of nodemesh's own gossip messages: outside Serf's types (0–9), so Serf logs and skips them. */
 const NODEMESH_GOSSIP_TYPE = 0x6e;
@@ -47,13 +50,18 @@ export interface RunningAgent {
   dataDir: string;
   catalog: Catalog;
   local: LocalState;
-  /** The CA that signs this agent's leaves now. */
-  readonly ca: CertificateAuthority;
-  trust: TrustBundle;
-  leaves: LeafCerts;
-  intentions: IntentionStore;
+  /** Where the mesh state comes from: the gossip pool (built-in CA, replicated intentions) or a Consul agent. */
+  backend: 'gossip' | 'consul';
+  /** The built-in CA that signs this agent's leaves now (gossip backend only). */
+  readonly ca: CertificateAuthority | undefined;
+  trust: TrustSource;
+  leaves: LeafSource;
+  /** The replicated intention store (gossip backend only; Consul holds them in the other). */
+  intentions: IntentionStore | undefined;
+  /** The Consul backend, when it runs. */
+  consul: ConsulBackend | undefined;
   dataPlane: DataPlane;
-  gossip: GossipMembership;
+  gossip: GossipMembership | undefined;
   /** Graceful stop: stop accepting, finish in-flight requests, flush state. Idempotent. */
   stop(reason?: string): Promise<void>;
   /** Resolves when the agent has stopped (for example after PUT /v1/agent/leave). */
@@ -125,11 +133,34 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     catalog, node: info, statePath: join(dataDir, 'local-state.json'), log,
     reapIntervalMs: config.checkReapIntervalMs, deregisterMinMs: config.checkDeregisterIntervalMinMs,
   });
-  const ca = await CertificateAuthority.open({ dataDir, caFile: config.caFile, caKeyFile: config.caKeyFile });
-  const leaves = new LeafCerts(ca, { datacenter: config.datacenter, ttlMs: config.leafCertTtlMs, log });
-  const intentions = new IntentionStore(join(dataDir, 'intentions.json'), config.node);
-  await intentions.load();
   await local.start(config.services, decodeServiceObject);
+  const defaultPolicy = config.defaultIntentionPolicy ?? (config.dev ? 'allow' : 'deny');
+  // The backend: trust, leaves and intentions from the gossip pool's own CA and store, or from Consul.
+  let consul: ConsulBackend | undefined;
+  let builtin: { ca: CertificateAuthority; leafCerts: LeafCerts; store: IntentionStore; bundle: TrustBundle } | undefined;
+  let trust: TrustSource;
+  let leaves: LeafSource;
+  let intentionList: IntentionSource;
+  if (config.consulAddr) {
+    try {
+      consul = await ConsulBackend.start({ address: config.consulAddr, token: config.consulToken, catalog, node: config.node, log, registry: metrics.registry });
+    } catch (e) {
+      await local.close();
+      throw e;
+    }
+    ({ trust, leaves } = consul);
+    intentionList = consul.intentions;
+  } else {
+    const ca = await CertificateAuthority.open({ dataDir, caFile: config.caFile, caKeyFile: config.caKeyFile });
+    const leafCerts = new LeafCerts(ca, { datacenter: config.datacenter, ttlMs: config.leafCertTtlMs, log });
+    const store = new IntentionStore(join(dataDir, 'intentions.json'), config.node);
+    await store.load();
+    const bundle = TrustBundle.open(ca, dataDir, config.caTrustedRootsFile);
+    builtin = { ca, leafCerts, store, bundle };
+    trust = bundle;
+    leaves = leafCerts;
+    intentionList = withDefault(store, defaultPolicy);
+  }
   // Kubernetes: this node's annotated pods register themselves; off without a cluster config and NODE_NAME.
   const podWatcher = await PodWatcher.fromEnvironment(log, {
     register: async (def) => {
@@ -138,16 +169,14 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     deregister: (id) => local.deregisterService(id),
     previous: () => local.services().filter((s) => s.Meta[META_POD_UID] !== undefined && !s.LocallyRegisteredAsSidecar).map((s) => s.ID),
   });
-  const defaultPolicy = config.defaultIntentionPolicy ?? (config.dev ? 'allow' : 'deny');
 
   // Decisions run per connection: matched once per destination and decided once per source, per change.
-  const authorizer = new Authorizer(intentions, defaultPolicy);
+  const authorizer = new Authorizer(intentionList);
   const authorize = (source: { service: string; namespace: string }, destination: string) => authorizer.decide(source, destination);
-  const trust = TrustBundle.open(ca, dataDir, config.caTrustedRootsFile);
   const proxyMetrics = new ProxyMetrics(metrics.registry, () => leaves);
   const dataPlane = new DataPlane({
     catalog, nodeName: config.node, bind: config.bind, tls: new ServiceTls(trust, leaves), leaves,
-    authorize, intentionsFeed: intentions.feed, trustFeed: trust.feed, metrics: proxyMetrics, log,
+    authorize, intentionsFeed: intentionList.feed, trustFeed: trust.feed, metrics: proxyMetrics, log,
     onListening: (proxyId) => local.checks.probeNow(proxyId),
     tunnel: config.dataPlaneTunnel,
   });
@@ -167,7 +196,8 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     notReady: () => {
       const reasons: string[] = [];
       if (stopping) reasons.push('agent is shutting down');
-      if (!gossipRef.current) reasons.push('gossip is not started yet');
+      if (consul) reasons.push(...consul.notReady());
+      else if (!gossipRef.current) reasons.push('gossip is not started yet');
       // Alone by config (no join, no retry_join): nothing to wait for.
       else if ((config.join.length || config.retryJoin.length) && !syncedWithPeer) {
         reasons.push(`catalog not yet synced with any peer (joining ${[...config.join, ...config.retryJoin].join(', ')})`);
@@ -180,16 +210,25 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   agentServiceRoutes(router, deps);
   agentCheckRoutes(router, deps);
   agentSelfRoutes(router, deps);
-  catalogRoutes(router, deps);
-  healthRoutes(router, deps);
-  connectRoutes(router, deps, { intentions, trust, leaves, defaultPolicy });
+  authorizeRoute(router, authorize);
+  if (consul) {
+    // Cluster-wide reads and writes are Consul's to answer.
+    router.mount('consul pass-through', FORWARDED_PREFIXES, consulForward(consul.http, () => config.consulToken));
+  } else {
+    catalogRoutes(router, deps);
+    healthRoutes(router, deps);
+    connectRoutes(router, deps, { intentions: builtin!.store, trust: builtin!.bundle, leaves, defaultPolicy });
+  }
 
   /** Stops everything below the HTTP server and gossip, and flushes state: shared by a failed start and stop(). */
   async function closeParts(): Promise<void> {
     await dataPlane.stop();
     leaves.stop();
-    trust.stop();
-    await intentions.close();
+    if (consul) await consul.stop(false);
+    if (builtin) {
+      builtin.bundle.stop();
+      await builtin.store.close();
+    }
     await local.close();
   }
 
@@ -209,76 +248,84 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     throw e;
   });
   const bound = server.address() as AddressInfo;
-  let gossip: GossipMembership;
-  const replicator = new CatalogReplicator(catalog, config.node, [intentionsReplicatedSet(intentions)], {
-    broadcast: (body, key) => gossipRef.current?.serf.broadcastApp(body, key),
-    pull: (node) => gossipRef.current?.pull(node),
-    isMember: (node) => {
-      const n = gossipRef.current?.serf.memberlist.nodes.get(node);
-      return n !== undefined && n.state !== NodeState.left;
-    },
-  });
-  const warnedDomains = new Set<string>();
-  const syncHealth = () => {
-    const g = gossipRef.current;
-    if (!g) return;
-    for (const n of g.serf.memberlist.nodes.values()) {
-      if (n.name === config.node) continue;
-      if (n.state === NodeState.left) catalog.removeNode(n.name);
-      else if (n.state === NodeState.dead) {
-        // A failed node is kept, critical, for reconnect_timeout (Consul: 72 h), then forgotten.
-        if (Date.now() - n.stateChange > config.reconnectTimeoutMs) {
-          catalog.removeNode(n.name);
-          g.serf.memberlist.nodes.delete(n.name);
-          log.info({ node: n.name }, 'reaped a node failed for longer than reconnect_timeout');
-        } else catalog.setNodeHealth(n.name, 'critical', 'Agent not live or unreachable');
-      } else catalog.setNodeHealth(n.name, 'passing', 'Agent alive and reachable');
-    }
-    for (const mb of g.serf.members()) {
-      const td = mb.tags.td;
-      if (!td || mb.status !== 'alive' || td === trust.ca.trustDomain || warnedDomains.has(mb.name)) continue;
-      warnedDomains.add(mb.name);
-      log.warn({ node: mb.name, theirTrustDomain: td, ourTrustDomain: trust.ca.trustDomain },
-        'a pool member uses another trust domain: mesh traffic between us will be refused; give every agent the same CA (ca_file/ca_key_file)');
-    }
-  };
-  const reaper = setInterval(syncHealth, Math.min(15_000, Math.max(1000, config.reconnectTimeoutMs / 2)));
-  reaper.unref();
-  try {
-    gossip = await GossipMembership.start({
-      config, dataDir, advertise: address, httpPort: bound.port, nodeId: info.ID, log, onChange: syncHealth, trustDomain: ca.trustDomain,
-      app: {
-        type: NODEMESH_GOSSIP_TYPE,
-        onMessage: (b) => replicator.onMessage(b),
-        localState: () => replicator.localState(),
-        mergeState: (b) => { replicator.mergeState(b); syncedWithPeer = true; syncHealth(); },
+  // The gossip backend: the pool carries the catalog and intentions; members' liveness is node health.
+  let gossip: GossipMembership | undefined;
+  let reaper: NodeJS.Timeout | undefined;
+  if (builtin) {
+    const store = builtin.store;
+    const replicator = new CatalogReplicator(catalog, config.node, [intentionsReplicatedSet(store)], {
+      broadcast: (body, key) => gossipRef.current?.serf.broadcastApp(body, key),
+      pull: (node) => gossipRef.current?.pull(node),
+      isMember: (node) => {
+        const n = gossipRef.current?.serf.memberlist.nodes.get(node);
+        return n !== undefined && n.state !== NodeState.left;
       },
     });
-  } catch (e) {
-    await new Promise<void>((r) => server.close(() => r()));
-    await closeParts();
-    throw e;
+    const warnedDomains = new Set<string>();
+    const syncHealth = () => {
+      const g = gossipRef.current;
+      if (!g) return;
+      for (const n of g.serf.memberlist.nodes.values()) {
+        if (n.name === config.node) continue;
+        if (n.state === NodeState.left) catalog.removeNode(n.name);
+        else if (n.state === NodeState.dead) {
+          // A failed node is kept, critical, for reconnect_timeout (Consul: 72 h), then forgotten.
+          if (Date.now() - n.stateChange > config.reconnectTimeoutMs) {
+            catalog.removeNode(n.name);
+            g.serf.memberlist.nodes.delete(n.name);
+            log.info({ node: n.name }, 'reaped a node failed for longer than reconnect_timeout');
+          } else catalog.setNodeHealth(n.name, 'critical', 'Agent not live or unreachable');
+        } else catalog.setNodeHealth(n.name, 'passing', 'Agent alive and reachable');
+      }
+      for (const mb of g.serf.members()) {
+        const td = mb.tags.td;
+        if (!td || mb.status !== 'alive' || td === trust.trustDomain || warnedDomains.has(mb.name)) continue;
+        warnedDomains.add(mb.name);
+        log.warn({ node: mb.name, theirTrustDomain: td, ourTrustDomain: trust.trustDomain },
+          'a pool member uses another trust domain: mesh traffic between us will be refused; give every agent the same CA (ca_file/ca_key_file)');
+      }
+    };
+    reaper = setInterval(syncHealth, Math.min(15_000, Math.max(1000, config.reconnectTimeoutMs / 2)));
+    reaper.unref();
+    try {
+      gossip = await GossipMembership.start({
+        config, dataDir, advertise: address, httpPort: bound.port, nodeId: info.ID, log, onChange: syncHealth, trustDomain: trust.trustDomain,
+        app: {
+          type: NODEMESH_GOSSIP_TYPE,
+          onMessage: (b) => replicator.onMessage(b),
+          localState: () => replicator.localState(),
+          mergeState: (b) => { replicator.mergeState(b); syncedWithPeer = true; syncHealth(); },
+        },
+      });
+    } catch (e) {
+      await new Promise<void>((r) => server.close(() => r()));
+      await closeParts();
+      throw e;
+    }
+    gossipRef.current = gossip;
+    registerGossipMetrics(metrics.registry, gossip);
+    catalog.feed.subscribe(() => replicator.localChanged());
+    store.feed.subscribe(() => replicator.localChanged());
+    replicator.localChanged();
   }
-  gossipRef.current = gossip;
-  registerGossipMetrics(metrics.registry, gossip);
-  catalog.feed.subscribe(() => replicator.localChanged());
-  intentions.feed.subscribe(() => replicator.localChanged());
-  replicator.localChanged();
   podWatcher?.start();
   log.info({
     node: config.node, datacenter: config.datacenter, http: `${bound.address}:${bound.port}`, dataDir, version: VERSION,
-    trustDomain: ca.trustDomain, defaultIntentionPolicy: defaultPolicy, gossip: `${config.bind}:${gossip.port}`,
+    trustDomain: trust.trustDomain, defaultIntentionPolicy: intentionList.defaultPolicy(),
+    ...(gossip ? { gossip: `${config.bind}:${gossip.port}` } : { consul: consul!.http.address }),
   }, 'nodemesh agent running');
 
   function stop(reason = 'shutdown'): Promise<void> {
     stopping ??= (async () => {
-      log.info({ reason, drainTimeoutMs: config.drainTimeoutMs }, 'agent stopping: refusing new connections, leaving the gossip pool, draining open ones');
+      log.info({ reason, drainTimeoutMs: config.drainTimeoutMs }, `agent stopping: refusing new connections, ${consul ? 'deregistering from consul' : 'leaving the gossip pool'}, draining open ones`);
       clearInterval(reaper);
       await podWatcher?.stop();
       // Drain: no new connections from here; open ones may finish while we leave the pool.
       const drained = dataPlane.drain(config.drainTimeoutMs);
-      await gossip.leave().catch((e: Error) => log.warn({ err: e.message }, 'gossip leave failed'));
-      await gossip.shutdown().catch((e: Error) => log.warn({ err: e.message }, 'gossip shutdown failed'));
+      await gossip?.leave().catch((e: Error) => log.warn({ err: e.message }, 'gossip leave failed'));
+      await gossip?.shutdown().catch((e: Error) => log.warn({ err: e.message }, 'gossip shutdown failed'));
+      // Consul: our registrations go first, so peers stop picking this node while open connections finish.
+      await consul?.stop(true).catch((e: Error) => log.warn({ err: e.message }, 'consul deregistration failed'));
       await drained;
       const closed = new Promise<void>((r) => server.close(() => r()));
       router.abortAll();
@@ -303,16 +350,19 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     const text = caText(next);
     const changedCa = next.caFile !== caFiles.caFile || next.caKeyFile !== caFiles.caKeyFile || text !== lastCaText;
     lastCaText = text;
-    if (changedCa) {
+    if (!builtin) {
+      if (changedCa) log.warn('ca_file / ca_key_file are ignored with the Consul backend: the CA is Consul\'s');
+    } else if (changedCa) {
       const nextCa = await CertificateAuthority.open({ dataDir, caFile: next.caFile, caKeyFile: next.caKeyFile });
-      if (nextCa.rootPems[0] !== trust.ca.rootPems[0] || nextCa.intermediates.join() !== trust.ca.intermediates.join()) {
-        log.warn({ from: trust.ca.trustDomain, to: nextCa.trustDomain }, 'CA rotation: new root active, old root trusted for one leaf lifetime; re-issuing leaves');
-        trust.rotate(nextCa, next.caTrustedRootsFile, config.leafCertTtlMs + 3_600_000);
-        await leaves.rotate(nextCa);
+      const { bundle, leafCerts } = builtin;
+      if (nextCa.rootPems[0] !== bundle.ca.rootPems[0] || nextCa.intermediates.join() !== bundle.ca.intermediates.join()) {
+        log.warn({ from: bundle.ca.trustDomain, to: nextCa.trustDomain }, 'CA rotation: new root active, old root trusted for one leaf lifetime; re-issuing leaves');
+        bundle.rotate(nextCa, next.caTrustedRootsFile, config.leafCertTtlMs + 3_600_000);
+        await leafCerts.rotate(nextCa);
       }
       caFiles = { caFile: next.caFile, caKeyFile: next.caKeyFile };
     } else {
-      trust.setExtraRoots(next.caTrustedRootsFile);
+      builtin.bundle.setExtraRoots(next.caTrustedRootsFile);
     }
     for (const k of ['node', 'datacenter', 'dataDir', 'bind', 'client', 'httpPort', 'aclToken'] as const) {
       if (next[k] !== config[k]) log.warn({ key: k }, 'config change needs a restart to take effect');
@@ -325,8 +375,9 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
 
   return {
     http: { host: bound.address, port: bound.port }, dataDir, catalog, local,
-    get ca() { return trust.ca; },
-    trust, leaves, intentions, dataPlane, gossip, stop, stopped, reload, reloadFromSource,
+    backend: consul ? 'consul' : 'gossip',
+    get ca() { return builtin?.bundle.ca; },
+    trust, leaves, intentions: builtin?.store, consul, dataPlane, gossip, stop, stopped, reload, reloadFromSource,
   };
 }
 

@@ -15,6 +15,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { consulDevHcl } from '../test/helpers/consul-dev.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CONSUL = join(ROOT, '.tools', 'bin', 'consul');
@@ -87,25 +88,7 @@ export async function startConsulPath(opts: ConsulPathOptions): Promise<ConsulPa
   };
   const dir = mkdtempSync(join(tmpdir(), 'nodemesh-consul-anchor-'));
   const api = `http://${ip.agent}:${port.http}`;
-  writeFileSync(join(dir, 'anchor.hcl'), `# written by bench/consul-anchor.ts
-node_name = "nodemesh-anchor"
-bind_addr = "${ip.agent}"
-client_addr = "${ip.agent}"
-advertise_addr = "${ip.agent}"
-advertise_addr_wan = "${ip.agent}"
-ports {
-  http = ${port.http}
-  https = -1
-  dns = ${port.dns}
-  serf_lan = ${port.serfLan}
-  serf_wan = ${port.serfWan}
-  server = ${port.server}
-  grpc = ${port.grpc}
-}
-connect { enabled = true }
-disable_update_check = true
-log_level = "warn"
-`);
+  writeFileSync(join(dir, 'anchor.hcl'), `# written by bench/consul-anchor.ts\n${consulDevHcl('nodemesh-anchor', ip.agent, port)}`);
 
   interface Proc { name: string; proc: ChildProcess; exited: boolean; out: string; done: Promise<void> }
   const procs: Proc[] = [];

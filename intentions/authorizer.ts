@@ -5,6 +5,19 @@ import { decideAmong, matchIntentions } from './decision.js';
 import type { Intention } from './intention.js';
 import type { IntentionStore } from './intention-store.js';
 
+/** Where the intentions come from (the replicated store, or a copy of Consul's): a list and an index that rises on change. */
+export interface IntentionList {
+  readonly index: number;
+  list(): readonly Intention[];
+  /** What decides when no intention matches; a change must also raise `index`. */
+  defaultPolicy(): DefaultPolicy;
+}
+
+/** The replicated store with a configured default (the gossip backend's intentions). */
+export function withDefault(store: IntentionStore, policy: DefaultPolicy): IntentionList & { feed: IntentionStore['feed'] } {
+  return { feed: store.feed, get index() { return store.index; }, list: () => store.list(), defaultPolicy: () => policy };
+}
+
 /** At most this many cached decisions per destination; beyond it decisions are computed each time. */
 const MAX_SOURCES_PER_DESTINATION = 4096;
 
@@ -12,11 +25,14 @@ export class Authorizer {
   private index = -1;
   private byDestination = new Map<string, { list: Intention[]; bySource: Map<string, Decision> }>();
 
-  constructor(private readonly store: IntentionStore, private readonly defaultPolicy: DefaultPolicy) {}
+  private policy: DefaultPolicy = 'deny';
+
+  constructor(private readonly store: IntentionList) {}
 
   decide(source: { service: string; namespace: string }, destination: string): Decision {
     if (this.index !== this.store.index) {
       this.index = this.store.index;
+      this.policy = this.store.defaultPolicy();
       this.byDestination = new Map();
     }
     let dest = this.byDestination.get(destination);
@@ -24,7 +40,7 @@ export class Authorizer {
     const key = `${source.namespace}/${source.service}`;
     let d = dest.bySource.get(key);
     if (!d) {
-      d = decideAmong(dest.list, source.service, this.defaultPolicy, source.namespace);
+      d = decideAmong(dest.list, source.service, this.policy, source.namespace);
       if (dest.bySource.size < MAX_SOURCES_PER_DESTINATION) dest.bySource.set(key, d);
     }
     return d;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Authorizer } from '../intentions/authorizer.js';
+import { Authorizer, withDefault } from '../intentions/authorizer.js';
 import { IntentionStore } from '../intentions/intention-store.js';
 import { tempDir } from './helpers/agent-process.js';
 
@@ -11,7 +11,7 @@ const src = (service: string) => ({ service, namespace: 'default' });
 
 test('cached decisions change with every create, update and delete, wildcard and exact', async () => {
   const store = new IntentionStore(join(tempDir(), 'intentions.json'), 'n1');
-  const auth = new Authorizer(store, 'deny');
+  const auth = new Authorizer(withDefault(store, 'deny'));
   assert.equal(auth.decide(src('web'), 'api').allowed, false, 'default deny');
   const star = await store.create({ SourceName: '*', DestinationName: 'api', Action: 'allow' });
   assert.equal(auth.decide(src('web'), 'api').allowed, true, 'wildcard allow seen at once');

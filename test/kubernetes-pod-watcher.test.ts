@@ -379,7 +379,8 @@ test('the initial list registers exactly the ready, annotated pods of this node,
       ['db', AGENT_BIND, 9191],
       ['cache', AGENT_BIND, 9192],
     ]);
-    assert.deepEqual([...r.watcher.registrations()], [[web.metadata!.uid, id]]);
+    // The watcher records a registration once the agent's register call returns, a moment after the services appear.
+    await waitFor(() => assert.deepEqual([...r.watcher.registrations()], [[web.metadata!.uid, id]]));
 
     // The pod reaches its upstreams on its node's address ($HOST_IP): the agent listens there.
     await waitFor(() => new Promise<void>((resolve, reject) => {

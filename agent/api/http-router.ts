@@ -61,6 +61,8 @@ export function tokenAllows(req: IncomingMessage, query: URLSearchParams, aclTok
 
 export class Router {
   private readonly routes: Route[] = [];
+  /** Path prefixes handled whole by one handler before any route (the Consul backend's pass-through). */
+  private readonly mounts: { prefixes: string[]; name: string; handler: Handler }[] = [];
   /** One controller per request in flight, aborted when its client goes or the agent stops. */
   private readonly inflight = new Set<AbortController>();
   private closing = false;
@@ -75,6 +77,12 @@ export class Router {
       return star ? '/(.*)' : '/([^/]*)';
     })}$`);
     this.routes.push({ method, pattern, keys, name: path, handler, write: method !== 'GET' && method !== 'HEAD' });
+    return this;
+  }
+
+  /** Sends every request under these prefixes (any method) to `handler`; writes still need the token. */
+  mount(name: string, prefixes: string[], handler: Handler): this {
+    this.mounts.push({ prefixes, name, handler });
     return this;
   }
 
@@ -108,6 +116,15 @@ export class Router {
         path = decodeURIComponent(url.pathname);
       } catch {
         throw new NodemeshError('API_BAD_PATH', `invalid request URL ${JSON.stringify(req.url)}`, 400);
+      }
+      const mount = this.mounts.find((m) => m.prefixes.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`)));
+      if (mount) {
+        routeName = mount.name;
+        if (method !== 'GET' && method !== 'HEAD' && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
+          return sendText(res, 403, 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
+        }
+        let bodyRead: Promise<string> | undefined;
+        return await mount.handler({ req, res, params: { path }, query: url.searchParams, signal, body: () => (bodyRead ??= readBody(req)) });
       }
       let matches = this.routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
       if (matches.length === 0) return sendText(res, 404, '404 page not found\n');

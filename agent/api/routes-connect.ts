@@ -1,11 +1,11 @@
-// /v1/connect/* and /v1/agent/connect/*: intentions, authorization, CA roots and leaf certificates.
+// /v1/connect/* and /v1/agent/connect/*: intentions, CA roots and leaf certificates from the gossip backend, and authorization.
 
 import { NodemeshError } from '../../catalog/errors.js';
-import { decide, matchIntentions } from '../../intentions/decision.js';
+import { decide, matchIntentions, type Decision } from '../../intentions/decision.js';
 import type { IntentionInput } from '../../intentions/intention.js';
 import type { IntentionStore } from '../../intentions/intention-store.js';
 import type { TrustBundle } from '../ca/trust-bundle.js';
-import type { LeafCerts } from '../ca/leaf-certs.js';
+import type { LeafSource } from '../mesh-backend.js';
 import { parseServiceId } from '../proxy/spiffe-id.js';
 import { decodeOrThrow } from '../service-definition.js';
 import type { ApiDeps } from './api-deps.js';
@@ -17,7 +17,7 @@ import { decodeBody, type Schema } from './strict-json.js';
 export interface ConnectDeps {
   intentions: IntentionStore;
   trust: TrustBundle;
-  leaves: LeafCerts;
+  leaves: LeafSource;
   defaultPolicy: 'allow' | 'deny';
 }
 
@@ -91,23 +91,6 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
     sendJson(ctx.res, 200, true);
   });
 
-  r.on('POST', '/v1/agent/connect/authorize', async (ctx) => {
-    const text = await ctx.body();
-    let body: { Target?: string; ClientCertURI?: string; ClientCertSerial?: string };
-    try {
-      body = decodeOrThrow(() => decodeBody(text, { Target: 'string', ClientCertURI: 'string', ClientCertSerial: 'string', Namespace: 'string' }));
-    } catch (e) {
-      throw new NodemeshError('API_DECODE', `Bad request: ${(e as Error).message}`, 400);
-    }
-    if (!body.Target) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: Target service must be specified', 400);
-    const uri = body.ClientCertURI ?? '';
-    if (!uri.startsWith('spiffe://')) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: ClientCertURI not a valid Connect identifier', 400);
-    const id = parseServiceId(uri);
-    if (!id) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: ClientCertURI not a valid Service identifier', 400);
-    const decision = decide(store.list(), id.service, body.Target, c.defaultPolicy, id.namespace);
-    sendJson(ctx.res, 200, { Authorized: decision.allowed, Reason: decision.reason }, { 'X-Cache': 'MISS', Age: '0' });
-  });
-
   const roots = (ctx: RequestContext) => answerBlocking(ctx, c.trust.feed, () => ({ index: c.trust.index, body: c.trust.rootsView() }));
   r.on('GET', '/v1/agent/connect/ca/roots', roots);
   r.on('GET', '/v1/connect/ca/roots', roots);
@@ -122,5 +105,25 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
       const leaf = c.leaves.current(service)!;
       return { index: leaf.ModifyIndex, body: leaf };
     });
+  });
+}
+
+/** POST /v1/agent/connect/authorize: the decision a connection from ClientCertURI to Target gets here (both backends). */
+export function authorizeRoute(r: Router, authorize: (source: { service: string; namespace: string }, destination: string) => Decision): void {
+  r.on('POST', '/v1/agent/connect/authorize', async (ctx) => {
+    const text = await ctx.body();
+    let body: { Target?: string; ClientCertURI?: string; ClientCertSerial?: string };
+    try {
+      body = decodeOrThrow(() => decodeBody(text, { Target: 'string', ClientCertURI: 'string', ClientCertSerial: 'string', Namespace: 'string' }));
+    } catch (e) {
+      throw new NodemeshError('API_DECODE', `Bad request: ${(e as Error).message}`, 400);
+    }
+    if (!body.Target) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: Target service must be specified', 400);
+    const uri = body.ClientCertURI ?? '';
+    if (!uri.startsWith('spiffe://')) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: ClientCertURI not a valid Connect identifier', 400);
+    const id = parseServiceId(uri);
+    if (!id) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: ClientCertURI not a valid Service identifier', 400);
+    const decision = authorize({ service: id.service, namespace: id.namespace }, body.Target);
+    sendJson(ctx.res, 200, { Authorized: decision.allowed, Reason: decision.reason }, { 'X-Cache': 'MISS', Age: '0' });
   });
 }

@@ -1,8 +1,8 @@
 // Leaf certificates for local services: signed on demand, renewed at a random point in 60–90 % of their life.
 
 import type { Logger } from 'pino';
-import { ChangeFeed } from '../../catalog/change-feed.js';
 import type { CertificateAuthority } from './certificate-authority.js';
+import { LeafHolder } from './leaf-holder.js';
 import { colonHex } from './x509-certs.js';
 
 export interface Leaf {
@@ -20,36 +20,20 @@ export interface Leaf {
 
 export interface LeafCertsOptions { datacenter: string; ttlMs: number; log: Logger }
 
-export class LeafCerts {
-  readonly feed = new ChangeFeed();
-  private readonly leaves = new Map<string, Leaf>();
+export class LeafCerts extends LeafHolder {
   private readonly signing = new Map<string, Promise<Leaf>>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly listeners = new Set<(leaf: Leaf) => void>();
-  private lastIndex = 1;
   private stopped = false;
 
-  constructor(private ca: CertificateAuthority, private readonly opts: LeafCertsOptions) {}
+  constructor(private ca: CertificateAuthority, private readonly opts: LeafCertsOptions) {
+    super();
+  }
 
   /** Switches to a new signing CA and re-issues every current leaf with it (after any signing in flight). */
   async rotate(ca: CertificateAuthority): Promise<void> {
     this.ca = ca;
     await Promise.allSettled([...this.signing.values()]);
     await Promise.all([...this.leaves.keys()].map((s) => this.sign(s)));
-  }
-
-  get index(): number {
-    return this.lastIndex;
-  }
-
-  /** Called with every new or renewed leaf. */
-  onLeaf(fn: (leaf: Leaf) => void): () => void {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
-  }
-
-  current(service: string): Leaf | undefined {
-    return this.leaves.get(service);
   }
 
   /** The service's current leaf, signing one if there is none yet. */
@@ -68,7 +52,7 @@ export class LeafCerts {
       const ca = this.ca;
       const signed = await ca.signService(this.opts.datacenter, service, this.opts.ttlMs);
       const prev = this.leaves.get(service);
-      const index = ++this.lastIndex;
+      const index = this.nextIndex();
       const leaf: Leaf = {
         Service: service,
         ServiceURI: ca.spiffeId(this.opts.datacenter, service),
@@ -81,11 +65,9 @@ export class LeafCerts {
         ModifyIndex: index,
       };
       if (this.stopped) return leaf;
-      this.leaves.set(service, leaf);
       this.scheduleRenewal(service, signed.notBefore, signed.notAfter);
       this.opts.log.info({ service, serial: leaf.SerialNumber, validBefore: leaf.ValidBefore }, prev ? 'leaf certificate renewed' : 'leaf certificate issued');
-      for (const fn of this.listeners) fn(leaf);
-      this.feed.notify();
+      this.publish(leaf);
       return leaf;
     })().finally(() => this.signing.delete(service));
     this.signing.set(service, p);
@@ -122,11 +104,6 @@ export class LeafCerts {
     clearTimeout(this.timers.get(service));
     this.timers.delete(service);
     this.leaves.delete(service);
-  }
-
-  /** Seconds until each leaf expires, for metrics. */
-  expiries(): { service: string; seconds: number }[] {
-    return [...this.leaves.values()].map((l) => ({ service: l.Service, seconds: (Date.parse(l.ValidBefore) - Date.now()) / 1000 }));
   }
 
   stop(): void {

@@ -41,6 +41,10 @@ export class TrustBundle {
     return this.lastIndex;
   }
 
+  get trustDomain(): string {
+    return this.active.trustDomain;
+  }
+
   /** Every root a peer's chain may end in. */
   pems(): string[] {
     const now = Date.now();

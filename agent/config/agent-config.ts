@@ -43,11 +43,15 @@ export interface AgentConfig {
   rejoinAfterLeave: boolean;
   /** How long a failed node stays in the catalog (critical) before it is forgotten. */
   reconnectTimeoutMs: number;
+  /** Consul backend: catalog, CA and intentions from this Consul agent (http://host:port) instead of the gossip pool. */
+  consulAddr: string | undefined;
+  /** Token for the Consul backend's calls. */
+  consulToken: string | undefined;
 }
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
 
-type Kind = 'bool' | 'string' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key';
+type Kind = 'bool' | 'string' | 'url' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key';
 
 /** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
 export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
@@ -79,6 +83,8 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   rejoin_after_leave: { kind: 'bool', field: 'rejoinAfterLeave' },
   drain_timeout: { kind: 'duration', field: 'drainTimeoutMs' },
   data_plane_tunnel: { kind: 'bool', field: 'dataPlaneTunnel' },
+  consul_addr: { kind: 'url', field: 'consulAddr' },
+  consul_token: { kind: 'string', field: 'consulToken' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -98,6 +104,9 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
     case 'string':
       if (typeof value !== 'string') throw bad('must be a string');
       return value;
+    case 'url':
+      if (typeof value !== 'string' || !/^(https?:\/\/)?[^\s/:]+(:\d{1,5})?\/?$/.test(value)) throw bad('must be an address such as http://127.0.0.1:8500');
+      return /^https?:\/\//.test(value) ? value.replace(/\/$/, '') : `http://${value.replace(/\/$/, '')}`;
     case 'name':
       if (typeof value !== 'string' || value === '' || value.length > 128 || /[\s\x00-\x1f/]/.test(value)) {
         throw bad('must be 1-128 characters, no spaces, slashes or control characters');
@@ -180,6 +189,8 @@ export function defaultConfig(): AgentConfig {
     rejoinAfterLeave: false,
     drainTimeoutMs: 20_000,
     dataPlaneTunnel: true,
+    consulAddr: undefined,
+    consulToken: undefined,
   };
 }
 

@@ -91,6 +91,9 @@ export function loadConfig(src: ConfigSources): AgentConfig {
   for (const dir of src.configDirs) for (const f of filesOfDir(dir)) applyFile(cfg, readJsonFile(f), f);
   for (const f of src.configFiles) applyFile(cfg, readJsonFile(f), f);
   if (src.env.NODEMESH_ACL_TOKEN) cfg.aclToken = src.env.NODEMESH_ACL_TOKEN;
+  // Consul's own variables, as its CLI reads them.
+  if (src.env.CONSUL_HTTP_ADDR) cfg.consulAddr = convertValue('consul_addr', src.env.CONSUL_HTTP_ADDR, 'env CONSUL_HTTP_ADDR', true) as string;
+  if (src.env.CONSUL_HTTP_TOKEN) cfg.consulToken = src.env.CONSUL_HTTP_TOKEN;
   for (const [key, value] of Object.entries(src.flags)) {
     if (value === undefined || (Array.isArray(value) && value.length === 0)) continue;
     const spec = CONFIG_KEYS[key];

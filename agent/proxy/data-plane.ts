@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Catalog } from '../../catalog/catalog-store.js';
 import type { ChangeFeed } from '../../catalog/change-feed.js';
 import type { ServiceRecord } from '../../catalog/types.js';
-import type { LeafCerts } from '../ca/leaf-certs.js';
+import type { LeafSource } from '../mesh-backend.js';
 import { InboundListener, type Authorize, type InboundTarget } from './inbound.js';
 import { UpstreamListener, type Endpoint, type UpstreamSpec } from './outbound.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
@@ -18,7 +18,7 @@ export interface DataPlaneOptions {
   /** Where public listeners bind (--bind). */
   bind: string;
   tls: ServiceTls;
-  leaves: LeafCerts;
+  leaves: LeafSource;
   authorize: Authorize;
   intentionsFeed: ChangeFeed;
   /** Fires when the trusted roots change (a CA rotation). */

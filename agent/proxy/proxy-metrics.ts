@@ -1,7 +1,7 @@
 // Data-plane metrics: connections opened, denied and active, bytes each way, handshake time, leaf expiry.
 
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { LeafCerts } from '../ca/leaf-certs.js';
+import type { LeafSource } from '../mesh-backend.js';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -12,7 +12,7 @@ export class ProxyMetrics {
   readonly bytes: Counter<'direction' | 'source' | 'destination' | 'flow'>;
   readonly handshake: Histogram<'source' | 'destination'>;
 
-  constructor(registry: Registry, leaves: () => LeafCerts | undefined) {
+  constructor(registry: Registry, leaves: () => LeafSource | undefined) {
     const registers = [registry];
     this.opened = new Counter({ name: 'nodemesh_proxy_connections_total', help: 'Connections accepted and authorized, by direction, source and destination service.', labelNames: ['direction', 'source', 'destination'], registers });
     this.denied = new Counter({ name: 'nodemesh_proxy_denied_total', help: 'Connections refused or revoked, by reason.', labelNames: ['direction', 'source', 'destination', 'reason'], registers });

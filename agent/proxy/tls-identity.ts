@@ -2,8 +2,8 @@
 
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext, type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
-import type { Leaf, LeafCerts } from '../ca/leaf-certs.js';
-import type { TrustBundle } from '../ca/trust-bundle.js';
+import type { Leaf } from '../ca/leaf-certs.js';
+import type { LeafSource, TrustSource } from '../mesh-backend.js';
 import { parseServiceId, uriSans, type ServiceIdentity } from './spiffe-id.js';
 
 /** TLS 1.2 minimum (1.3 preferred by negotiation), ECDHE with AES-GCM or ChaCha20 only, as Consul's proxy. */
@@ -26,7 +26,7 @@ export class ServiceTls {
   /** Roots, and each root's trust domain by certificate fingerprint. */
   private trust: { index: number; roots: string[]; domainOfRoot: Map<string, string> } = { index: -1, roots: [], domainOfRoot: new Map() };
 
-  constructor(private readonly bundle: TrustBundle, private readonly leaves: LeafCerts) {}
+  constructor(private readonly bundle: TrustSource, private readonly leaves: LeafSource) {}
 
   /** The trust bundle's roots and domains, recomputed only when the bundle changes. */
   private current() {

@@ -9,6 +9,10 @@ import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import type { AgentConfig } from '../../agent/config/agent-config.js';
 import { defaultConfig } from '../../agent/config/agent-config.js';
+import type { GossipMembership } from '../../agent/gossip-membership.js';
+import type { CertificateAuthority } from '../../agent/ca/certificate-authority.js';
+import type { LeafCerts } from '../../agent/ca/leaf-certs.js';
+import type { IntentionStore } from '../../intentions/intention-store.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'bin', 'nodemesh.js');
@@ -17,7 +21,12 @@ export function tempDir(prefix = 'nodemesh-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export interface TestAgent extends RunningAgent {
+/** A gossip-backend agent: its built-in CA, leaf signer, intention store and gossip are always there. */
+export interface TestAgent extends Omit<RunningAgent, 'gossip' | 'ca' | 'intentions' | 'leaves'> {
+  gossip: GossipMembership;
+  ca: CertificateAuthority;
+  intentions: IntentionStore;
+  leaves: LeafCerts;
   url: string;
   /** fetch against the agent's API. */
   api(path: string, init?: RequestInit): Promise<Response>;
@@ -28,6 +37,19 @@ export async function startTestAgent(overrides: Partial<AgentConfig> = {}): Prom
   const config: AgentConfig = {
     ...defaultConfig(), dev: true, node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
     dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, drainTimeoutMs: 1000, ...overrides,
+  };
+  const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
+  const url = `http://127.0.0.1:${agent.http.port}`;
+  const api = (path: string, init?: RequestInit) => fetch(`${url}${path}`, init);
+  if (agent.backend !== 'gossip') throw new Error('startTestAgent is for gossip-backend agents; use startConsulModeAgent');
+  return Object.assign(agent, { url, api }) as TestAgent;
+}
+
+/** A real agent in this process with the Consul backend (`consulAddr`), HTTP on 127.0.0.1 and a free port. */
+export async function startConsulModeAgent(consulAddr: string, overrides: Partial<AgentConfig> = {}): Promise<RunningAgent & { url: string; api(path: string, init?: RequestInit): Promise<Response> }> {
+  const config: AgentConfig = {
+    ...defaultConfig(), node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
+    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, drainTimeoutMs: 1000, consulAddr, ...overrides,
   };
   const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
   const url = `http://127.0.0.1:${agent.http.port}`;
