@@ -213,7 +213,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   authorizeRoute(router, authorize);
   if (consul) {
     // Cluster-wide reads and writes are Consul's to answer.
-    router.mount('consul pass-through', FORWARDED_PREFIXES, consulForward(consul.http, () => config.consulToken));
+    router.mount('consul pass-through', FORWARDED_PREFIXES, consulForward(consul.http, () => config.consulToken, config.aclToken));
   } else {
     catalogRoutes(router, deps);
     healthRoutes(router, deps);

@@ -129,6 +129,16 @@ test('Consul\'s built-in proxy reaches a service behind nodemesh, and nodemesh r
   assert.equal(a.reply, 'hello api from consul');
   const big = 'x'.repeat(256 * 1024);
   assert.equal((await exchange(IP.web, port.webUpApi, big)).reply.length, big.length);
+  // The same through the proxy in flags mode, as `consul connect proxy -service web -upstream api:PORT` is run by
+  // hand (its upstream listener is 127.0.0.1; -service takes a leaf for web without any registration).
+  const flagsPort = await freePort('127.0.0.1');
+  consul.proxy(['-service', 'web', '-upstream', `api:${flagsPort}`]);
+  const f = await waitFor(async () => {
+    const r = await exchange('127.0.0.1', flagsPort, 'hello api from a flags-mode proxy');
+    assert.equal(r.error, undefined);
+    return r;
+  }, 20_000);
+  assert.equal(f.reply, 'hello api from a flags-mode proxy');
   // gateway (nodemesh outbound) → mTLS (no tunnel: Consul's proxy does not speak it) → Consul proxy inbound → db
   const b = await waitFor(async () => {
     const r = await exchange(IP.agent, port.nmUpDb, 'hello db from nodemesh');
@@ -245,6 +255,27 @@ test('Consul down: open and new connections to known instances keep working, rea
   await waitFor(async () => assert.equal((await exchange(IP.agent, port.nmUpApi, 'after catch-up')).error, undefined), 30_000);
   open.socket.destroy();
   await sleep(10);
+});
+
+test('anti-entropy: a registration Consul lost comes back; a leaf through the pass-through needs the agent token when one is set', { skip }, async () => {
+  assert.equal((await consul.call('PUT', '/v1/agent/service/deregister/api-sidecar-proxy')).status, 200);
+  assert.equal(await consulSees('api'), false);
+  await waitFor(async () => assert.ok(await consulSees('api'), 'api-sidecar-proxy registered again'), 20_000);
+  // Token: a second agent with acl_token set (the pass-through is the same code).
+  const guarded = await startConsulModeAgent(consul.addr, { node: 'nm-2', bind: '127.0.71.7', aclToken: 'secret-token-1' });
+  try {
+    assert.equal((await guarded.api('/v1/agent/connect/ca/leaf/api')).status, 403);
+    const ok = await guarded.api('/v1/agent/connect/ca/leaf/api', { headers: { 'X-Consul-Token': 'secret-token-1' } });
+    assert.equal(ok.status, 200);
+    assert.match(((await ok.json()) as { PrivateKeyPEM: string }).PrivateKeyPEM, /PRIVATE KEY/);
+    assert.equal((await guarded.api('/v1/connect/intentions', { method: 'POST', body: '{}' })).status, 403, 'writes need the token');
+    // Consul's own errors come back as Consul said them.
+    const bad = await guarded.api('/v1/connect/intentions', { method: 'POST', headers: { 'X-Consul-Token': 'secret-token-1' }, body: JSON.stringify({ SourceName: 'a', DestinationName: 'b', SourceType: 'consul', Action: 'bogus' }) });
+    assert.equal(bad.status, 500);
+    assert.match(await bad.text(), /Action must be set to 'allow' or 'deny'/);
+  } finally {
+    await guarded.stop();
+  }
 });
 
 test('bad consul addresses are config errors with the expected form', { skip }, async () => {

@@ -1,7 +1,7 @@
 // The HTTP API in Consul mode: catalog, health, intentions and CA requests go to Consul as they came (blocking queries included), so the CLI and Consul clients see Consul's own answers.
 
 import type { Handler } from '../api/http-router.js';
-import { sendJson, sendText } from '../api/http-router.js';
+import { sendJson, sendText, tokenAllows } from '../api/http-router.js';
 import type { ConsulHttp } from './consul-http.js';
 
 /** What is Consul's to answer: the cluster-wide state. The agent's own endpoints (services, checks, self, ready) stay local. */
@@ -10,9 +10,14 @@ export const FORWARDED_PREFIXES = ['/v1/catalog', '/v1/health', '/v1/connect', '
 /** Response headers worth passing back (blocking-query indexes, cache state). */
 const PASS_HEADERS = ['x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact', 'x-consul-effective-consistency', 'x-cache', 'age'];
 
-export function consulForward(http: ConsulHttp, agentToken: () => string | undefined): Handler {
+export function consulForward(http: ConsulHttp, consulToken: () => string | undefined, aclToken: string | undefined): Handler {
   return async (ctx) => {
     const method = ctx.req.method ?? 'GET';
+    // A leaf carries a private key: as in gossip mode, reading one needs the agent's token when one is set
+    // (else any local caller would get a key through the agent's Consul token).
+    if (ctx.params.path.startsWith('/v1/agent/connect/ca/leaf') && !tokenAllows(ctx.req, ctx.query, aclToken)) {
+      return sendText(ctx.res, 403, 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
+    }
     const query: Record<string, string | string[]> = {};
     for (const [k, v] of ctx.query) {
       if (k === 'token') continue;
@@ -20,8 +25,10 @@ export function consulForward(http: ConsulHttp, agentToken: () => string | undef
       query[k] = have === undefined ? v : Array.isArray(have) ? [...have, v] : [have, v];
     }
     const header = ctx.req.headers['x-consul-token'];
-    // The caller's token when it brings one (Consul checks it); otherwise the agent's, as a Consul agent does.
-    const token = (typeof header === 'string' && header) || ctx.query.get('token') || agentToken();
+    const given = (typeof header === 'string' && header) || ctx.query.get('token') || undefined;
+    // The caller's Consul token when it brings one (Consul checks it); the agent's own Consul token when it
+    // brings none, or brings nodemesh's API token (which means nothing to Consul), as a Consul agent does.
+    const token = given && given !== aclToken ? given : consulToken();
     const body = method === 'GET' || method === 'HEAD' ? undefined : await ctx.body();
     const path = ctx.params.path.replace(/^\/v1/, '');
     const r = await http.raw(method, path, query as Record<string, string>, body || undefined, token);
