@@ -29,7 +29,7 @@ import { TrustBundle } from './ca/trust-bundle.js';
 import { GossipMembership, registerGossipMetrics } from './gossip-membership.js';
 import { CatalogReplicator } from '../catalog/replication.js';
 import { NodeState } from '../catalog/gossip/wire-messages.js';
-import { intentionsReplicatedSet } from '../intentions/intention-replication.js';
+import { lwwReplicatedSet } from '../catalog/lww-replicated-set.js';
 import { ConsulBackend } from './consul/consul-backend.js';
 import { consulForward, FORWARDED_PREFIXES } from './consul/consul-api-forward.js';
 import type { IntentionSource, LeafSource, TrustSource } from './mesh-backend.js';
@@ -253,7 +253,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   let reaper: NodeJS.Timeout | undefined;
   if (builtin) {
     const store = builtin.store;
-    const replicator = new CatalogReplicator(catalog, config.node, [intentionsReplicatedSet(store)], {
+    const replicator = new CatalogReplicator(catalog, config.node, [lwwReplicatedSet('intentions', store)], {
       broadcast: (body, key) => gossipRef.current?.serf.broadcastApp(body, key),
       pull: (node) => gossipRef.current?.pull(node),
       isMember: (node) => {

@@ -1,66 +1,29 @@
 // The intention store: Consul's create/update/delete rules, HLC-stamped records with tombstones, durable on disk.
 
 import { randomUUID } from 'node:crypto';
-import { ChangeFeed } from '../catalog/change-feed.js';
 import { NodemeshError, multiError } from '../catalog/errors.js';
-import { StateFile } from '../catalog/state-file.js';
-import type { Hlc } from './hlc.js';
-import { HybridClock, compareHlc } from './hlc.js';
+import { LwwRecordStore, isLwwEnvelope, type LwwRecord } from '../catalog/lww-record-store.js';
 import type { Intention, IntentionInput } from './intention.js';
 import { compareIntentions, describeIntention, intentionHash, precedence, validateIntention, withDefaults } from './intention.js';
 
 /** One replicated record: the latest write of an intention, or its tombstone. */
-export interface IntentionRecord {
-  id: string;
-  hlc: Hlc;
-  deleted: boolean;
-  intention?: Intention;
-}
-
-interface Persisted { format: 1; index: number; records: IntentionRecord[] }
+export type IntentionRecord = LwwRecord<'intention', Intention>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export class IntentionStore {
-  readonly feed = new ChangeFeed();
-  private readonly records = new Map<string, IntentionRecord>();
-  /** Local writes not yet handed to gossip (latest per id). */
-  private readonly unsent = new Map<string, IntentionRecord>();
-  /** Bumped on every change to `records`, for the sorted list's cache. */
-  private version = 0;
+export class IntentionStore extends LwwRecordStore<'intention', Intention> {
   private sorted?: { version: number; list: Intention[] };
   /** Live intentions by source → destination pair, for the duplicate check without a scan. */
   private readonly byPair = new Map<string, string>();
-  private readonly clock: HybridClock;
-  private readonly file: StateFile<Persisted>;
-  private lastIndex = 1;
 
   constructor(path: string, node: string) {
-    this.clock = new HybridClock(node);
-    this.file = new StateFile(path, () => ({ format: 1, index: this.lastIndex, records: [...this.records.values()] }));
-  }
-
-  async load(): Promise<void> {
-    const saved = await this.file.load();
-    if (!saved) return;
-    if (saved.format !== 1) throw new NodemeshError('STATE_FORMAT', `intentions file ${this.file.path} has unknown format ${String(saved.format)}`);
-    this.lastIndex = Math.max(this.lastIndex, saved.index);
-    for (const r of saved.records) {
-      this.setRecord(r);
-      this.clock.observe(r.hlc);
-    }
-  }
-
-  get index(): number {
-    return this.lastIndex;
+    super(path, node, 'intention', 'intentions');
   }
 
   /** Live intentions in Consul's list order; sorted once per change, shared (read-only) between callers. */
   list(): readonly Intention[] {
     if (this.sorted?.version === this.version) return this.sorted.list;
-    const out: Intention[] = [];
-    for (const r of this.records.values()) if (!r.deleted && r.intention) out.push(r.intention);
-    out.sort(compareIntentions);
+    const out = this.values().sort(compareIntentions);
     this.sorted = { version: this.version, list: out };
     return out;
   }
@@ -94,7 +57,7 @@ export class IntentionStore {
   async delete(id: string): Promise<void> {
     const existing = UUID.test(id) ? this.records.get(id) : undefined;
     if (!existing || existing.deleted) throw new NodemeshError('INTENTION_NOT_FOUND', `Cannot delete non-existent intention: '${id}'`, 404);
-    await this.commit({ id, hlc: this.clock.tick(), deleted: true });
+    await this.remove(id);
   }
 
   private async write(id: string, raw: IntentionInput, prev: Intention | undefined): Promise<Intention> {
@@ -114,78 +77,28 @@ export class IntentionStore {
     const dup = dupId !== undefined && dupId !== id ? this.records.get(dupId)?.intention : undefined;
     if (dup) throw new NodemeshError('INTENTION_DUPLICATE', `duplicate intention found: ${describeIntention(dup)}`, 409);
     const now = new Date().toISOString();
-    const index = this.lastIndex + 1;
+    const index = this.nextIndex;
     const intention: Intention = {
       ...fields, Hash: intentionHash(fields), CreatedAt: prev?.CreatedAt ?? now, UpdatedAt: now,
       CreateIndex: prev?.CreateIndex ?? index, ModifyIndex: index,
     };
-    await this.commit({ id, hlc: this.clock.tick(), deleted: false, intention });
+    await this.put(id, intention);
     return intention;
   }
 
-  /** Applies a record, saves, and rolls back if the save fails. */
-  private async commit(rec: IntentionRecord): Promise<void> {
-    const before = this.records.get(rec.id);
-    this.unsent.set(rec.id, rec);
-    this.apply(rec);
-    try {
-      await this.file.save();
-    } catch (e) {
-      if (before) this.setRecord(before);
-      else this.setRecord(undefined, rec.id);
-      this.feed.notify();
-      throw new NodemeshError('STATE_WRITE_FAILED', `could not save intentions: ${(e as Error).message}`, 500);
-    }
+  protected override onSet(id: string, old: Intention | undefined, next: Intention | undefined): void {
+    if (old && this.byPair.get(pairKey(old)) === id) this.byPair.delete(pairKey(old));
+    if (next) this.byPair.set(pairKey(next), id);
   }
 
-  private apply(rec: IntentionRecord): void {
-    this.lastIndex++;
-    if (rec.intention) rec.intention.ModifyIndex = this.lastIndex;
-    this.setRecord(rec);
-    this.feed.notify();
+  protected override shape(i: Intention): Intention {
+    return shaped(i);
   }
 
-  /** Stores (or, with `rec` undefined, removes) a record, keeping the pair index in step. */
-  private setRecord(rec: IntentionRecord | undefined, id = rec?.id ?? ''): void {
-    this.version++;
-    const old = this.records.get(id);
-    if (old?.intention && !old.deleted && this.byPair.get(pairKey(old.intention)) === id) this.byPair.delete(pairKey(old.intention));
-    if (!rec) {
-      this.records.delete(id);
-      return;
-    }
-    if (rec.intention) rec.intention = shaped(rec.intention);
-    this.records.set(id, rec);
-    if (rec.intention && !rec.deleted) this.byPair.set(pairKey(rec.intention), id);
-  }
-
-  /** Last-writer-wins merge of a record from another agent; returns whether it changed anything. */
-  merge(rec: IntentionRecord): boolean {
-    // A clock far ahead of ours would win every later merge and drag our clock along: refuse it.
-    if (rec.hlc.wall > Date.now() + 60_000) return false;
-    const mine = this.records.get(rec.id);
-    this.clock.observe(rec.hlc);
-    if (mine && compareHlc(mine.hlc, rec.hlc) >= 0) return false;
-    this.apply(rec);
-    this.file.save().catch(() => undefined);
-    return true;
-  }
-
-  /** Records written here since the last call, to gossip at once (without scanning the whole set). */
-  takeLocalWrites(): IntentionRecord[] {
-    if (this.unsent.size === 0) return [];
-    const out = [...this.unsent.values()];
-    this.unsent.clear();
-    return out;
-  }
-
-  allRecords(): IntentionRecord[] {
-    return [...this.records.values()];
-  }
-
-  async close(): Promise<void> {
-    this.feed.close();
-    await this.file.flush();
+  protected override isValidRecord(r: unknown): boolean {
+    if (!isLwwEnvelope(r)) return false;
+    const i = (r as IntentionRecord).intention;
+    return r.deleted || (typeof i === 'object' && i !== null && typeof i.SourceName === 'string' && typeof i.DestinationName === 'string');
   }
 }
 
