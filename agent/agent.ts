@@ -18,6 +18,8 @@ import { agentServiceRoutes } from './api/routes-agent-services.js';
 import { catalogRoutes } from './api/routes-catalog.js';
 import { healthRoutes } from './api/routes-health.js';
 import { authorizeRoute, connectRoutes } from './api/routes-connect.js';
+import { configRoutes } from './api/routes-config.js';
+import { ConfigEntryStore } from './config-entries/config-entry-store.js';
 import { CertificateAuthority } from './ca/certificate-authority.js';
 import { LeafCerts } from './ca/leaf-certs.js';
 import { IntentionStore } from '../intentions/intention-store.js';
@@ -60,6 +62,8 @@ export interface RunningAgent {
   intentions: IntentionStore | undefined;
   /** The Consul backend, when it runs. */
   consul: ConsulBackend | undefined;
+  /** Config entries replicated by gossip (gossip backend only; Consul holds them in the other). */
+  configEntries: ConfigEntryStore | undefined;
   dataPlane: DataPlane;
   gossip: GossipMembership | undefined;
   /** Graceful stop: stop accepting, finish in-flight requests, flush state. Idempotent. */
@@ -137,7 +141,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   const defaultPolicy = config.defaultIntentionPolicy ?? (config.dev ? 'allow' : 'deny');
   // The backend: trust, leaves and intentions from the gossip pool's own CA and store, or from Consul.
   let consul: ConsulBackend | undefined;
-  let builtin: { ca: CertificateAuthority; leafCerts: LeafCerts; store: IntentionStore; bundle: TrustBundle } | undefined;
+  let builtin: { ca: CertificateAuthority; leafCerts: LeafCerts; store: IntentionStore; bundle: TrustBundle; entries: ConfigEntryStore } | undefined;
   let trust: TrustSource;
   let leaves: LeafSource;
   let intentionList: IntentionSource;
@@ -156,7 +160,9 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     const store = new IntentionStore(join(dataDir, 'intentions.json'), config.node);
     await store.load();
     const bundle = TrustBundle.open(ca, dataDir, config.caTrustedRootsFile);
-    builtin = { ca, leafCerts, store, bundle };
+    const entries = new ConfigEntryStore(join(dataDir, 'config-entries.json'), config.node);
+    await entries.load();
+    builtin = { ca, leafCerts, store, bundle, entries };
     trust = bundle;
     leaves = leafCerts;
     intentionList = withDefault(store, defaultPolicy);
@@ -218,6 +224,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     catalogRoutes(router, deps);
     healthRoutes(router, deps);
     connectRoutes(router, deps, { intentions: builtin!.store, trust: builtin!.bundle, leaves, defaultPolicy });
+    configRoutes(router, builtin!.entries);
   }
 
   /** Stops everything below the HTTP server and gossip, and flushes state: shared by a failed start and stop(). */
@@ -228,6 +235,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     if (builtin) {
       builtin.bundle.stop();
       await builtin.store.close();
+      await builtin.entries.close();
     }
     await local.close();
   }
@@ -253,7 +261,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   let reaper: NodeJS.Timeout | undefined;
   if (builtin) {
     const store = builtin.store;
-    const replicator = new CatalogReplicator(catalog, config.node, [lwwReplicatedSet('intentions', store)], {
+    const replicator = new CatalogReplicator(catalog, config.node, [lwwReplicatedSet('intentions', store), lwwReplicatedSet('config-entries', builtin.entries)], {
       broadcast: (body, key) => gossipRef.current?.serf.broadcastApp(body, key),
       pull: (node) => gossipRef.current?.pull(node),
       isMember: (node) => {
@@ -306,6 +314,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     registerGossipMetrics(metrics.registry, gossip);
     catalog.feed.subscribe(() => replicator.localChanged());
     store.feed.subscribe(() => replicator.localChanged());
+    builtin.entries.feed.subscribe(() => replicator.localChanged());
     replicator.localChanged();
   }
   podWatcher?.start();
@@ -377,7 +386,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     http: { host: bound.address, port: bound.port }, dataDir, catalog, local,
     backend: consul ? 'consul' : 'gossip',
     get ca() { return builtin?.bundle.ca; },
-    trust, leaves, intentions: builtin?.store, consul, dataPlane, gossip, stop, stopped, reload, reloadFromSource,
+    trust, leaves, intentions: builtin?.store, consul, configEntries: builtin?.entries, dataPlane, gossip, stop, stopped, reload, reloadFromSource,
   };
 }
 

@@ -278,6 +278,16 @@ test('anti-entropy: a registration Consul lost comes back; a leaf through the pa
   }
 });
 
+test('config entries written through nodemesh land in Consul (the pass-through), and read back from it', { skip }, async () => {
+  const r = await agent.api('/v1/config', put({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' }));
+  assert.equal(r.status, 200, await r.text());
+  const inConsul = await consul.call('GET', '/v1/config/service-defaults/api');
+  assert.equal(inConsul.status, 200);
+  assert.equal(inConsul.json<{ Protocol: string }>().Protocol, 'http');
+  assert.equal(((await (await agent.api('/v1/config/service-defaults/api')).json()) as { Protocol: string }).Protocol, 'http');
+  assert.equal((await agent.api('/v1/config/service-defaults/api', { method: 'DELETE' })).status, 200);
+});
+
 test('bad consul addresses are config errors with the expected form', { skip }, async () => {
   const { loadConfig } = await import('../agent/config/config-load.js');
   assert.throws(() => loadConfig({ flags: { consul_addr: 'http://exa mple' }, configFiles: [], configDirs: [], env: {} }), /invalid value for "consul_addr".*http:\/\/127\.0\.0\.1:8500/);

@@ -3,9 +3,10 @@
 import { parseGoDuration } from '../go-duration.js';
 
 export type FieldType =
-  | 'string' | 'int' | 'uint' | 'bool' | 'duration' | 'any'
+  | 'string' | 'int' | 'uint' | 'float' | 'bool' | 'duration' | 'any'
   | 'map[string]string' | 'map[string][]string'
   | { array: FieldType }
+  | { map: FieldType }
   | { struct: Schema };
 
 /** Canonical (PascalCase) field name → type. */
@@ -19,9 +20,11 @@ function goType(t: FieldType): string {
   if (typeof t === 'string') {
     if (t === 'duration') return 'time.Duration';
     if (t === 'any') return 'interface {}';
+    if (t === 'float') return 'float32';
     return t;
   }
   if ('array' in t) return `[]${goType(t.array)}`;
+  if ('map' in t) return `map[string]${goType(t.map)}`;
   return 'struct';
 }
 
@@ -45,6 +48,15 @@ function decodeValue(v: unknown, t: FieldType, path: string): unknown {
       if (!Array.isArray(v)) throw mismatch(v, path, t);
       return v.map((item) => decodeValue(item, t.array, path));
     }
+    if ('map' in t) {
+      if (typeof v !== 'object' || Array.isArray(v)) throw mismatch(v, path, t);
+      const out: Record<string, unknown> = {};
+      for (const [k, item] of Object.entries(v as Record<string, unknown>)) {
+        const d = decodeValue(item, t.map, path);
+        if (d !== undefined) out[k] = d;
+      }
+      return out;
+    }
     if (typeof v !== 'object' || Array.isArray(v)) throw mismatch(v, path, t);
     return decodeStruct(v as Record<string, unknown>, t.struct, path);
   }
@@ -56,6 +68,9 @@ function decodeValue(v: unknown, t: FieldType, path: string): unknown {
       return v;
     case 'bool':
       if (typeof v !== 'boolean') throw mismatch(v, path, t);
+      return v;
+    case 'float':
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw mismatch(v, path, t);
       return v;
     case 'int':
     case 'uint':

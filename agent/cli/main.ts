@@ -9,6 +9,7 @@ import { agentControlCommands } from './agent-control-commands.js';
 import { catalogCommands } from './catalog-commands.js';
 import { connectCommands } from './connect-commands.js';
 import { intentionCommands } from './intention-commands.js';
+import { configCommands } from './config-commands.js';
 import type { Format } from './table.js';
 
 const program = new Command('nodemesh')
@@ -28,6 +29,7 @@ const globals = () => {
 agentCommand(program);
 catalogCommands(program, globals);
 intentionCommands(program, globals);
+configCommands(program, globals);
 connectCommands(program, globals);
 agentControlCommands(program, globals);
 program.command('keygen').description('print a new gossip encryption key (base64, 32 bytes) for --encrypt').action(() => {

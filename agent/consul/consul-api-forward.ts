@@ -5,7 +5,7 @@ import { sendJson, sendText, tokenAllows } from '../api/http-router.js';
 import type { ConsulHttp } from './consul-http.js';
 
 /** What is Consul's to answer: the cluster-wide state. The agent's own endpoints (services, checks, self, ready) stay local. */
-export const FORWARDED_PREFIXES = ['/v1/catalog', '/v1/health', '/v1/connect', '/v1/agent/connect/ca'];
+export const FORWARDED_PREFIXES = ['/v1/catalog', '/v1/health', '/v1/connect', '/v1/agent/connect/ca', '/v1/config'];
 
 /** Response headers worth passing back (blocking-query indexes, cache state). */
 const PASS_HEADERS = ['x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact', 'x-consul-effective-consistency', 'x-cache', 'age'];

@@ -1,0 +1,66 @@
+// The config entries this agent knows: written through the API, replicated by gossip (last writer wins per kind and name), durable on disk.
+
+import { NodemeshError } from '../../catalog/errors.js';
+import { LwwRecordStore, isLwwEnvelope, type LwwRecord } from '../../catalog/lww-record-store.js';
+import { KINDS, L7_PROTOCOLS, decodeConfigEntry, protocolOf, type ConfigEntry, type Kind } from './config-entry.js';
+
+export type ConfigEntryRecord = LwwRecord<'entry', ConfigEntry>;
+
+const key = (kind: string, name: string) => `${kind}/${name}`;
+
+export class ConfigEntryStore extends LwwRecordStore<'entry', ConfigEntry> {
+  constructor(path: string, node: string) {
+    super(path, node, 'entry', 'config entries');
+  }
+
+  get(kind: Kind, name: string): ConfigEntry | undefined {
+    return this.value(key(kind, name));
+  }
+
+  /** One kind's entries by name, or every entry. */
+  list(kind?: Kind): ConfigEntry[] {
+    return this.values().filter((e) => !kind || e.Kind === kind).sort((a, b) => a.Kind.localeCompare(b.Kind) || a.Name.localeCompare(b.Name));
+  }
+
+  /**
+   * Validates and stores an entry (PUT /v1/config). With `cas`, only if the entry's ModifyIndex is still `cas`
+   * (0: only if it does not exist); returns whether it was written.
+   */
+  async write(raw: unknown, cas?: number): Promise<boolean> {
+    const lookup = (k: Kind, n: string) => this.get(k, n);
+    const e = decodeConfigEntry(raw, lookup);
+    const prev = this.get(e.Kind, e.Name);
+    if (cas !== undefined && (prev?.ModifyIndex ?? 0) !== cas) return false;
+    if (e.Kind === 'service-defaults' || e.Kind === 'proxy-defaults') this.checkRoutedStillL7(e as ConfigEntry);
+    const index = this.nextIndex;
+    await this.put(key(e.Kind, e.Name), { ...e, CreateIndex: prev?.CreateIndex ?? index, ModifyIndex: index });
+    return true;
+  }
+
+  /** Removes an entry (no error if there is none, as Consul). */
+  async delete(kind: Kind, name: string): Promise<void> {
+    const prev = this.get(kind, name);
+    if (!prev) return;
+    if (kind === 'service-defaults' || kind === 'proxy-defaults') this.checkRoutedStillL7(undefined, prev);
+    await this.remove(key(kind, name));
+  }
+
+  /** A defaults change must not leave a routed or split service on a protocol that cannot be routed. */
+  private checkRoutedStillL7(next: ConfigEntry | undefined, removing?: ConfigEntry): void {
+    const changed = next ?? removing!;
+    const lookup = (k: Kind, n: string) => (k === changed.Kind && n === changed.Name ? next : this.get(k, n));
+    for (const e of this.values()) {
+      if (e.Kind !== 'service-router' && e.Kind !== 'service-splitter') continue;
+      const p = protocolOf(e.Name, lookup);
+      if (!L7_PROTOCOLS.includes(p)) {
+        throw new NodemeshError('CONFIG_ENTRY_INVALID', `${e.Kind} ${JSON.stringify(e.Name)} needs an HTTP-family protocol; this change would make it ${JSON.stringify(p)}: delete the ${e.Kind} first`, 400);
+      }
+    }
+  }
+
+  protected override isValidRecord(r: unknown): boolean {
+    if (!isLwwEnvelope(r)) return false;
+    const e = (r as ConfigEntryRecord).entry;
+    return r.deleted || (typeof e === 'object' && e !== null && (KINDS as readonly string[]).includes(e.Kind) && typeof e.Name === 'string' && r.id === key(e.Kind, e.Name));
+  }
+}
