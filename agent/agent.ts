@@ -185,6 +185,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     authorize, intentionsFeed: intentionList.feed, trustFeed: trust.feed, metrics: proxyMetrics, log,
     onListening: (proxyId) => local.checks.probeNow(proxyId),
     tunnel: config.dataPlaneTunnel,
+    entries: builtin ? { feed: builtin.entries.feed, get index() { return builtin!.entries.index; }, get: (k, n) => builtin!.entries.get(k, n) } : undefined,
   });
   await dataPlane.start();
 

@@ -1,15 +1,12 @@
 // The multiplexed tunnel between agents: many streams on one mTLS connection, resets, identity and revocation per stream, peer restart, bad frames.
 
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import { after, before, test } from 'node:test';
-import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
 import { FrameParser, FrameType, header, TUNNEL_ALPN } from '../agent/proxy/tunnel-frames.js';
 import type { AgentConfig } from '../agent/config/agent-config.js';
-import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { put, sharedCa, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { echoApp, roundTrip, type App } from './helpers/tcp-apps.js';
 import { waitFor } from './helpers/wait-for.js';
@@ -28,11 +25,7 @@ const ports = { web: 0, admin: 0 };
 after(async () => { await a?.stop().catch(() => undefined); await b?.stop().catch(() => undefined); app?.server.close(); });
 
 before(async () => {
-  const dir = tempDir();
-  const root = await CertificateAuthority.createRoot();
-  writeFileSync(join(dir, 'ca.pem'), root.certPem);
-  writeFileSync(join(dir, 'ca-key.pem'), root.keyPem, { mode: 0o600 });
-  const ca = { caFile: join(dir, 'ca.pem'), caKeyFile: join(dir, 'ca-key.pem'), defaultIntentionPolicy: 'allow' as const };
+  const ca = await sharedCa();
   app = await echoApp(APP);
   bConfig = { node: 'tunnel-b', bind: B, dataDir: tempDir(), serfLanPort: await freePort(B), ...ca };
   b = await startTestAgent(bConfig);

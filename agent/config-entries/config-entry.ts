@@ -3,6 +3,7 @@
 import { NodemeshError, multiError } from '../../catalog/errors.js';
 import { DecodeError, decodeStruct, type FieldType, type Schema } from '../api/strict-json.js';
 import { parseGoDuration } from '../go-duration.js';
+import { compileSubsetFilter } from '../traffic/subset-filter.js';
 
 export const KINDS = ['service-defaults', 'proxy-defaults', 'service-resolver', 'service-splitter', 'service-router'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -149,6 +150,13 @@ function validateSplitter(e: Rec, errs: string[]): void {
 function validateResolver(e: Rec, errs: string[]): void {
   const subsets = (e.Subsets as Record<string, Rec> | undefined) ?? {};
   for (const name of Object.keys(subsets)) if (!SUBSET.test(name)) errs.push(`Subset ${JSON.stringify(name)} is invalid: use lowercase letters, digits and dashes`);
+  for (const [name, def] of Object.entries(subsets)) {
+    try {
+      compileSubsetFilter(def.Filter as string | undefined);
+    } catch (e) {
+      errs.push(`Subset ${JSON.stringify(name)} has an invalid filter: ${(e as Error).message}`);
+    }
+  }
   if (e.DefaultSubset && !(String(e.DefaultSubset) in subsets)) errs.push(`DefaultSubset ${JSON.stringify(e.DefaultSubset)} is not a valid subset`);
   for (const key of Object.keys((e.Failover as Rec | undefined) ?? {})) {
     if (key !== '*' && !(key in subsets)) errs.push(`Bad Failover[${JSON.stringify(key)}]: not a valid subset`);

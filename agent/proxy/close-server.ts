@@ -1,4 +1,4 @@
-// Closing a listener without letting one stuck connection stall the data plane's reconcile loop.
+// Closing a listener (and its connections) without letting one stuck connection stall the data plane's reconcile loop.
 
 import type { Server } from 'node:net';
 
@@ -16,4 +16,11 @@ export function closeServer(server: Server, maxWaitMs = 1000): Promise<void> {
       resolve();
     });
   });
+}
+
+/** Closes a listener and every connection it still has (a listener's close). */
+export async function closeListener(server: Server | undefined, open: Set<{ destroy(): void }>): Promise<void> {
+  for (const s of open) s.destroy();
+  open.clear();
+  if (server) await closeServer(server);
 }

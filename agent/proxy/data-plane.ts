@@ -6,11 +6,17 @@ import type { ChangeFeed } from '../../catalog/change-feed.js';
 import type { ServiceRecord } from '../../catalog/types.js';
 import type { LeafSource } from '../mesh-backend.js';
 import { InboundListener, type Authorize, type InboundTarget } from './inbound.js';
-import { UpstreamListener, type Endpoint, type UpstreamSpec } from './outbound.js';
+import { UpstreamListener, type UpstreamSpec } from './outbound.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import type { ServiceTls } from './tls-identity.js';
 import { TunnelPool } from './tunnel-pool.js';
 import { CoalescingRunner } from '../coalescing-runner.js';
+import { protocolOf } from '../config-entries/config-entry.js';
+import { HttpUpstreamListener, type EntrySource } from '../traffic/http-upstream.js';
+import { instanceIndex, type InstanceIndex } from '../traffic/service-instances.js';
+
+/** What both kinds of upstream listener (bytes, or HTTP per request) offer the manager. */
+type Upstream = UpstreamListener | HttpUpstreamListener;
 
 export interface DataPlaneOptions {
   catalog: Catalog;
@@ -29,41 +35,15 @@ export interface DataPlaneOptions {
   onListening?(proxyId: string): void;
   /** Offer the multiplexed tunnel to peer agents (default true); false: one mTLS handshake per connection. */
   tunnel?: boolean;
+  /** Config entries (protocol, routing); without them every upstream is TCP. */
+  entries?: EntrySource & { feed: ChangeFeed };
 }
 
 interface DesiredInbound { port: number; target: InboundTarget }
 
-/** Connect-capable endpoints whose every check passes (as /v1/health/connect/:name?passing), computed once per catalog change and destination rather than once per connection. */
-export function cachedEndpoints(catalog: Catalog): (name: string) => Endpoint[] {
-  let index = -1;
-  const cache = new Map<string, Endpoint[]>();
-  return (name) => {
-    if (catalog.index !== index) {
-      cache.clear();
-      index = catalog.index;
-    }
-    let list = cache.get(name);
-    if (!list) cache.set(name, (list = scanEndpoints(catalog, name)));
-    return list;
-  };
-}
-
-function scanEndpoints(catalog: Catalog, name: string): Endpoint[] {
-  const out: Endpoint[] = [];
-  for (const node of catalog.allNodes()) {
-    for (const s of node.services.values()) {
-      const capable = (s.Kind === 'connect-proxy' && s.Proxy?.DestinationServiceName === name) || (s.Service === name && s.Connect?.Native === true);
-      if (!capable) continue;
-      if (!catalog.checksForInstance(node, s.ID).every((c) => c.Status === 'passing')) continue;
-      out.push({ host: s.Address || node.info.Address, port: s.Port });
-    }
-  }
-  return out;
-}
-
 export class DataPlane {
   private readonly inbound = new Map<string, InboundListener>();
-  private readonly outbound = new Map<string, UpstreamListener>();
+  private readonly outbound = new Map<string, Upstream>();
   private readonly unsubscribe: (() => void)[] = [];
   private readonly reconciler = new CoalescingRunner(() => this.reconcileOnce(), () => this.stopped);
   private stopped = false;
@@ -71,18 +51,20 @@ export class DataPlane {
   private retryTimer?: NodeJS.Timeout;
   /** Services whose leaves the data plane asked for; dropped when their last listener goes. */
   private leafServices = new Set<string>();
-  private readonly endpoints: (name: string) => Endpoint[];
+  private readonly index: InstanceIndex;
   /** Pooled tunnels to other agents' public listeners, shared by every upstream listener. */
   readonly tunnels: TunnelPool;
 
   constructor(private readonly o: DataPlaneOptions) {
-    this.endpoints = cachedEndpoints(o.catalog);
+    this.index = instanceIndex(o.catalog);
     this.tunnels = new TunnelPool(o.tls, o.log, (source, destination, secs) => o.metrics.handshake.observe({ source, destination }, secs), o.tunnel ?? true);
   }
 
   start(): Promise<void> {
     this.unsubscribe.push(this.o.catalog.feed.subscribe(() => void this.reconcile()));
     this.unsubscribe.push(this.o.intentionsFeed.subscribe(() => this.revalidate()));
+    // A protocol change turns an upstream listener from bytes to HTTP or back.
+    if (this.o.entries) this.unsubscribe.push(this.o.entries.feed.subscribe(() => void this.reconcile()));
     this.unsubscribe.push(this.o.trustFeed.subscribe(() => {
       for (const l of this.inbound.values()) l.refreshTls();
     }));
@@ -141,6 +123,7 @@ export class DataPlane {
           lb: cfg.lb === 'least_conn' ? 'least_conn' : 'round_robin',
           connectTimeoutMs: typeof cfg.connect_timeout_ms === 'number' ? cfg.connect_timeout_ms : 5000,
           declarers: [declarer],
+          protocol: this.o.entries ? protocolOf(u.DestinationName, this.o.entries.get) : 'tcp',
         });
       }
     }
@@ -198,7 +181,7 @@ export class DataPlane {
     }
     for (const [key, l] of this.outbound) {
       const w = want.outbound.get(key);
-      if (!w || w.destination !== l.destination) {
+      if (!w || w.destination !== l.destination || listenerKind(w.protocol) !== listenerKind(l.protocol)) {
         this.outbound.delete(key);
         await l.close();
         this.o.log.info({ listen: key }, 'upstream listener closed');
@@ -210,7 +193,9 @@ export class DataPlane {
         have.update(w);
         continue;
       }
-      const l = new UpstreamListener(w, this.tunnels, this.endpoints, this.o.log, this.o.metrics);
+      const l: Upstream = listenerKind(w.protocol) === 'http' && this.o.entries
+        ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics)
+        : new UpstreamListener(w, this.tunnels, this.index.endpoints, this.o.log, this.o.metrics);
       try {
         await l.start();
         this.outbound.set(key, l);
@@ -262,4 +247,9 @@ export class DataPlane {
     this.inbound.clear();
     this.outbound.clear();
   }
+}
+
+/** HTTP/1.1 services are proxied per request; http2 and grpc stay on the byte path until the HTTP/2 proxy lands. */
+function listenerKind(protocol: string): 'http' | 'tcp' {
+  return protocol === 'http' ? 'http' : 'tcp';
 }

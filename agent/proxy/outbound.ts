@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { joinSockets } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
-import { closeServer } from './close-server.js';
+import { closeListener } from './close-server.js';
 import type { TunnelPool } from './tunnel-pool.js';
 import type { TunnelStream } from './tunnel-session.js';
 
@@ -25,6 +25,8 @@ export interface UpstreamSpec {
   lb: 'round_robin' | 'least_conn';
   connectTimeoutMs: number;
   declarers: UpstreamDeclarer[];
+  /** The destination's protocol by config entries: tcp is proxied as bytes, http per request. */
+  protocol: string;
 }
 
 export type { Endpoint } from './tunnel-pool.js';
@@ -35,7 +37,38 @@ export type FindEndpoints = (destination: string) => Endpoint[];
 const MAX_ATTEMPTS = 3;
 
 export const isLoopbackAddress = (a: string) => a.startsWith('127.') || a === '::1' || a === 'localhost';
-const plainIp = (a: string | undefined) => (a ?? '').replace(/^::ffff:/, '');
+export const plainIp = (a: string | undefined) => (a ?? '').replace(/^::ffff:/, '');
+
+/** Who is calling an upstream listener, from the declaring services: the one loopback owner, or source address → service. */
+export class UpstreamAttribution {
+  private owner: string | undefined;
+  private byAddress = new Map<string, string | null>();
+  private declarers: UpstreamDeclarer[] = [];
+
+  update(spec: UpstreamSpec): void {
+    this.declarers = spec.declarers;
+    const services = new Set(spec.declarers.map((d) => d.sourceService));
+    this.owner = services.size === 1 && isLoopbackAddress(spec.bindAddress) ? [...services][0] : undefined;
+    this.byAddress = new Map();
+    for (const d of spec.declarers) {
+      const have = this.byAddress.get(d.address);
+      // Two services behind one address cannot be told apart: that address is refused.
+      this.byAddress.set(d.address, have === undefined || have === d.sourceService ? d.sourceService : null);
+    }
+  }
+
+  get sources(): string[] {
+    return [...new Set(this.declarers.map((d) => d.sourceService))];
+  }
+
+  /**
+   * Who is calling: on a loopback listener declared by one service, that service; otherwise the
+   * declaring instance whose address is the connection's source IP.
+   */
+  sourceOf(remote: string | undefined): string | undefined {
+    return this.owner ?? this.byAddress.get(plainIp(remote)) ?? undefined;
+  }
+}
 
 export class UpstreamListener {
   private server?: Server;
@@ -64,24 +97,19 @@ export class UpstreamListener {
     return this.spec.destination;
   }
 
-  /** Who may call, precomputed per spec: the one loopback owner, or source address → service. */
-  private owner: string | undefined;
-  private byAddress = new Map<string, string | null>();
+  private readonly attribution = new UpstreamAttribution();
 
   update(spec: UpstreamSpec): void {
     this.spec = spec;
-    const services = new Set(spec.declarers.map((d) => d.sourceService));
-    this.owner = services.size === 1 && isLoopbackAddress(spec.bindAddress) ? [...services][0] : undefined;
-    this.byAddress = new Map();
-    for (const d of spec.declarers) {
-      const have = this.byAddress.get(d.address);
-      // Two services behind one address cannot be told apart: that address is refused.
-      this.byAddress.set(d.address, have === undefined || have === d.sourceService ? d.sourceService : null);
-    }
+    this.attribution.update(spec);
   }
 
   get sources(): string[] {
-    return [...new Set(this.spec.declarers.map((d) => d.sourceService))];
+    return this.attribution.sources;
+  }
+
+  get protocol(): string {
+    return 'tcp';
   }
 
   async start(): Promise<void> {
@@ -98,12 +126,8 @@ export class UpstreamListener {
     this.log.info({ listen: this.key, destination: this.spec.destination, sources: this.spec.declarers.map((d) => d.sourceService) }, 'upstream listener open');
   }
 
-  /**
-   * Who is calling: on a loopback listener declared by one service, that service; otherwise the
-   * declaring instance whose address is the connection's source IP.
-   */
   sourceOf(remote: string): string | undefined {
-    return this.owner ?? this.byAddress.get(remote) ?? undefined;
+    return this.attribution.sourceOf(remote);
   }
 
   private order(list: Endpoint[]): Endpoint[] {
@@ -190,8 +214,6 @@ export class UpstreamListener {
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
-    if (server) await closeServer(server);
+    await closeListener(server, this.sockets);
   }
 }

@@ -11,6 +11,10 @@ export class ProxyMetrics {
   readonly active: Gauge<'direction' | 'source' | 'destination'>;
   readonly bytes: Counter<'direction' | 'source' | 'destination' | 'flow'>;
   readonly handshake: Histogram<'source' | 'destination'>;
+  /** L7: requests by route and status class (2xx…5xx), and their latency in ms (Flagger's success-rate and duration checks read these). */
+  readonly requests: Counter<'source' | 'destination' | 'route' | 'code_class'>;
+  readonly requestMs: Histogram<'source' | 'destination' | 'route'>;
+  readonly retries: Counter<'source' | 'destination' | 'route' | 'reason'>;
 
   constructor(registry: Registry, leaves: () => LeafSource | undefined) {
     const registers = [registry];
@@ -19,6 +23,9 @@ export class ProxyMetrics {
     this.active = new Gauge({ name: 'nodemesh_proxy_active_connections', help: 'Open proxied connections.', labelNames: ['direction', 'source', 'destination'], registers });
     this.bytes = new Counter({ name: 'nodemesh_proxy_bytes_total', help: 'Bytes proxied; flow=tx is toward the destination, rx back to the source.', labelNames: ['direction', 'source', 'destination', 'flow'], registers });
     this.handshake = new Histogram({ name: 'nodemesh_proxy_handshake_seconds', help: 'Outbound TCP connect plus mTLS handshake time.', labelNames: ['source', 'destination'], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers });
+    this.requests = new Counter({ name: 'nodemesh_l7_requests_total', help: 'HTTP requests through upstream listeners, by source, destination, route and status class.', labelNames: ['source', 'destination', 'route', 'code_class'], registers });
+    this.requestMs = new Histogram({ name: 'nodemesh_l7_request_duration_ms', help: 'HTTP request latency through the mesh in milliseconds, first byte in to last byte out.', labelNames: ['source', 'destination', 'route'], buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000], registers });
+    this.retries = new Counter({ name: 'nodemesh_l7_retries_total', help: 'HTTP request attempts retried, by reason (status, connect), and ones refused by the retry budget (budget).', labelNames: ['source', 'destination', 'route', 'reason'], registers });
     new Gauge({
       name: 'nodemesh_leaf_cert_expiry_seconds', help: 'Seconds until each local service\'s leaf certificate expires.', labelNames: ['service'], registers,
       collect() {

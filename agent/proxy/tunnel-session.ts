@@ -44,7 +44,43 @@ export class TunnelStream extends Duplex {
     return this; // frames are written at once; there is no Nagle at this layer
   }
 
+  // ---- what node:http's Agent asks of a pooled socket (keep-alive HTTP over a stream) ----
+
+  /** Idle timeout in ms (0: none); 'timeout' is emitted after that long without traffic. */
+  timeout = 0;
+  private idleTimer?: NodeJS.Timeout;
+
+  setTimeout(ms: number, cb?: () => void): this {
+    this.timeout = ms;
+    if (cb) this.once('timeout', cb);
+    this.touch();
+    return this;
+  }
+
+  /** Traffic: the idle timer starts again. */
+  private touch(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (this.timeout > 0 && !this.destroyed) {
+      this.idleTimer = setTimeout(() => this.emit('timeout'), this.timeout);
+      this.idleTimer.unref();
+    }
+  }
+
+  setKeepAlive(): this {
+    return this; // the tunnel's own connection carries TCP keep-alive
+  }
+
+  ref(): this {
+    return this;
+  }
+
+  unref(): this {
+    return this;
+  }
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    if (this.idleTimer) this.touch();
     this.send(chunk, cb);
   }
 
@@ -89,6 +125,7 @@ export class TunnelStream extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    clearTimeout(this.idleTimer);
     const w = this.ackWaiter;
     this.ackWaiter = undefined;
     w?.reject(err ?? new Error('stream closed before the peer answered'));
@@ -119,6 +156,7 @@ export class TunnelStream extends Duplex {
     if (this.finReceived) throw tunnelError(`data after FIN on stream ${this.id}`);
     this.bytesRead += slice.length;
     this.unacked += slice.length;
+    if (this.idleTimer) this.touch();
     if (this.unacked > INITIAL_WINDOW + MAX_DATA_FRAME) throw tunnelError(`stream ${this.id}: peer sent past its window`);
     if (!this.push(slice)) this.wantMore = false;
     this.session.received(slice.length);

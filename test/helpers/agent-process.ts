@@ -1,7 +1,7 @@
 // Test fixtures: a real agent in-process on port 0, or as a child process of the built CLI.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +10,7 @@ import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import type { AgentConfig } from '../../agent/config/agent-config.js';
 import { defaultConfig } from '../../agent/config/agent-config.js';
 import type { GossipMembership } from '../../agent/gossip-membership.js';
-import type { CertificateAuthority } from '../../agent/ca/certificate-authority.js';
+import { CertificateAuthority } from '../../agent/ca/certificate-authority.js';
 import type { LeafCerts } from '../../agent/ca/leaf-certs.js';
 import type { IntentionStore } from '../../intentions/intention-store.js';
 
@@ -54,6 +54,15 @@ export async function startConsulModeAgent(consulAddr: string, overrides: Partia
   const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
   const url = `http://127.0.0.1:${agent.http.port}`;
   return Object.assign(agent, { url, api: (path: string, init?: RequestInit) => fetch(`${url}${path}`, init) });
+}
+
+/** One CA for several agents (as `nodemesh ca init` makes it), and an allow-by-default policy: the config keys to pass each agent. */
+export async function sharedCa(): Promise<{ caFile: string; caKeyFile: string; defaultIntentionPolicy: 'allow' }> {
+  const dir = tempDir();
+  const root = await CertificateAuthority.createRoot();
+  writeFileSync(join(dir, 'ca.pem'), root.certPem);
+  writeFileSync(join(dir, 'ca-key.pem'), root.keyPem, { mode: 0o600 });
+  return { caFile: join(dir, 'ca.pem'), caKeyFile: join(dir, 'ca-key.pem'), defaultIntentionPolicy: 'allow' };
 }
 
 export const put = (body?: unknown, headers: Record<string, string> = {}): RequestInit => ({

@@ -1,0 +1,146 @@
+// The discovery chain of one upstream, compiled from config entries as Consul does: service-router → service-splitter → service-resolver, down to (service, subset) targets.
+
+import type { ConfigEntry, Kind } from '../config-entries/config-entry.js';
+import { parseGoDuration } from '../go-duration.js';
+import { compileSubsetFilter, type SubsetFilter } from './subset-filter.js';
+
+export type EntryLookup = (kind: Kind, name: string) => ConfigEntry | undefined;
+
+/** Where a request goes in the end: instances of `service` that pass `filter`. */
+export interface Target {
+  service: string;
+  subset: string;
+  filter: SubsetFilter;
+  onlyPassing: boolean;
+  connectTimeoutMs: number;
+  lbPolicy: string;
+  hashPolicies: { Field?: string; FieldValue?: string; SourceIP?: boolean; Terminal?: boolean }[];
+}
+
+export interface RequestFacts { method: string; path: string; query: URLSearchParams; headers: Record<string, string | string[] | undefined> }
+
+export interface CompiledRoute {
+  /** For metrics and logs: the route's position, or "default". */
+  name: string;
+  match(r: RequestFacts): boolean;
+  targets: { weight: number; target: Target }[];
+  timeoutMs: number;
+  numRetries: number;
+  retryOnConnectFailure: boolean;
+  retryOn: Set<number>;
+  prefixRewrite?: { from: string; to: string };
+}
+
+/** Envoy's and Consul's default per-request timeout. */
+const DEFAULT_TIMEOUT_MS = 15_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+type Rec = Record<string, unknown>;
+const ms = (d: unknown, dflt: number) => (typeof d === 'string' && d ? parseGoDuration(d) : dflt);
+
+function resolve(service: string, subset: string | undefined, get: EntryLookup, depth = 0): Target {
+  const r = get('service-resolver', service);
+  const redirect = r?.Redirect as Rec | undefined;
+  if (redirect?.Service && depth < 8) return resolve(String(redirect.Service), (redirect.ServiceSubset as string | undefined) || subset, get, depth + 1);
+  const name = subset || String(r?.DefaultSubset ?? '');
+  const def = name ? (r?.Subsets as Record<string, Rec> | undefined)?.[name] : undefined;
+  const lb = (r?.LoadBalancer as Rec | undefined) ?? {};
+  return {
+    service, subset: name,
+    filter: compileSubsetFilter(def?.Filter as string | undefined),
+    onlyPassing: def?.OnlyPassing === true,
+    connectTimeoutMs: ms(r?.ConnectTimeout, DEFAULT_CONNECT_TIMEOUT_MS),
+    lbPolicy: String(lb.Policy ?? '') || 'round_robin',
+    hashPolicies: (lb.HashPolicies as Target['hashPolicies'] | undefined) ?? [],
+  };
+}
+
+function split(service: string, get: EntryLookup): { weight: number; target: Target }[] {
+  const s = get('service-splitter', service);
+  const splits = (s?.Splits as Rec[] | undefined) ?? [];
+  if (!splits.length) return [{ weight: 100, target: resolve(service, undefined, get) }];
+  return splits.filter((x) => Number(x.Weight ?? 0) > 0).map((x) => ({
+    weight: Number(x.Weight),
+    target: resolve(String(x.Service || service), x.ServiceSubset as string | undefined, get),
+  }));
+}
+
+function header(h: RequestFacts['headers'], name: string): string | undefined {
+  const v = h[name.toLowerCase()];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+function matcher(m: Rec | undefined): (r: RequestFacts) => boolean {
+  const http = (m?.HTTP as Rec | undefined) ?? {};
+  const tests: ((r: RequestFacts) => boolean)[] = [];
+  if (http.PathExact) tests.push((r) => r.path === http.PathExact);
+  if (http.PathPrefix) tests.push((r) => r.path.startsWith(String(http.PathPrefix)));
+  if (http.PathRegex) { const re = new RegExp(`^(?:${String(http.PathRegex)})$`); tests.push((r) => re.test(r.path)); }
+  const methods = (http.Methods as string[] | undefined) ?? [];
+  if (methods.length) tests.push((r) => methods.includes(r.method));
+  for (const h of (http.Header as Rec[] | undefined) ?? []) {
+    const name = String(h.Name);
+    const re = h.Regex ? new RegExp(`^(?:${String(h.Regex)})$`) : undefined;
+    const one = (r: RequestFacts) => {
+      const v = header(r.headers, name);
+      if (h.Present) return v !== undefined;
+      if (v === undefined) return false;
+      if (h.Exact !== undefined && h.Exact !== '') return v === h.Exact;
+      if (h.Prefix) return v.startsWith(String(h.Prefix));
+      if (h.Suffix) return v.endsWith(String(h.Suffix));
+      if (re) return re.test(v);
+      return true;
+    };
+    tests.push(h.Invert ? (r) => !one(r) : one);
+  }
+  for (const q of (http.QueryParam as Rec[] | undefined) ?? []) {
+    const name = String(q.Name);
+    const re = q.Regex ? new RegExp(`^(?:${String(q.Regex)})$`) : undefined;
+    tests.push((r) => {
+      const v = r.query.get(name);
+      if (q.Present) return v !== null;
+      if (v === null) return false;
+      if (q.Exact !== undefined && q.Exact !== '') return v === q.Exact;
+      return re ? re.test(v) : true;
+    });
+  }
+  return (r) => tests.every((t) => t(r));
+}
+
+/** Compiles the chain for requests to `destination`: its router's routes in order, then the default route. */
+export function compileChain(destination: string, get: EntryLookup): CompiledRoute[] {
+  const routes: CompiledRoute[] = [];
+  const router = get('service-router', destination);
+  for (const [i, r] of ((router?.Routes as Rec[] | undefined) ?? []).entries()) {
+    const d = (r.Destination as Rec | undefined) ?? {};
+    const service = String(d.Service || destination);
+    const http = ((r.Match as Rec | undefined)?.HTTP as Rec | undefined) ?? {};
+    const from = String(http.PathExact || http.PathPrefix || '');
+    routes.push({
+      name: `route-${i}`,
+      match: matcher(r.Match as Rec | undefined),
+      targets: d.ServiceSubset ? [{ weight: 100, target: resolve(service, String(d.ServiceSubset), get) }] : split(service, get),
+      timeoutMs: ms(d.RequestTimeout, DEFAULT_TIMEOUT_MS),
+      numRetries: Number(d.NumRetries ?? 0),
+      retryOnConnectFailure: d.RetryOnConnectFailure === true,
+      retryOn: new Set((d.RetryOnStatusCodes as number[] | undefined) ?? []),
+      prefixRewrite: d.PrefixRewrite !== undefined && d.PrefixRewrite !== '' && from ? { from, to: String(d.PrefixRewrite) } : undefined,
+    });
+  }
+  routes.push({
+    name: 'default', match: () => true, targets: split(destination, get), timeoutMs: DEFAULT_TIMEOUT_MS,
+    numRetries: 0, retryOnConnectFailure: false, retryOn: new Set(),
+  });
+  return routes;
+}
+
+/** Picks one target by weight (weights need not add up to 100 once zero-weight splits are dropped). */
+export function pickTarget(targets: CompiledRoute['targets'], random = Math.random): Target | undefined {
+  const total = targets.reduce((n, t) => n + t.weight, 0);
+  let x = random() * total;
+  for (const t of targets) {
+    x -= t.weight;
+    if (x < 0) return t.target;
+  }
+  return targets.at(-1)?.target;
+}

@@ -1,0 +1,294 @@
+// An upstream listener for an HTTP service: each request is routed (router → splitter → resolver), sent to an instance over the mTLS tunnel on a pooled keep-alive stream, retried within a budget, and timed out.
+
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { closeListener } from '../proxy/close-server.js';
+import { UpstreamAttribution, type UpstreamSpec } from '../proxy/outbound.js';
+import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
+import type { Endpoint, TunnelPool } from '../proxy/tunnel-pool.js';
+import { compileChain, pickTarget, type CompiledRoute, type EntryLookup, type Target } from './discovery-chain.js';
+import { OutlierDetector } from './outlier-detection.js';
+import { RetryBudget } from './retry-budget.js';
+import type { Instance } from './service-instances.js';
+
+/** Connection-level headers a proxy must not forward (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
+/** Request bodies up to this size are kept so the request can be retried; larger ones stream and are not retried. */
+const MAX_RETRY_BODY = 64 * 1024;
+/** Instances tried after connect failures, per request. */
+const MAX_CONNECT_ATTEMPTS = 3;
+
+export interface EntrySource { readonly index: number; get: EntryLookup }
+
+const codeClass = (status: number) => `${Math.floor(status / 100)}xx`;
+
+/** What the caller gets when the mesh itself answers. */
+class ProxyAnswer extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export class HttpUpstreamListener {
+  private server?: Server;
+  private spec: UpstreamSpec;
+  private readonly attribution = new UpstreamAttribution();
+  private chain?: { index: number; routes: CompiledRoute[] };
+  private readonly agents = new Map<string, Agent>();
+  private readonly rr = new Map<string, number>();
+  private readonly budget = new RetryBudget();
+  private readonly outliers: OutlierDetector;
+  private readonly open = new Set<Duplex>();
+
+  constructor(
+    spec: UpstreamSpec,
+    private readonly tunnels: TunnelPool,
+    private readonly instances: (service: string) => Instance[],
+    private readonly entries: EntrySource,
+    private readonly log: Logger,
+    private readonly metrics: ProxyMetrics,
+  ) {
+    this.spec = spec;
+    this.update(spec);
+    this.outliers = new OutlierDetector((key, forMs) => this.log.warn({ destination: spec.destination, instance: key, forMs }, 'instance ejected after consecutive failures (outlier detection)'));
+  }
+
+  get key(): string {
+    return `${this.spec.bindAddress}:${this.spec.bindPort}`;
+  }
+
+  get destination(): string {
+    return this.spec.destination;
+  }
+
+  get protocol(): string {
+    return this.spec.protocol;
+  }
+
+  get sources(): string[] {
+    return this.attribution.sources;
+  }
+
+  update(spec: UpstreamSpec): void {
+    this.spec = spec;
+    this.attribution.update(spec);
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({ keepAlive: true }, (req, res) => void this.handle(req, res));
+    server.on('connection', (s: Duplex) => {
+      this.open.add(s);
+      s.once('close', () => this.open.delete(s));
+    });
+    server.on('clientError', (_e, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.spec.bindPort, this.spec.bindAddress, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.log.error({ err: e.message, listen: this.key }, 'upstream listener error'));
+    this.server = server;
+    this.log.info({ listen: this.key, destination: this.spec.destination, protocol: this.spec.protocol, sources: this.sources }, 'HTTP upstream listener open');
+  }
+
+  /** The compiled chain, recompiled when config entries change. */
+  private routes(): CompiledRoute[] {
+    if (this.chain?.index !== this.entries.index) {
+      try {
+        this.chain = { index: this.entries.index, routes: compileChain(this.spec.destination, this.entries.get) };
+      } catch (e) {
+        this.log.error({ destination: this.spec.destination, err: (e as Error).message }, 'cannot compile the routing config; using the plain service');
+        this.chain = { index: this.entries.index, routes: compileChain(this.spec.destination, () => undefined) };
+      }
+    }
+    return this.chain.routes;
+  }
+
+  /** The next instance of the target for this request, skipping ones already tried. */
+  private pick(target: Target, tried: Set<string>): Instance | undefined {
+    const all = this.instances(target.service).filter((i) => (target.onlyPassing ? i.passing : i.healthy) && target.filter({ service: i.service, nodeMeta: i.nodeMeta }));
+    const fresh = all.filter((i) => !tried.has(i.key));
+    // Ejected instances only when nothing else is left (a panic threshold of all).
+    const live = fresh.filter((i) => !this.outliers.ejected(i.key));
+    const left = live.length ? live : fresh;
+    if (left.length === 0) return undefined;
+    const k = `${target.service}/${target.subset}`;
+    const n = this.rr.get(k) ?? 0;
+    this.rr.set(k, n + 1);
+    return left[n % left.length];
+  }
+
+  /** A keep-alive pool of tunnel streams per (source, destination service, instance). */
+  private agentFor(source: string, service: string, ep: Endpoint, connectTimeoutMs: number): Agent {
+    const k = `${source}\0${service}\0${ep.host}:${ep.port}`;
+    let a = this.agents.get(k);
+    if (!a) {
+      a = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' });
+      const tunnels = this.tunnels;
+      // node:http asks for a socket; a tunnel stream (or an mTLS socket to a peer without the tunnel) is one.
+      (a as unknown as { createConnection: unknown }).createConnection = (_o: unknown, cb: (e: Error | null, s?: Duplex) => void) => {
+        tunnels.open(ep, source, service, connectTimeoutMs).then((s) => cb(null, s), (e: Error) => cb(e));
+        return undefined;
+      };
+      this.agents.set(k, a);
+    }
+    return a;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    const destination = this.spec.destination;
+    const source = this.attribution.sourceOf(req.socket.remoteAddress);
+    let routeName = 'none';
+    const finish = (status: number) => {
+      const labels = { source: source ?? 'unknown', destination, route: routeName };
+      this.metrics.requests.inc({ ...labels, code_class: codeClass(status) });
+      this.metrics.requestMs.observe(labels, Number(process.hrtime.bigint() - started) / 1e6);
+    };
+    if (!source) {
+      this.metrics.denied.inc({ direction: 'outbound', source: 'unknown', destination, reason: 'attribution' });
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('nodemesh: this address belongs to no service that declared the upstream\n');
+      return finish(403);
+    }
+    this.budget.deposit();
+    try {
+      const url = new URL(req.url ?? '/', 'http://upstream');
+      const route = this.routes().find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
+      routeName = route.name;
+      const status = await this.forward(req, res, route, source, url);
+      finish(status);
+    } catch (e) {
+      const a = e instanceof ProxyAnswer ? e : new ProxyAnswer(502, `upstream error: ${(e as Error).message}`);
+      if (!res.headersSent) res.writeHead(a.status, { 'content-type': 'text/plain', 'x-nodemesh-error': a.message.slice(0, 200) }).end(`${a.message}\n`);
+      else res.destroy();
+      finish(a.status);
+    }
+  }
+
+  /** Feeds outlier detection with an attempt's outcome. */
+  private outcome(target: Target, inst: Instance, failed: boolean): void {
+    if (!failed) return this.outliers.success(inst.key);
+    const peers = this.instances(target.service).filter((i) => target.filter({ service: i.service, nodeMeta: i.nodeMeta }));
+    this.outliers.failure(inst.key, peers.length, peers.filter((i) => this.outliers.ejected(i.key)).length);
+  }
+
+  /** Sends the request (with retries) and streams the answer back; resolves with the status the caller got. */
+  private async forward(req: IncomingMessage, res: ServerResponse, route: CompiledRoute, source: string, url: URL): Promise<number> {
+    const declared = Number(req.headers['content-length'] ?? (req.headers['transfer-encoding'] ? Infinity : 0));
+    const wantsRetry = route.numRetries > 0 || route.retryOnConnectFailure;
+    const body = wantsRetry && declared <= MAX_RETRY_BODY ? await readAll(req) : undefined;
+    let path = url.pathname + url.search;
+    if (route.prefixRewrite && url.pathname.startsWith(route.prefixRewrite.from)) {
+      path = (route.prefixRewrite.to + url.pathname.slice(route.prefixRewrite.from.length)).replace(/^\/\//, '/') + url.search;
+    }
+    const headers: OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+    const deadline = Date.now() + route.timeoutMs;
+    const tried = new Set<string>();
+    let retriesLeft = route.numRetries;
+    let connectTries = 0;
+    const labels = { source, destination: this.spec.destination, route: route.name };
+    for (let attempt = 0; ; attempt++) {
+      const target = pickTarget(route.targets);
+      const inst = target && this.pick(target, tried);
+      if (!target || !inst) throw new ProxyAnswer(503, `no healthy upstream for ${target ? `${target.service}${target.subset ? `/${target.subset}` : ''}` : this.spec.destination}`);
+      tried.add(inst.key);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ProxyAnswer(504, 'upstream request timeout');
+      let up: IncomingMessage;
+      try {
+        up = await this.send(inst, target, source, req.method ?? 'GET', path, headers, body ?? req, left);
+      } catch (e) {
+        if (e instanceof ProxyAnswer) throw e;
+        this.outcome(target, inst, true);
+        // Nothing reached the instance (or it reset before answering): another instance may do, if the body can be sent again.
+        const resendable = body !== undefined || declared === 0;
+        if (resendable && connectTries < MAX_CONNECT_ATTEMPTS - 1 && this.budgetAllows(labels)) {
+          connectTries++;
+          this.metrics.retries.inc({ ...labels, reason: 'connect' });
+          continue;
+        }
+        throw new ProxyAnswer(503, `upstream connect error: ${(e as Error).message}`);
+      }
+      const status = up.statusCode ?? 502;
+      this.outcome(target, inst, status >= 500);
+      if (route.retryOn.has(status) && retriesLeft > 0 && body !== undefined && this.budgetAllows(labels)) {
+        retriesLeft--;
+        up.resume();
+        this.metrics.retries.inc({ ...labels, reason: 'status' });
+        await sleep(Math.min(25 * 2 ** attempt * (0.5 + Math.random()), Math.max(0, deadline - Date.now())));
+        continue;
+      }
+      const out: OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(up.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+      res.writeHead(status, up.statusMessage, out);
+      await new Promise<void>((resolve) => {
+        up.pipe(res);
+        up.once('end', resolve);
+        up.once('error', () => { res.destroy(); resolve(); });
+        res.once('close', () => { up.destroy(); resolve(); });
+      });
+      return status;
+    }
+  }
+
+  /** Whether one more retry fits the budget; counts a refusal. */
+  private budgetAllows(labels: { source: string; destination: string; route: string }): boolean {
+    const ok = this.budget.withdraw();
+    if (!ok) this.metrics.retries.inc({ ...labels, reason: 'budget' });
+    return ok;
+  }
+
+  /** One attempt: resolves with the response head, rejects on connect failure; a timeout answers 504. */
+  private send(inst: Instance, target: Target, source: string, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | IncomingMessage, timeoutMs: number): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const r = httpRequest({ agent: this.agentFor(source, target.service, inst.endpoint, target.connectTimeoutMs), method, path, headers });
+      const timer = setTimeout(() => {
+        r.destroy();
+        reject(new ProxyAnswer(504, 'upstream request timeout'));
+      }, timeoutMs);
+      r.once('response', (up) => {
+        // The deadline covers the whole exchange: a body that stalls past it is cut.
+        up.once('end', () => clearTimeout(timer));
+        up.once('close', () => clearTimeout(timer));
+        resolve(up);
+      });
+      r.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      if (Buffer.isBuffer(body)) r.end(body);
+      else body.pipe(r);
+    });
+  }
+
+  get busy(): number {
+    return this.open.size;
+  }
+
+  stopAccepting(): void {
+    this.server?.close();
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const a of this.agents.values()) a.destroy();
+    this.agents.clear();
+    await closeListener(server, this.open);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function readAll(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}

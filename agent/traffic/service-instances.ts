@@ -1,0 +1,73 @@
+// Connect-capable instances of a service with what subset filters read (the instance's meta and tags, its node's meta), cached per catalog change.
+
+import type { Catalog } from '../../catalog/catalog-store.js';
+import type { ServiceRecord } from '../../catalog/types.js';
+import type { Endpoint } from '../proxy/tunnel-pool.js';
+
+export interface Instance {
+  endpoint: Endpoint;
+  /** "host:port", for per-instance state (round robin, outlier ejection). */
+  key: string;
+  /** The destination service's own registration (a sidecar's parent), else the connect-native service. */
+  service: ServiceRecord;
+  nodeMeta: Record<string, string>;
+  /** Every check of the instance (its sidecar's and its node's) passes. */
+  passing: boolean;
+  /** No check is critical: warning counts as healthy unless a subset says OnlyPassing. */
+  healthy: boolean;
+}
+
+export interface InstanceIndex {
+  /** Every connect-capable instance of the service, with its health. */
+  instances(service: string): Instance[];
+  /** The endpoints whose every check passes (as /v1/health/connect/:name?passing): the byte path's choice. */
+  endpoints(service: string): Endpoint[];
+}
+
+/** Computed once per catalog change and service rather than once per connection or request. */
+export function instanceIndex(catalog: Catalog): InstanceIndex {
+  let index = -1;
+  const all = new Map<string, Instance[]>();
+  const passing = new Map<string, Endpoint[]>();
+  const fresh = () => {
+    if (catalog.index === index) return;
+    all.clear();
+    passing.clear();
+    index = catalog.index;
+  };
+  const instances = (service: string) => {
+    fresh();
+    let list = all.get(service);
+    if (!list) all.set(service, (list = scan(catalog, service)));
+    return list;
+  };
+  return {
+    instances,
+    endpoints: (service) => {
+      fresh();
+      let list = passing.get(service);
+      if (!list) passing.set(service, (list = instances(service).filter((i) => i.passing).map((i) => i.endpoint)));
+      return list;
+    },
+  };
+}
+
+function scan(catalog: Catalog, name: string): Instance[] {
+  const out: Instance[] = [];
+  for (const node of catalog.allNodes()) {
+    for (const s of node.services.values()) {
+      const viaProxy = s.Kind === 'connect-proxy' && s.Proxy?.DestinationServiceName === name;
+      const native = s.Service === name && s.Connect?.Native === true;
+      if (!viaProxy && !native) continue;
+      const parent = viaProxy && s.Proxy?.DestinationServiceID ? node.services.get(s.Proxy.DestinationServiceID) : undefined;
+      const checks = catalog.checksForInstance(node, s.ID);
+      const host = s.Address || node.info.Address;
+      out.push({
+        endpoint: { host, port: s.Port }, key: `${host}:${s.Port}`, service: parent ?? s, nodeMeta: node.info.Meta ?? {},
+        passing: checks.every((c) => c.Status === 'passing'),
+        healthy: checks.every((c) => c.Status === 'passing' || c.Status === 'warning'),
+      });
+    }
+  }
+  return out;
+}

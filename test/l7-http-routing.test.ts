@@ -1,0 +1,149 @@
+// L7 for HTTP/1.1 upstreams through two agents: weighted splits, header routes, prefix rewrite, retries on 503, request timeouts, metrics.
+//
+// Agents: A (the caller's node) 127.0.73.1, B (the instances' node) 127.0.73.2. Instances of `shop` on 127.0.73.11–.13
+// (v1, v1, v2) and of `flaky` on 127.0.73.21–.23 (the third answers 503). The caller `web` is 127.0.73.31.
+
+import assert from 'node:assert/strict';
+import { createServer, request, type Server } from 'node:http';
+import { after, before, test } from 'node:test';
+import { put, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { freePort } from './helpers/free-port.js';
+import { waitFor } from './helpers/wait-for.js';
+
+const A = '127.0.73.1';
+const B = '127.0.73.2';
+let a: TestAgent;
+let b: TestAgent;
+const servers: Server[] = [];
+const port = { shop: 0, flaky: 0 };
+const seen = new Map<string, number>();
+
+/** An HTTP instance that names itself in `x-instance` and echoes the path it got. */
+async function instance(host: string, name: string, behave: (path: string) => { status: number; delayMs?: number } = () => ({ status: 200 })): Promise<number> {
+  const s = createServer((req, res) => {
+    seen.set(name, (seen.get(name) ?? 0) + 1);
+    const { status, delayMs } = behave(req.url ?? '/');
+    const reply = () => res.writeHead(status, { 'x-instance': name, 'content-type': 'text/plain' }).end(`${name} ${req.method} ${req.url}`);
+    if (delayMs) setTimeout(reply, delayMs);
+    else reply();
+  });
+  s.keepAliveTimeout = 30_000;
+  await new Promise<void>((r) => s.listen(0, host, r));
+  servers.push(s);
+  return (s.address() as { port: number }).port;
+}
+
+const agent = new (await import('node:http')).Agent({ keepAlive: true, maxSockets: 32 });
+function get(p: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; instance: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const r = request({ host: '127.0.0.1', port: p, path, headers, agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, instance: String(res.headers['x-instance'] ?? ''), body }));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
+async function many(n: number, p: number, path: string, headers: Record<string, string> = {}) {
+  const out: Awaited<ReturnType<typeof get>>[] = [];
+  for (let i = 0; i < n; i += 32) out.push(...await Promise.all(Array.from({ length: Math.min(32, n - i) }, () => get(p, path, headers))));
+  return out;
+}
+
+const config = (agentX: TestAgent, entry: unknown) => agentX.api('/v1/config', put(entry)).then(async (r) => assert.equal(r.status, 200, await r.text()));
+
+before(async () => {
+  const ca = await sharedCa();
+  b = await startTestAgent({ node: 'l7-b', bind: B, ...ca });
+  a = await startTestAgent({ node: 'l7-a', bind: A, join: [`${B}:${b.gossip.port}`], ...ca });
+  const shop = [['127.0.73.11', 'shop-v1-a', 'v1'], ['127.0.73.12', 'shop-v1-b', 'v1'], ['127.0.73.13', 'shop-v2', 'v2']];
+  for (const [host, name, version] of shop) {
+    const p = await instance(host, name, (path) => (path.startsWith('/slow') ? { status: 200, delayMs: 2000 } : { status: 200 }));
+    await b.api('/v1/agent/service/register', put({ Name: 'shop', ID: name, Address: host, Port: p, Meta: { version }, Connect: { SidecarService: {} } }));
+  }
+  const flaky = [['127.0.73.21', 'flaky-a', 200], ['127.0.73.22', 'flaky-b', 200], ['127.0.73.23', 'flaky-bad', 503]] as const;
+  for (const [host, name, status] of flaky) {
+    const p = await instance(host, name, () => ({ status }));
+    await b.api('/v1/agent/service/register', put({ Name: 'flaky', ID: name, Address: host, Port: p, Connect: { SidecarService: {} } }));
+  }
+  // Protocol first (a router needs it), then the caller with its upstreams: its listeners open as HTTP.
+  await config(a, { Kind: 'service-defaults', Name: 'shop', Protocol: 'http' });
+  await config(a, { Kind: 'service-defaults', Name: 'flaky', Protocol: 'http' });
+  port.shop = await freePort('127.0.0.1');
+  port.flaky = await freePort('127.0.0.1');
+  await a.api('/v1/agent/service/register', put({ Name: 'web', Address: '127.0.73.31', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [
+    { DestinationName: 'shop', LocalBindPort: port.shop }, { DestinationName: 'flaky', LocalBindPort: port.flaky },
+  ] } } } }));
+  await waitFor(async () => {
+    const r = await get(port.shop, '/');
+    assert.equal(r.status, 200);
+    assert.equal((await many(30, port.shop, '/')).filter((x) => x.status === 200).length, 30, 'all three shop instances known');
+  }, 20_000);
+});
+
+after(async () => {
+  agent.destroy();
+  await a?.stop().catch(() => undefined);
+  await b?.stop().catch(() => undefined);
+  for (const s of servers) s.close();
+});
+
+test('a 90/10 split over 2 000 requests lands within ±3 % of 10 %; a header route sends only marked requests to the canary', async () => {
+  await config(a, { Kind: 'service-resolver', Name: 'shop', DefaultSubset: 'v1', Subsets: { v1: { Filter: 'Service.Meta.version == v1' }, v2: { Filter: 'Service.Meta.version == v2' } } });
+  await config(a, { Kind: 'service-splitter', Name: 'shop', Splits: [{ Weight: 90, ServiceSubset: 'v1' }, { Weight: 10, ServiceSubset: 'v2' }] });
+  await config(a, { Kind: 'service-router', Name: 'shop', Routes: [{ Match: { HTTP: { Header: [{ Name: 'x-canary', Exact: 'yes' }] } }, Destination: { ServiceSubset: 'v2' } }] });
+  const all = await many(2000, port.shop, '/items');
+  assert.equal(all.filter((r) => r.status !== 200).length, 0);
+  const canary = all.filter((r) => r.instance === 'shop-v2').length / all.length;
+  console.log(`# canary share over 2000 requests: ${(canary * 100).toFixed(1)} %`);
+  assert.ok(canary >= 0.07 && canary <= 0.13, `canary share ${canary}`);
+  assert.ok(all.some((r) => r.instance === 'shop-v1-a') && all.some((r) => r.instance === 'shop-v1-b'), 'v1 load is spread over both v1 instances');
+  const marked = await many(100, port.shop, '/items', { 'x-canary': 'yes' });
+  assert.deepEqual([...new Set(marked.map((r) => r.instance))], ['shop-v2']);
+  const unmarked = await many(100, port.shop, '/items', { 'x-canary': 'no' });
+  assert.ok(unmarked.filter((r) => r.instance === 'shop-v2').length < 30);
+});
+
+test('a path route with PrefixRewrite, and a request timeout that answers 504 on time', async () => {
+  await config(a, { Kind: 'service-router', Name: 'shop', Routes: [
+    { Match: { HTTP: { PathPrefix: '/api/' } }, Destination: { ServiceSubset: 'v2', PrefixRewrite: '/' } },
+    { Match: { HTTP: { PathPrefix: '/slow' } }, Destination: { RequestTimeout: '300ms' } },
+  ] });
+  const r = await get(port.shop, '/api/items?x=1');
+  assert.equal(r.instance, 'shop-v2');
+  assert.equal(r.body, 'shop-v2 GET /items?x=1');
+  const t0 = Date.now();
+  const slow = await get(port.shop, '/slow');
+  assert.equal(slow.status, 504);
+  assert.match(slow.body, /upstream request timeout/);
+  console.log(`# 504 after ${Date.now() - t0} ms (RequestTimeout 300ms, instance answers after 2000 ms)`);
+});
+
+test('with one of three instances answering 503, retries make every request succeed and outlier detection stops sending to it', async () => {
+  await config(a, { Kind: 'service-router', Name: 'flaky', Routes: [{ Match: { HTTP: { PathPrefix: '/' } }, Destination: { NumRetries: 2, RetryOnStatusCodes: [503] } }] });
+  const all = await many(300, port.flaky, '/');
+  assert.deepEqual([...new Set(all.map((r) => r.status))], [200]);
+  const hitsOnBad = seen.get('flaky-bad') ?? 0;
+  assert.ok(hitsOnBad >= 1, 'the bad instance was tried');
+  await many(200, port.flaky, '/');
+  assert.equal(seen.get('flaky-bad') ?? 0, hitsOnBad, 'ejected: no more requests reach it');
+  const metrics = await (await a.api('/metrics')).text();
+  assert.match(metrics, /nodemesh_l7_requests_total\{source="web",destination="flaky",route="route-0",code_class="2xx"\} 500/);
+  assert.match(metrics, /nodemesh_l7_retries_total\{source="web",destination="flaky",route="route-0",reason="status"\} [1-9]/);
+  assert.match(metrics, /nodemesh_l7_request_duration_ms_bucket\{le="500",source="web",destination="shop",route="default"\}/);
+  console.log(`# the 503 instance got ${hitsOnBad} of 500 requests before it was ejected`);
+});
+
+test('no instance of a subset: 503 that says so; the plain service (no entries) still routes', async () => {
+  await config(a, { Kind: 'service-router', Name: 'shop', Routes: [{ Match: { HTTP: { PathPrefix: '/v3' } }, Destination: { ServiceSubset: 'v3' } }] });
+  await config(a, { Kind: 'service-resolver', Name: 'shop', DefaultSubset: 'v1', Subsets: { v1: { Filter: 'Service.Meta.version == v1' }, v2: { Filter: 'Service.Meta.version == v2' }, v3: { Filter: 'Service.Meta.version == v3' } } });
+  const r = await get(port.shop, '/v3/x');
+  assert.equal(r.status, 503);
+  assert.match(r.body, /no healthy upstream for shop\/v3/);
+  for (const kind of ['service-router', 'service-splitter', 'service-resolver']) await a.api(`/v1/config/${kind}/shop`, { method: 'DELETE' });
+  const plain = await many(30, port.shop, '/');
+  assert.equal(new Set(plain.map((x) => x.instance)).size, 3, 'round robin over all three again');
+});
