@@ -64,6 +64,9 @@ before(async () => {
     const p = await instance(host, name, (path) => (path.startsWith('/slow') ? { status: 200, delayMs: 2000 } : { status: 200 }));
     await b.api('/v1/agent/service/register', put({ Name: 'shop', ID: name, Address: host, Port: p, Meta: { version }, Connect: { SidecarService: {} } }));
   }
+  // A shadow service for mirroring, which always fails: the caller must never notice.
+  const shadowPort = await instance('127.0.73.41', 'shadow', () => ({ status: 500 }));
+  await b.api('/v1/agent/service/register', put({ Name: 'shadow', Address: '127.0.73.41', Port: shadowPort, Connect: { SidecarService: {} } }));
   const flaky = [['127.0.73.21', 'flaky-a', 200], ['127.0.73.22', 'flaky-b', 200], ['127.0.73.23', 'flaky-bad', 503]] as const;
   for (const [host, name, status] of flaky) {
     const p = await instance(host, name, () => ({ status }));
@@ -146,4 +149,39 @@ test('no instance of a subset: 503 that says so; the plain service (no entries) 
   for (const kind of ['service-router', 'service-splitter', 'service-resolver']) await a.api(`/v1/config/${kind}/shop`, { method: 'DELETE' });
   const plain = await many(30, port.shop, '/');
   assert.equal(new Set(plain.map((x) => x.instance)).size, 3, 'round robin over all three again');
+});
+
+test('fault injection (nodemesh extension) aborts and delays the configured share; a mirror gets copies the caller never sees', async () => {
+  await config(a, { Kind: 'service-router', Name: 'shop', Routes: [
+    { Match: { HTTP: { PathPrefix: '/abort' } }, Destination: { Nodemesh: { Fault: { AbortPercent: 50, AbortStatus: 418 } } } },
+    { Match: { HTTP: { PathPrefix: '/delay' } }, Destination: { Nodemesh: { Fault: { DelayPercent: 100, Delay: '200ms' } } } },
+    { Match: { HTTP: { PathPrefix: '/mirror' } }, Destination: { Nodemesh: { Mirror: { Service: 'shadow', Percent: 100 } } } },
+  ] });
+  const aborted = (await many(400, port.shop, '/abort')).filter((r) => r.status === 418).length;
+  console.log(`# aborted ${aborted} of 400 (AbortPercent 50)`);
+  assert.ok(aborted >= 160 && aborted <= 240, `aborted ${aborted}`);
+  const t0 = Date.now();
+  const delayed = await get(port.shop, '/delay');
+  assert.equal(delayed.status, 200);
+  assert.ok(Date.now() - t0 >= 200, 'held for the configured delay');
+  const shadowBefore = seen.get('shadow') ?? 0;
+  const mirrored = await many(20, port.shop, '/mirror');
+  assert.deepEqual([...new Set(mirrored.map((r) => r.status))], [200], 'the mirror\'s 500s never reach the caller');
+  assert.ok(mirrored.every((r) => r.instance.startsWith('shop-')));
+  await waitFor(() => assert.equal((seen.get('shadow') ?? 0) - shadowBefore, 20), 5000);
+  await a.api('/v1/config/service-router/shop', { method: 'DELETE' });
+});
+
+test('the local rate limit answers 429 beyond its budget; the circuit breaker sheds load with 503 at the concurrency limit', async () => {
+  await config(a, { Kind: 'service-resolver', Name: 'shop', Nodemesh: { RateLimit: { RequestsPerSecond: 5, Burst: 5 } } });
+  const burst = await Promise.all(Array.from({ length: 30 }, () => get(port.shop, '/')));
+  const limited = burst.filter((r) => r.status === 429).length;
+  assert.ok(limited >= 20 && burst.filter((r) => r.status === 200).length >= 5, `429s: ${limited}`);
+  assert.match(burst.find((r) => r.status === 429)!.body, /local rate limit exceeded/);
+  await config(a, { Kind: 'service-resolver', Name: 'shop', Nodemesh: { Limits: { MaxConcurrentRequests: 2 } } });
+  const slow = await Promise.all(Array.from({ length: 12 }, () => get(port.shop, '/slow')));
+  assert.equal(slow.filter((r) => r.status === 200).length, 2);
+  assert.equal(slow.filter((r) => r.status === 503).length, 10);
+  assert.match(slow.find((r) => r.status === 503)!.body, /upstream overflow/);
+  await a.api('/v1/config/service-resolver/shop', { method: 'DELETE' });
 });

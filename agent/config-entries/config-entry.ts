@@ -40,6 +40,12 @@ const SCHEMAS: Record<Kind, Schema> = {
     Redirect: S({ Service: 'string', ServiceSubset: 'string', Namespace: 'string', Datacenter: 'string' }),
     Failover: { map: S({ Service: 'string', ServiceSubset: 'string', Namespace: 'string', Datacenters: { array: 'string' } }) },
     ConnectTimeout: 'string',
+    // nodemesh extension (not in Consul): limits, local rate limit and outlier detection for calls to this service.
+    Nodemesh: S({
+      Limits: S({ MaxConcurrentRequests: 'uint' }),
+      RateLimit: S({ RequestsPerSecond: 'float', Burst: 'uint' }),
+      OutlierDetection: S({ MaxFailures: 'uint', BaseEjectionTime: 'string', Disabled: 'bool' }),
+    }),
     LoadBalancer: S({
       Policy: 'string',
       RingHashConfig: S({ MinimumRingSize: 'uint', MaximumRingSize: 'uint' }),
@@ -58,6 +64,11 @@ const SCHEMAS: Record<Kind, Schema> = {
       Destination: S({
         Service: 'string', ServiceSubset: 'string', Namespace: 'string', PrefixRewrite: 'string', RequestTimeout: 'string',
         NumRetries: 'uint', RetryOnConnectFailure: 'bool', RetryOnStatusCodes: { array: 'uint' },
+        // nodemesh extension (not in Consul): fault injection and traffic mirroring for this route.
+        Nodemesh: S({
+          Fault: S({ DelayPercent: 'float', Delay: 'string', AbortPercent: 'float', AbortStatus: 'uint' }),
+          Mirror: S({ Service: 'string', Percent: 'float' }),
+        }),
       }),
     }) },
   },
@@ -130,6 +141,17 @@ function validateRouter(e: Rec, errs: string[]): void {
       const te = durationError(`${at} RequestTimeout`, d.RequestTimeout || undefined);
       if (te) errs.push(te);
       for (const c of (d.RetryOnStatusCodes as number[] | undefined) ?? []) if (c < 100 || c > 599) errs.push(`${at} RetryOnStatusCodes contains an invalid status code ${c}`);
+      const ext = d.Nodemesh as Rec | undefined;
+      const fault = ext?.Fault as Rec | undefined;
+      const mirror = ext?.Mirror as Rec | undefined;
+      for (const [k, v] of [['Fault.DelayPercent', fault?.DelayPercent], ['Fault.AbortPercent', fault?.AbortPercent], ['Mirror.Percent', mirror?.Percent]] as const) {
+        if (v !== undefined && (Number(v) < 0 || Number(v) > 100)) errs.push(`${at} Nodemesh.${k} must be between 0 and 100, got ${String(v)}`);
+      }
+      if (fault?.DelayPercent && !fault.Delay) errs.push(`${at} Nodemesh.Fault.DelayPercent needs a Delay, e.g. "2s"`);
+      const fd = durationError(`${at} Nodemesh.Fault.Delay`, fault?.Delay || undefined);
+      if (fd) errs.push(fd);
+      if (fault?.AbortPercent && !(Number(fault.AbortStatus) >= 200 && Number(fault.AbortStatus) <= 599)) errs.push(`${at} Nodemesh.Fault.AbortStatus must be an HTTP status between 200 and 599`);
+      if (mirror && !mirror.Service) errs.push(`${at} Nodemesh.Mirror needs a Service`);
     }
   });
 }
@@ -164,6 +186,12 @@ function validateResolver(e: Rec, errs: string[]): void {
   if (e.Redirect && (e.Subsets || e.DefaultSubset || e.Failover)) errs.push('Redirect cannot be combined with Subsets, DefaultSubset or Failover');
   const ct = durationError('ConnectTimeout', e.ConnectTimeout || undefined);
   if (ct) errs.push(ct);
+  const ext = e.Nodemesh as Rec | undefined;
+  const rl = ext?.RateLimit as Rec | undefined;
+  if (rl && !(Number(rl.RequestsPerSecond) > 0)) errs.push('Nodemesh.RateLimit.RequestsPerSecond must be above 0');
+  const od = ext?.OutlierDetection as Rec | undefined;
+  const be = durationError('Nodemesh.OutlierDetection.BaseEjectionTime', od?.BaseEjectionTime || undefined);
+  if (be) errs.push(be);
   const lb = e.LoadBalancer as Rec | undefined;
   if (lb) {
     const policy = String(lb.Policy ?? '');

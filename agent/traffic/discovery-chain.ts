@@ -29,6 +29,29 @@ export interface CompiledRoute {
   retryOnConnectFailure: boolean;
   retryOn: Set<number>;
   prefixRewrite?: { from: string; to: string };
+  /** nodemesh extension: delay or abort a share of requests. */
+  fault?: { delayPercent: number; delayMs: number; abortPercent: number; abortStatus: number };
+  /** nodemesh extension: send a copy of a share of requests to another service, answers dropped. */
+  mirror?: { target: Target; percent: number };
+}
+
+/** nodemesh extension on the destination's resolver: what calls to it may use. */
+export interface CallPolicy {
+  maxConcurrentRequests: number;
+  rateLimit?: { perSecond: number; burst: number };
+  outlier: { maxFailures: number; baseEjectionMs: number; disabled: boolean };
+}
+
+export function callPolicy(destination: string, get: EntryLookup): CallPolicy {
+  const ext = (get('service-resolver', destination)?.Nodemesh as Rec | undefined) ?? {};
+  const limits = (ext.Limits as Rec | undefined) ?? {};
+  const rl = ext.RateLimit as Rec | undefined;
+  const od = (ext.OutlierDetection as Rec | undefined) ?? {};
+  return {
+    maxConcurrentRequests: Number(limits.MaxConcurrentRequests ?? 0),
+    rateLimit: rl ? { perSecond: Number(rl.RequestsPerSecond), burst: Math.max(1, Number(rl.Burst ?? Math.ceil(Number(rl.RequestsPerSecond)))) } : undefined,
+    outlier: { maxFailures: Number(od.MaxFailures ?? 5) || 5, baseEjectionMs: ms(od.BaseEjectionTime, 30_000), disabled: od.Disabled === true },
+  };
 }
 
 /** Envoy's and Consul's default per-request timeout. */
@@ -116,6 +139,9 @@ export function compileChain(destination: string, get: EntryLookup): CompiledRou
     const service = String(d.Service || destination);
     const http = ((r.Match as Rec | undefined)?.HTTP as Rec | undefined) ?? {};
     const from = String(http.PathExact || http.PathPrefix || '');
+    const ext = (d.Nodemesh as Rec | undefined) ?? {};
+    const fault = ext.Fault as Rec | undefined;
+    const mirror = ext.Mirror as Rec | undefined;
     routes.push({
       name: `route-${i}`,
       match: matcher(r.Match as Rec | undefined),
@@ -125,6 +151,8 @@ export function compileChain(destination: string, get: EntryLookup): CompiledRou
       retryOnConnectFailure: d.RetryOnConnectFailure === true,
       retryOn: new Set((d.RetryOnStatusCodes as number[] | undefined) ?? []),
       prefixRewrite: d.PrefixRewrite !== undefined && d.PrefixRewrite !== '' && from ? { from, to: String(d.PrefixRewrite) } : undefined,
+      fault: fault ? { delayPercent: Number(fault.DelayPercent ?? 0), delayMs: ms(fault.Delay, 0), abortPercent: Number(fault.AbortPercent ?? 0), abortStatus: Number(fault.AbortStatus ?? 503) } : undefined,
+      mirror: mirror?.Service ? { target: resolve(String(mirror.Service), undefined, get), percent: Number(mirror.Percent ?? 100) } : undefined,
     });
   }
   routes.push({

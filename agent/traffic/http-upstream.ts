@@ -7,7 +7,7 @@ import { closeListener } from '../proxy/close-server.js';
 import { UpstreamAttribution, type UpstreamSpec } from '../proxy/outbound.js';
 import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
 import type { Endpoint, TunnelPool } from '../proxy/tunnel-pool.js';
-import { compileChain, pickTarget, type CompiledRoute, type EntryLookup, type Target } from './discovery-chain.js';
+import { callPolicy, compileChain, pickTarget, type CallPolicy, type CompiledRoute, type EntryLookup, type Target } from './discovery-chain.js';
 import { OutlierDetector } from './outlier-detection.js';
 import { RetryBudget } from './retry-budget.js';
 import type { Instance } from './service-instances.js';
@@ -34,7 +34,10 @@ export class HttpUpstreamListener {
   private server?: Server;
   private spec: UpstreamSpec;
   private readonly attribution = new UpstreamAttribution();
-  private chain?: { index: number; routes: CompiledRoute[] };
+  private chain?: { index: number; routes: CompiledRoute[]; policy: CallPolicy };
+  /** Requests in flight to the destination (circuit breaking), and the local rate limit's bucket. */
+  private active = 0;
+  private bucket = { tokens: 0, at: 0, perSecond: 0 };
   private readonly agents = new Map<string, Agent>();
   private readonly rr = new Map<string, number>();
   private readonly budget = new RetryBudget();
@@ -94,17 +97,31 @@ export class HttpUpstreamListener {
     this.log.info({ listen: this.key, destination: this.spec.destination, protocol: this.spec.protocol, sources: this.sources }, 'HTTP upstream listener open');
   }
 
-  /** The compiled chain, recompiled when config entries change. */
-  private routes(): CompiledRoute[] {
+  /** The compiled chain and call policy, recompiled when config entries change. */
+  private compiled(): { routes: CompiledRoute[]; policy: CallPolicy } {
     if (this.chain?.index !== this.entries.index) {
+      const d = this.spec.destination;
       try {
-        this.chain = { index: this.entries.index, routes: compileChain(this.spec.destination, this.entries.get) };
+        this.chain = { index: this.entries.index, routes: compileChain(d, this.entries.get), policy: callPolicy(d, this.entries.get) };
       } catch (e) {
-        this.log.error({ destination: this.spec.destination, err: (e as Error).message }, 'cannot compile the routing config; using the plain service');
-        this.chain = { index: this.entries.index, routes: compileChain(this.spec.destination, () => undefined) };
+        this.log.error({ destination: d, err: (e as Error).message }, 'cannot compile the routing config; using the plain service');
+        this.chain = { index: this.entries.index, routes: compileChain(d, () => undefined), policy: callPolicy(d, () => undefined) };
       }
     }
-    return this.chain.routes;
+    return this.chain;
+  }
+
+  /** The local rate limit (token bucket): whether this request may go. */
+  private admit(policy: CallPolicy): boolean {
+    const rl = policy.rateLimit;
+    if (!rl) return true;
+    const now = Date.now();
+    if (this.bucket.perSecond !== rl.perSecond) this.bucket = { tokens: rl.burst, at: now, perSecond: rl.perSecond };
+    this.bucket.tokens = Math.min(rl.burst, this.bucket.tokens + ((now - this.bucket.at) / 1000) * rl.perSecond);
+    this.bucket.at = now;
+    if (this.bucket.tokens < 1) return false;
+    this.bucket.tokens -= 1;
+    return true;
   }
 
   /** The next instance of the target for this request, skipping ones already tried. */
@@ -156,10 +173,23 @@ export class HttpUpstreamListener {
     this.budget.deposit();
     try {
       const url = new URL(req.url ?? '/', 'http://upstream');
-      const route = this.routes().find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
+      const { routes, policy } = this.compiled();
+      const route = routes.find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
       routeName = route.name;
-      const status = await this.forward(req, res, route, source, url);
-      finish(status);
+      if (!this.admit(policy)) throw new ProxyAnswer(429, 'local rate limit exceeded');
+      if (policy.maxConcurrentRequests > 0 && this.active >= policy.maxConcurrentRequests) {
+        this.metrics.denied.inc({ direction: 'outbound', source, destination, reason: 'overflow' });
+        throw new ProxyAnswer(503, `upstream overflow: ${this.active} requests in flight (MaxConcurrentRequests ${policy.maxConcurrentRequests})`);
+      }
+      this.active++;
+      try {
+        const fault = route.fault;
+        if (fault && Math.random() * 100 < fault.abortPercent) throw new ProxyAnswer(fault.abortStatus, 'fault filter abort');
+        if (fault && fault.delayMs > 0 && Math.random() * 100 < fault.delayPercent) await sleep(fault.delayMs);
+        finish(await this.forward(req, res, route, source, url, policy));
+      } finally {
+        this.active--;
+      }
     } catch (e) {
       const a = e instanceof ProxyAnswer ? e : new ProxyAnswer(502, `upstream error: ${(e as Error).message}`);
       if (!res.headersSent) res.writeHead(a.status, { 'content-type': 'text/plain', 'x-nodemesh-error': a.message.slice(0, 200) }).end(`${a.message}\n`);
@@ -169,16 +199,25 @@ export class HttpUpstreamListener {
   }
 
   /** Feeds outlier detection with an attempt's outcome. */
-  private outcome(target: Target, inst: Instance, failed: boolean): void {
+  private outcome(target: Target, inst: Instance, failed: boolean, policy: CallPolicy): void {
     if (!failed) return this.outliers.success(inst.key);
     const peers = this.instances(target.service).filter((i) => target.filter({ service: i.service, nodeMeta: i.nodeMeta }));
-    this.outliers.failure(inst.key, peers.length, peers.filter((i) => this.outliers.ejected(i.key)).length);
+    this.outliers.failure(inst.key, peers.length, peers.filter((i) => this.outliers.ejected(i.key)).length, policy.outlier);
+  }
+
+  /** A copy of the request to the mirror's instance: fire and forget, its answer and errors dropped. */
+  private mirror(target: Target, source: string, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer): void {
+    const inst = this.pick(target, new Set());
+    if (!inst) return;
+    const host = String(headers.host ?? target.service);
+    this.send(inst, target, source, method, path, { ...headers, host: `${host}-shadow` }, body, 10_000)
+      .then((up) => up.resume(), () => undefined);
   }
 
   /** Sends the request (with retries) and streams the answer back; resolves with the status the caller got. */
-  private async forward(req: IncomingMessage, res: ServerResponse, route: CompiledRoute, source: string, url: URL): Promise<number> {
+  private async forward(req: IncomingMessage, res: ServerResponse, route: CompiledRoute, source: string, url: URL, policy: CallPolicy): Promise<number> {
     const declared = Number(req.headers['content-length'] ?? (req.headers['transfer-encoding'] ? Infinity : 0));
-    const wantsRetry = route.numRetries > 0 || route.retryOnConnectFailure;
+    const wantsRetry = route.numRetries > 0 || route.retryOnConnectFailure || route.mirror !== undefined;
     const body = wantsRetry && declared <= MAX_RETRY_BODY ? await readAll(req) : undefined;
     let path = url.pathname + url.search;
     if (route.prefixRewrite && url.pathname.startsWith(route.prefixRewrite.from)) {
@@ -186,6 +225,7 @@ export class HttpUpstreamListener {
     }
     const headers: OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+    if (route.mirror && body !== undefined && Math.random() * 100 < route.mirror.percent) this.mirror(route.mirror.target, source, req.method ?? 'GET', path, headers, body);
     const deadline = Date.now() + route.timeoutMs;
     const tried = new Set<string>();
     let retriesLeft = route.numRetries;
@@ -203,7 +243,7 @@ export class HttpUpstreamListener {
         up = await this.send(inst, target, source, req.method ?? 'GET', path, headers, body ?? req, left);
       } catch (e) {
         if (e instanceof ProxyAnswer) throw e;
-        this.outcome(target, inst, true);
+        this.outcome(target, inst, true, policy);
         // Nothing reached the instance (or it reset before answering): another instance may do, if the body can be sent again.
         const resendable = body !== undefined || declared === 0;
         if (resendable && connectTries < MAX_CONNECT_ATTEMPTS - 1 && this.budgetAllows(labels)) {
@@ -214,7 +254,7 @@ export class HttpUpstreamListener {
         throw new ProxyAnswer(503, `upstream connect error: ${(e as Error).message}`);
       }
       const status = up.statusCode ?? 502;
-      this.outcome(target, inst, status >= 500);
+      this.outcome(target, inst, status >= 500, policy);
       if (route.retryOn.has(status) && retriesLeft > 0 && body !== undefined && this.budgetAllows(labels)) {
         retriesLeft--;
         up.resume();
