@@ -185,3 +185,20 @@ test('the local rate limit answers 429 beyond its budget; the circuit breaker sh
   assert.match(slow.find((r) => r.status === 503)!.body, /upstream overflow/);
   await a.api('/v1/config/service-resolver/shop', { method: 'DELETE' });
 });
+
+test('consistent hashing (ring_hash on a header) sends the same key to the same instance while instances stay', async () => {
+  await config(a, { Kind: 'service-resolver', Name: 'shop', LoadBalancer: { Policy: 'ring_hash', HashPolicies: [{ Field: 'header', FieldValue: 'x-user' }] } });
+  const byUser = new Map<string, Set<string>>();
+  for (let round = 0; round < 4; round++) {
+    const users = Array.from({ length: 50 }, (_, i) => `user-${i}`);
+    const replies = await Promise.all(users.map((u) => get(port.shop, '/cart', { 'x-user': u })));
+    replies.forEach((r, i) => {
+      assert.equal(r.status, 200);
+      byUser.set(users[i], (byUser.get(users[i]) ?? new Set()).add(r.instance));
+    });
+  }
+  for (const [u, instances] of byUser) assert.equal(instances.size, 1, `${u} went to ${[...instances].join(', ')}`);
+  const used = new Set([...byUser.values()].flatMap((s) => [...s]));
+  assert.equal(used.size, 3, 'keys spread over all three instances');
+  await a.api('/v1/config/service-resolver/shop', { method: 'DELETE' });
+});

@@ -1,6 +1,7 @@
 // An upstream listener for an HTTP service: each request is routed (router → splitter → resolver), sent to an instance over the mTLS tunnel on a pooled keep-alive stream, retried within a budget, and timed out.
 
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { closeListener } from '../proxy/close-server.js';
@@ -124,14 +125,36 @@ export class HttpUpstreamListener {
     return true;
   }
 
-  /** The next instance of the target for this request, skipping ones already tried. */
-  private pick(target: Target, tried: Set<string>): Instance | undefined {
+  /** Requests in flight per instance, for least_request. */
+  private readonly activeByInstance = new Map<string, number>();
+
+  /** The next instance of the target for this request (by its load-balancing policy), skipping ones already tried. */
+  private pick(target: Target, tried: Set<string>, hashKey?: string): Instance | undefined {
     const all = this.instances(target.service).filter((i) => (target.onlyPassing ? i.passing : i.healthy) && target.filter({ service: i.service, nodeMeta: i.nodeMeta }));
     const fresh = all.filter((i) => !tried.has(i.key));
     // Ejected instances only when nothing else is left (a panic threshold of all).
     const live = fresh.filter((i) => !this.outliers.ejected(i.key));
     const left = live.length ? live : fresh;
     if (left.length === 0) return undefined;
+    if (hashKey !== undefined) {
+      // Consistent hashing by rendezvous (highest random weight): a key keeps its instance while that instance
+      // stays, and only the keys of an instance that goes move. ring_hash and maglev both use it here.
+      let best = left[0];
+      let bestScore = '';
+      for (const i of left) {
+        const score = createHash('sha1').update(`${hashKey}\0${i.key}`).digest('hex');
+        if (score > bestScore) { bestScore = score; best = i; }
+      }
+      return best;
+    }
+    if (target.lbPolicy === 'random') return left[Math.floor(Math.random() * left.length)];
+    if (target.lbPolicy === 'least_request' && left.length > 1) {
+      // Power of two choices: the less loaded of two random instances.
+      const x = left[Math.floor(Math.random() * left.length)];
+      let y = left[Math.floor(Math.random() * (left.length - 1))];
+      if (y === x) y = left[left.length - 1];
+      return (this.activeByInstance.get(x.key) ?? 0) <= (this.activeByInstance.get(y.key) ?? 0) ? x : y;
+    }
     const k = `${target.service}/${target.subset}`;
     const n = this.rr.get(k) ?? 0;
     this.rr.set(k, n + 1);
@@ -233,7 +256,7 @@ export class HttpUpstreamListener {
     const labels = { source, destination: this.spec.destination, route: route.name };
     for (let attempt = 0; ; attempt++) {
       const target = pickTarget(route.targets);
-      const inst = target && this.pick(target, tried);
+      const inst = target && this.pick(target, tried, hashKeyOf(target, req, url));
       if (!target || !inst) throw new ProxyAnswer(503, `no healthy upstream for ${target ? `${target.service}${target.subset ? `/${target.subset}` : ''}` : this.spec.destination}`);
       tried.add(inst.key);
       const left = deadline - Date.now();
@@ -286,6 +309,8 @@ export class HttpUpstreamListener {
   private send(inst: Instance, target: Target, source: string, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | IncomingMessage, timeoutMs: number): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const r = httpRequest({ agent: this.agentFor(source, target.service, inst.endpoint, target.connectTimeoutMs), method, path, headers });
+      this.activeByInstance.set(inst.key, (this.activeByInstance.get(inst.key) ?? 0) + 1);
+      r.once('close', () => this.activeByInstance.set(inst.key, (this.activeByInstance.get(inst.key) ?? 1) - 1));
       const timer = setTimeout(() => {
         r.destroy();
         reject(new ProxyAnswer(504, 'upstream request timeout'));
@@ -323,6 +348,23 @@ export class HttpUpstreamListener {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The key a hash-based policy routes on: the first hash policy that yields a value (all of them with Terminal unset), or none. */
+function hashKeyOf(target: Target, req: IncomingMessage, url: URL): string | undefined {
+  if (target.lbPolicy !== 'ring_hash' && target.lbPolicy !== 'maglev') return undefined;
+  const parts: string[] = [];
+  for (const h of target.hashPolicies) {
+    let v: string | undefined;
+    if (h.SourceIP) v = req.socket.remoteAddress;
+    else if (h.Field === 'header') { const x = req.headers[String(h.FieldValue).toLowerCase()]; v = Array.isArray(x) ? x.join(',') : x; }
+    else if (h.Field === 'query_parameter') v = url.searchParams.get(String(h.FieldValue)) ?? undefined;
+    else if (h.Field === 'cookie') v = new RegExp(`(?:^|;\\s*)${String(h.FieldValue).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}=([^;]*)`).exec(String(req.headers.cookie ?? ''))?.[1];
+    if (v === undefined) continue;
+    parts.push(v);
+    if (h.Terminal) break;
+  }
+  return parts.length ? parts.join('\0') : undefined;
+}
 
 function readAll(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
