@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import { after, before, test } from 'node:test';
+import { WebSocket, WebSocketServer } from 'ws';
 import { put, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { waitFor } from './helpers/wait-for.js';
@@ -15,7 +16,8 @@ const B = '127.0.73.2';
 let a: TestAgent;
 let b: TestAgent;
 const servers: Server[] = [];
-const port = { shop: 0, flaky: 0 };
+const port = { shop: 0, flaky: 0, chat: 0 };
+let wss: WebSocketServer | undefined;
 const seen = new Map<string, number>();
 
 /** An HTTP instance that names itself in `x-instance` and echoes the path it got. */
@@ -72,13 +74,23 @@ before(async () => {
     const p = await instance(host, name, () => ({ status }));
     await b.api('/v1/agent/service/register', put({ Name: 'flaky', ID: name, Address: host, Port: p, Connect: { SidecarService: {} } }));
   }
+  // A WebSocket echo service (protocol http: its upgrades pass through the HTTP upstream listener).
+  const chatServer = createServer((_q, r) => r.writeHead(426).end());
+  wss = new WebSocketServer({ server: chatServer });
+  wss.on('connection', (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })));
+  await new Promise<void>((r) => chatServer.listen(0, '127.0.73.51', r));
+  servers.push(chatServer);
+  await b.api('/v1/agent/service/register', put({ Name: 'chat', Address: '127.0.73.51', Port: (chatServer.address() as { port: number }).port, Connect: { SidecarService: {} } }));
+  await config(a, { Kind: 'service-defaults', Name: 'chat', Protocol: 'http' });
   // Protocol first (a router needs it), then the caller with its upstreams: its listeners open as HTTP.
   await config(a, { Kind: 'service-defaults', Name: 'shop', Protocol: 'http' });
   await config(a, { Kind: 'service-defaults', Name: 'flaky', Protocol: 'http' });
   port.shop = await freePort('127.0.0.1');
   port.flaky = await freePort('127.0.0.1');
+  port.chat = await freePort('127.0.0.1');
   await a.api('/v1/agent/service/register', put({ Name: 'web', Address: '127.0.73.31', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [
     { DestinationName: 'shop', LocalBindPort: port.shop }, { DestinationName: 'flaky', LocalBindPort: port.flaky },
+    { DestinationName: 'chat', LocalBindPort: port.chat },
   ] } } } }));
   await waitFor(async () => {
     const r = await get(port.shop, '/');
@@ -89,6 +101,7 @@ before(async () => {
 
 after(async () => {
   agent.destroy();
+  wss?.close();
   await a?.stop().catch(() => undefined);
   await b?.stop().catch(() => undefined);
   for (const s of servers) s.close();
@@ -201,4 +214,18 @@ test('consistent hashing (ring_hash on a header) sends the same key to the same 
   const used = new Set([...byUser.values()].flatMap((s) => [...s]));
   assert.equal(used.size, 3, 'keys spread over all three instances');
   await a.api('/v1/config/service-resolver/shop', { method: 'DELETE' });
+});
+
+test('a WebSocket upgrade passes through the HTTP upstream: 1 000 messages echoed in order', async () => {
+  const ws = await waitFor(() => new Promise<WebSocket>((resolve, reject) => {
+    const w = new WebSocket(`ws://127.0.0.1:${port.chat}/chat`);
+    w.once('open', () => resolve(w));
+    w.once('error', reject);
+  }), 10_000);
+  const got: string[] = [];
+  const done = new Promise<void>((resolve) => ws.on('message', (m) => { got.push(String(m)); if (got.length === 1000) resolve(); }));
+  for (let i = 0; i < 1000; i++) ws.send(`message ${i}`);
+  await done;
+  assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => `message ${i}`));
+  ws.close();
 });

@@ -4,6 +4,8 @@ import { Agent, createServer, request as httpRequest, type IncomingMessage, type
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { STATUS_CODES } from 'node:http';
+import { joinSockets, type PipeEnd } from '../proxy/byte-pipe.js';
 import { closeListener } from '../proxy/close-server.js';
 import { UpstreamAttribution, type UpstreamSpec } from '../proxy/outbound.js';
 import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
@@ -86,6 +88,7 @@ export class HttpUpstreamListener {
       s.once('close', () => this.open.delete(s));
     });
     server.on('clientError', (_e, socket) => socket.destroy());
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.spec.bindPort, this.spec.bindAddress, () => {
@@ -219,6 +222,45 @@ export class HttpUpstreamListener {
       else res.destroy();
       finish(a.status);
     }
+  }
+
+  /**
+   * An upgrade (WebSocket): routed like a request, then the request head goes to the instance as it came and
+   * the two connections are joined — the instance's 101 and every frame after it pass through as bytes.
+   */
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const source = this.attribution.sourceOf(req.socket.remoteAddress);
+    const refuse = (status: number, why: string) => {
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`);
+    };
+    if (!source) return refuse(403, 'nodemesh: this address belongs to no service that declared the upstream');
+    const url = new URL(req.url ?? '/', 'http://upstream');
+    const { routes } = this.compiled();
+    const route = routes.find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
+    const target = pickTarget(route.targets);
+    const tried = new Set<string>();
+    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && target; attempt++) {
+      const inst = this.pick(target, tried, hashKeyOf(target, req, url));
+      if (!inst) break;
+      tried.add(inst.key);
+      let up: Duplex;
+      try {
+        up = await this.tunnels.open(inst.endpoint, source, target.service, target.connectTimeoutMs);
+      } catch {
+        continue;
+      }
+      if (socket.destroyed) return void up.destroy();
+      const lines = [`${req.method} ${url.pathname}${url.search} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      up.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length) up.write(head);
+      this.open.add(up);
+      up.once('close', () => this.open.delete(up));
+      this.metrics.requests.inc({ source, destination: this.spec.destination, route: route.name, code_class: '1xx' });
+      return joinSockets(socket as PipeEnd, up as PipeEnd);
+    }
+    refuse(503, `no healthy upstream for ${target ? target.service : this.spec.destination}`);
   }
 
   /** Feeds outlier detection with an attempt's outcome. */
