@@ -4,6 +4,7 @@ import { NodemeshError, multiError } from '../../catalog/errors.js';
 import { DecodeError, decodeStruct, type FieldType, type Schema } from '../api/strict-json.js';
 import { parseGoDuration } from '../go-duration.js';
 import { compileSubsetFilter } from '../traffic/subset-filter.js';
+import { httpMatchErrors, type HttpMatchSpec } from '../../intentions/http-match.js';
 
 export const KINDS = ['service-defaults', 'proxy-defaults', 'service-resolver', 'service-splitter', 'service-router'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -77,7 +78,6 @@ const SCHEMAS: Record<Kind, Schema> = {
 const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$/;
 const SUBSET = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const LB_POLICIES = ['', 'random', 'round_robin', 'least_request', 'ring_hash', 'maglev'];
-const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 
 const invalid = (message: string) => new NodemeshError('CONFIG_ENTRY_INVALID', message, 400);
 type Rec = Record<string, unknown>;
@@ -88,16 +88,6 @@ function durationError(field: string, v: unknown): string | undefined {
     if (parseGoDuration(String(v)) < 0) return `${field} must not be negative`;
   } catch (e) {
     return `${field}: ${(e as Error).message}`;
-  }
-  return undefined;
-}
-
-function regexError(field: string, v: unknown): string | undefined {
-  if (v === undefined) return undefined;
-  try {
-    new RegExp(String(v));
-  } catch (e) {
-    return `${field}: invalid regular expression: ${(e as Error).message}`;
   }
   return undefined;
 }
@@ -115,26 +105,7 @@ function validateRouter(e: Rec, errs: string[]): void {
   routes.forEach((r, i) => {
     const at = `Route[${i}]`;
     const http = (r.Match as Rec | undefined)?.HTTP as Rec | undefined;
-    if (http) {
-      const paths = ['PathExact', 'PathPrefix', 'PathRegex'].filter((k) => http[k] !== undefined && http[k] !== '');
-      if (paths.length > 1) errs.push(`${at} should only contain at most one of PathExact, PathPrefix, or PathRegex`);
-      for (const k of ['PathExact', 'PathPrefix']) if (typeof http[k] === 'string' && http[k] !== '' && !(http[k] as string).startsWith('/')) errs.push(`${at} ${k} doesn't start with '/': "${http[k] as string}"`);
-      const re = regexError(`${at} PathRegex`, http.PathRegex || undefined);
-      if (re) errs.push(re);
-      for (const [j, h] of ((http.Header as Rec[] | undefined) ?? []).entries()) {
-        if (!h.Name) errs.push(`${at} Header[${j}] missing required Name field`);
-        const set = ['Present', 'Exact', 'Prefix', 'Suffix', 'Regex'].filter((k) => h[k] !== undefined && h[k] !== '' && h[k] !== false);
-        if (set.length > 1) errs.push(`${at} Header[${j}] should only contain one of Present, Exact, Prefix, Suffix, or Regex`);
-        const hr = regexError(`${at} Header[${j}] Regex`, h.Regex || undefined);
-        if (hr) errs.push(hr);
-      }
-      for (const [j, q] of ((http.QueryParam as Rec[] | undefined) ?? []).entries()) {
-        if (!q.Name) errs.push(`${at} QueryParam[${j}] missing required Name field`);
-        const set = ['Present', 'Exact', 'Regex'].filter((k) => q[k] !== undefined && q[k] !== '' && q[k] !== false);
-        if (set.length > 1) errs.push(`${at} QueryParam[${j}] should only contain one of Present, Exact, or Regex`);
-      }
-      for (const m of (http.Methods as string[] | undefined) ?? []) if (!HTTP_METHODS.includes(m)) errs.push(`${at} Methods contains an invalid method "${m}"`);
-    }
+    if (http) errs.push(...httpMatchErrors(http as HttpMatchSpec, at));
     const d = r.Destination as Rec | undefined;
     if (d) {
       if (d.PrefixRewrite && !(http?.PathExact || http?.PathPrefix)) errs.push(`${at} cannot make use of PrefixRewrite without configuring either PathExact or PathPrefix`);

@@ -3,6 +3,7 @@
 import type { ConfigEntry, Kind } from '../config-entries/config-entry.js';
 import { parseGoDuration } from '../go-duration.js';
 import { compileSubsetFilter, type SubsetFilter } from './subset-filter.js';
+import { httpMatcher, type HttpMatchSpec, type RequestFacts } from '../../intentions/http-match.js';
 
 export type EntryLookup = (kind: Kind, name: string) => ConfigEntry | undefined;
 
@@ -17,7 +18,7 @@ export interface Target {
   hashPolicies: { Field?: string; FieldValue?: string; SourceIP?: boolean; Terminal?: boolean }[];
 }
 
-export interface RequestFacts { method: string; path: string; query: URLSearchParams; headers: Record<string, string | string[] | undefined> }
+export type { RequestFacts };
 
 export interface CompiledRoute {
   /** For metrics and logs: the route's position, or "default". */
@@ -88,48 +89,6 @@ function split(service: string, get: EntryLookup): { weight: number; target: Tar
   }));
 }
 
-function header(h: RequestFacts['headers'], name: string): string | undefined {
-  const v = h[name.toLowerCase()];
-  return Array.isArray(v) ? v.join(',') : v;
-}
-
-function matcher(m: Rec | undefined): (r: RequestFacts) => boolean {
-  const http = (m?.HTTP as Rec | undefined) ?? {};
-  const tests: ((r: RequestFacts) => boolean)[] = [];
-  if (http.PathExact) tests.push((r) => r.path === http.PathExact);
-  if (http.PathPrefix) tests.push((r) => r.path.startsWith(String(http.PathPrefix)));
-  if (http.PathRegex) { const re = new RegExp(`^(?:${String(http.PathRegex)})$`); tests.push((r) => re.test(r.path)); }
-  const methods = (http.Methods as string[] | undefined) ?? [];
-  if (methods.length) tests.push((r) => methods.includes(r.method));
-  for (const h of (http.Header as Rec[] | undefined) ?? []) {
-    const name = String(h.Name);
-    const re = h.Regex ? new RegExp(`^(?:${String(h.Regex)})$`) : undefined;
-    const one = (r: RequestFacts) => {
-      const v = header(r.headers, name);
-      if (h.Present) return v !== undefined;
-      if (v === undefined) return false;
-      if (h.Exact !== undefined && h.Exact !== '') return v === h.Exact;
-      if (h.Prefix) return v.startsWith(String(h.Prefix));
-      if (h.Suffix) return v.endsWith(String(h.Suffix));
-      if (re) return re.test(v);
-      return true;
-    };
-    tests.push(h.Invert ? (r) => !one(r) : one);
-  }
-  for (const q of (http.QueryParam as Rec[] | undefined) ?? []) {
-    const name = String(q.Name);
-    const re = q.Regex ? new RegExp(`^(?:${String(q.Regex)})$`) : undefined;
-    tests.push((r) => {
-      const v = r.query.get(name);
-      if (q.Present) return v !== null;
-      if (v === null) return false;
-      if (q.Exact !== undefined && q.Exact !== '') return v === q.Exact;
-      return re ? re.test(v) : true;
-    });
-  }
-  return (r) => tests.every((t) => t(r));
-}
-
 /** Compiles the chain for requests to `destination`: its router's routes in order, then the default route. */
 export function compileChain(destination: string, get: EntryLookup): CompiledRoute[] {
   const routes: CompiledRoute[] = [];
@@ -144,7 +103,7 @@ export function compileChain(destination: string, get: EntryLookup): CompiledRou
     const mirror = ext.Mirror as Rec | undefined;
     routes.push({
       name: `route-${i}`,
-      match: matcher(r.Match as Rec | undefined),
+      match: httpMatcher((r.Match as Rec | undefined)?.HTTP as HttpMatchSpec | undefined),
       targets: d.ServiceSubset ? [{ weight: 100, target: resolve(service, String(d.ServiceSubset), get) }] : split(service, get),
       timeoutMs: ms(d.RequestTimeout, DEFAULT_TIMEOUT_MS),
       numRetries: Number(d.NumRetries ?? 0),
