@@ -20,6 +20,8 @@ import { healthRoutes } from './api/routes-health.js';
 import { authorizeRoute, connectRoutes } from './api/routes-connect.js';
 import { configRoutes } from './api/routes-config.js';
 import { ConfigEntryStore } from './config-entries/config-entry-store.js';
+import { protocolOf } from './config-entries/config-entry.js';
+import { decideRequest } from '../intentions/decision.js';
 import { CertificateAuthority } from './ca/certificate-authority.js';
 import { LeafCerts } from './ca/leaf-certs.js';
 import { IntentionStore } from '../intentions/intention-store.js';
@@ -185,6 +187,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     authorize, intentionsFeed: intentionList.feed, trustFeed: trust.feed, metrics: proxyMetrics, log,
     onListening: (proxyId) => local.checks.probeNow(proxyId),
     tunnel: config.dataPlaneTunnel,
+    decideRequest: (i, r) => decideRequest(i, r, intentionList.defaultPolicy()),
     entries: builtin ? { feed: builtin.entries.feed, get index() { return builtin!.entries.index; }, get: (k, n) => builtin!.entries.get(k, n) } : undefined,
   });
   await dataPlane.start();
@@ -224,7 +227,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   } else {
     catalogRoutes(router, deps);
     healthRoutes(router, deps);
-    connectRoutes(router, deps, { intentions: builtin!.store, trust: builtin!.bundle, leaves, defaultPolicy });
+    connectRoutes(router, deps, { intentions: builtin!.store, trust: builtin!.bundle, leaves, defaultPolicy, protocolOf: (svc) => protocolOf(svc, (k, n) => builtin!.entries.get(k, n)) });
     configRoutes(router, builtin!.entries);
   }
 

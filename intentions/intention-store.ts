@@ -68,7 +68,8 @@ export class IntentionStore extends LwwRecordStore<'intention', Intention> {
       ID: id,
       Description: input.Description ?? '',
       SourceNS: input.SourceNS!, SourceName: input.SourceName!, DestinationNS: input.DestinationNS!, DestinationName: input.DestinationName!,
-      SourceType: input.SourceType!, Action: input.Action as Intention['Action'],
+      SourceType: input.SourceType!, Action: (input.Action ?? '') as Intention['Action'],
+      ...(input.Permissions?.length ? { Permissions: input.Permissions } : {}),
       DefaultAddr: input.DefaultAddr ?? '', DefaultPort: input.DefaultPort ?? 0, Meta: input.Meta ?? {},
       Precedence: 0,
     };
@@ -83,7 +84,8 @@ export class IntentionStore extends LwwRecordStore<'intention', Intention> {
       CreateIndex: prev?.CreateIndex ?? index, ModifyIndex: index,
     };
     await this.put(id, intention);
-    return intention;
+    // The stored (shaped) object, so what the caller gets equals what a later read returns.
+    return this.value(id) ?? intention;
   }
 
   protected override onSet(id: string, old: Intention | undefined, next: Intention | undefined): void {
@@ -111,7 +113,7 @@ const pairKey = (i: Pick<Intention, 'SourceNS' | 'SourceName' | 'DestinationNS' 
 function shaped(i: Intention): Intention {
   return {
     ID: i.ID, Description: i.Description, SourceNS: i.SourceNS, SourceName: i.SourceName, DestinationNS: i.DestinationNS,
-    DestinationName: i.DestinationName, SourceType: i.SourceType, Action: i.Action, DefaultAddr: i.DefaultAddr,
+    DestinationName: i.DestinationName, SourceType: i.SourceType, Action: i.Action, Permissions: i.Permissions, DefaultAddr: i.DefaultAddr,
     DefaultPort: i.DefaultPort, Meta: i.Meta, Precedence: i.Precedence, CreatedAt: i.CreatedAt, UpdatedAt: i.UpdatedAt,
     Hash: i.Hash, CreateIndex: i.CreateIndex, ModifyIndex: i.ModifyIndex,
   };

@@ -1,8 +1,12 @@
-// Consul 1.8's intention: fields, defaults, validation with Consul's texts, precedence and display.
+// Consul's intention (1.8's fields, and 1.9's L7 Permissions): defaults, validation with Consul's texts, precedence and display.
 
 import { createHash } from 'node:crypto';
+import { httpMatchErrors, type HttpMatchSpec } from './http-match.js';
 
 export type IntentionAction = 'allow' | 'deny';
+
+/** Consul 1.9's L7 rule: the first permission whose HTTP match holds decides the request. */
+export interface Permission { Action: IntentionAction; HTTP?: HttpMatchSpec }
 
 export interface Intention {
   ID: string;
@@ -12,7 +16,10 @@ export interface Intention {
   DestinationNS: string;
   DestinationName: string;
   SourceType: string;
-  Action: IntentionAction;
+  /** L4 decision; empty ('') for an L7 intention, whose Permissions decide per request. */
+  Action: IntentionAction | '';
+  /** L7 rules (Consul 1.9); absent on an L4 intention. */
+  Permissions?: Permission[];
   DefaultAddr: string;
   DefaultPort: number;
   Meta: Record<string, string>;
@@ -26,7 +33,7 @@ export interface Intention {
 
 /** What a client may set; the rest is computed. */
 export type IntentionInput = Partial<Pick<Intention,
-  'ID' | 'Description' | 'SourceNS' | 'SourceName' | 'DestinationNS' | 'DestinationName' | 'SourceType' | 'Action' | 'DefaultAddr' | 'DefaultPort' | 'Meta'>> & { Action?: string };
+  'ID' | 'Description' | 'SourceNS' | 'SourceName' | 'DestinationNS' | 'DestinationName' | 'SourceType' | 'Action' | 'DefaultAddr' | 'DefaultPort' | 'Meta' | 'Permissions'>> & { Action?: string };
 
 export const WILDCARD = '*';
 export const DEFAULT_NS = 'default';
@@ -61,7 +68,15 @@ export function validateIntention(i: IntentionInput): string[] {
     if (k.length > 128) errs.push(`Meta key ${JSON.stringify(k)} exceeds maximum length 128`);
     if (v.length > 512) errs.push(`Meta value for key ${JSON.stringify(k)} exceeds maximum length 512`);
   }
-  if (i.Action !== 'allow' && i.Action !== 'deny') errs.push("Action must be set to 'allow' or 'deny'");
+  if (i.Permissions !== undefined && i.Permissions.length > 0) {
+    // Consul 1.9: an L7 intention has no Action of its own; each permission has one.
+    if (i.Action) errs.push('Action must be empty when Permissions are present');
+    i.Permissions.forEach((p, n) => {
+      if (p.Action !== 'allow' && p.Action !== 'deny') errs.push(`Permissions[${n}].Action must be set to 'allow' or 'deny'`);
+      if (!p.HTTP || Object.keys(p.HTTP).length === 0) errs.push(`Permissions[${n}].HTTP must be set: an L7 permission matches on HTTP attributes`);
+      else errs.push(...httpMatchErrors(p.HTTP, `Permissions[${n}].HTTP`));
+    });
+  } else if (i.Action !== 'allow' && i.Action !== 'deny') errs.push("Action must be set to 'allow' or 'deny'");
   if (i.SourceType !== 'consul') errs.push("SourceType must be set to 'consul'");
   if (i.DefaultPort !== undefined && (i.DefaultPort < 0 || i.DefaultPort > 65535)) errs.push('DefaultPort must be between 0 and 65535');
   return errs;
@@ -76,12 +91,13 @@ export function intentionHash(i: Omit<Intention, 'Hash' | 'CreateIndex' | 'Modif
   const h = createHash('sha256');
   for (const v of [i.ID, i.Description, i.SourceNS, i.SourceName, i.DestinationNS, i.DestinationName, i.SourceType, i.Action, i.DefaultAddr, String(i.DefaultPort), String(i.Precedence)]) h.update(`${v}\0`);
   for (const k of Object.keys(i.Meta).sort()) h.update(`${k}=${i.Meta[k]}\0`);
+  if (i.Permissions) h.update(JSON.stringify(i.Permissions));
   return h.digest('base64');
 }
 
 /** `ALLOW default/web => default/db (ID: …, Precedence: 9)`, as Consul prints an intention. */
 export function describeIntention(i: Intention): string {
-  return `${i.Action.toUpperCase()} ${i.SourceNS}/${i.SourceName} => ${i.DestinationNS}/${i.DestinationName} (ID: ${i.ID}, Precedence: ${i.Precedence})`;
+  return `${i.Permissions?.length ? 'L7' : i.Action.toUpperCase()} ${i.SourceNS}/${i.SourceName} => ${i.DestinationNS}/${i.DestinationName} (ID: ${i.ID}, Precedence: ${i.Precedence})`;
 }
 
 /** Consul's list order: precedence high to low, then source and destination names. */

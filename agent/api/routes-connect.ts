@@ -19,6 +19,8 @@ export interface ConnectDeps {
   trust: TrustBundle;
   leaves: LeafSource;
   defaultPolicy: 'allow' | 'deny';
+  /** The protocol a service speaks by config entries (L7 intentions need an HTTP-family one). */
+  protocolOf?: (service: string) => string;
 }
 
 const INTENTION_SCHEMA: Schema = {
@@ -26,16 +28,31 @@ const INTENTION_SCHEMA: Schema = {
   DestinationName: 'string', SourceType: 'string', Action: 'string', DefaultAddr: 'string', DefaultPort: 'int',
   Meta: 'map[string]string',
   // Read-only fields a client echoes back from a GET; accepted and ignored, as Consul does.
-  Precedence: 'int', CreatedAt: 'any', UpdatedAt: 'any', Hash: 'any', CreateIndex: 'any', ModifyIndex: 'any', LegacyID: 'any', Permissions: 'any',
+  Precedence: 'int', CreatedAt: 'any', UpdatedAt: 'any', Hash: 'any', CreateIndex: 'any', ModifyIndex: 'any', LegacyID: 'any',
+  // Consul 1.9's L7 rules.
+  Permissions: { array: { struct: {
+    Action: 'string',
+    HTTP: { struct: {
+      PathExact: 'string', PathPrefix: 'string', PathRegex: 'string', Methods: { array: 'string' },
+      Header: { array: { struct: { Name: 'string', Present: 'bool', Exact: 'string', Prefix: 'string', Suffix: 'string', Regex: 'string', Invert: 'bool' } } },
+    } },
+  } } },
 };
 
 const READ_ONLY = ['Precedence', 'CreatedAt', 'UpdatedAt', 'Hash', 'CreateIndex', 'ModifyIndex', 'LegacyID'];
 
-async function intentionBody(ctx: RequestContext): Promise<IntentionInput> {
+async function intentionBody(ctx: RequestContext, protocolOf?: (service: string) => string): Promise<IntentionInput> {
   const text = await ctx.body();
   const body = decodeOrThrow<Record<string, unknown>>(() => decodeBody(text, INTENTION_SCHEMA));
-  if (body.Permissions !== undefined) throw new NodemeshError('INTENTION_L7_UNSUPPORTED', 'Permissions (L7 intentions) are not supported on this endpoint', 400);
   for (const k of READ_ONLY) delete body[k];
+  // Consul: L7 rules need a destination that speaks HTTP, so each request can be seen.
+  if (Array.isArray(body.Permissions) && body.Permissions.length > 0 && protocolOf) {
+    const dest = String(body.DestinationName ?? '');
+    const p = protocolOf(dest);
+    if (!['http', 'http2', 'grpc'].includes(p)) {
+      throw new NodemeshError('INTENTION_L7_PROTOCOL', `Permissions need an HTTP-family destination, but ${JSON.stringify(dest)} has protocol ${JSON.stringify(p)}: set Protocol "http" in its service-defaults first`, 400);
+    }
+  }
   return body as IntentionInput;
 }
 
@@ -51,7 +68,7 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
   r.on('GET', '/v1/connect/intentions', (ctx) => answerBlocking(ctx, store.feed, () => ({ index: store.index, body: store.list() })));
 
   r.on('POST', '/v1/connect/intentions', async (ctx) => {
-    const created = await store.create(await intentionBody(ctx));
+    const created = await store.create(await intentionBody(ctx, c.protocolOf));
     d.log.info({ id: created.ID, source: created.SourceName, destination: created.DestinationName, action: created.Action }, 'intention created');
     sendJson(ctx.res, 200, { ID: created.ID });
   });
@@ -78,7 +95,7 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
   r.on('GET', '/v1/connect/intentions/:id', (ctx) => sendJson(ctx.res, 200, store.get(ctx.params.id)));
 
   r.on('PUT', '/v1/connect/intentions/:id', async (ctx) => {
-    const body = await intentionBody(ctx);
+    const body = await intentionBody(ctx, c.protocolOf);
     delete body.ID; // the URL's ID wins
     const updated = await store.update(ctx.params.id, body);
     d.log.info({ id: updated.ID, action: updated.Action }, 'intention updated');
@@ -124,6 +141,7 @@ export function authorizeRoute(r: Router, authorize: (source: { service: string;
     const id = parseServiceId(uri);
     if (!id) throw new NodemeshError('AUTHZ_BAD_REQUEST', 'Bad request: ClientCertURI not a valid Service identifier', 400);
     const decision = authorize({ service: id.service, namespace: id.namespace }, body.Target);
-    sendJson(ctx.res, 200, { Authorized: decision.allowed, Reason: decision.reason }, { 'X-Cache': 'MISS', Age: '0' });
+    // As Consul 1.9: an L4 check that meets an L7 intention is not authorized (only a request can be).
+    sendJson(ctx.res, 200, { Authorized: decision.allowed && !decision.l7, Reason: decision.reason }, { 'X-Cache': 'MISS', Age: '0' });
   });
 }

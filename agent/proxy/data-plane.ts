@@ -5,7 +5,7 @@ import type { Catalog } from '../../catalog/catalog-store.js';
 import type { ChangeFeed } from '../../catalog/change-feed.js';
 import type { ServiceRecord } from '../../catalog/types.js';
 import type { LeafSource } from '../mesh-backend.js';
-import { InboundListener, type Authorize, type InboundTarget } from './inbound.js';
+import { InboundListener, type Authorize, type InboundTarget, type RequestDecider } from './inbound.js';
 import { UpstreamListener, type UpstreamSpec } from './outbound.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import type { ServiceTls } from './tls-identity.js';
@@ -35,6 +35,8 @@ export interface DataPlaneOptions {
   onListening?(proxyId: string): void;
   /** Offer the multiplexed tunnel to peer agents (default true); false: one mTLS handshake per connection. */
   tunnel?: boolean;
+  /** One HTTP request under an L7 intention (the inbound side of an HTTP service). */
+  decideRequest: RequestDecider;
   /** Config entries (protocol, routing); without them every upstream is TCP. */
   entries?: EntrySource & { feed: ChangeFeed };
 }
@@ -97,7 +99,7 @@ export class DataPlane {
       inbound.set(`${this.o.bind}:${p.Port}`, {
         port: p.Port,
         target: {
-          proxyId: p.ID, service: dest,
+          proxyId: p.ID, service: dest, protocol: this.o.entries ? protocolOf(dest, this.o.entries.get) : 'tcp',
           appHost: p.Proxy.LocalServiceAddress || parent?.Address || '127.0.0.1',
           appPort: p.Proxy.LocalServicePort || parent?.Port || 0,
         },
@@ -169,7 +171,7 @@ export class DataPlane {
         have.update(w.target);
         continue;
       }
-      const l = new InboundListener(this.o.bind, w.port, w.target, this.o.tls, this.o.authorize, this.o.log, this.o.metrics);
+      const l = new InboundListener(this.o.bind, w.port, w.target, this.o.tls, this.o.authorize, this.o.log, this.o.metrics, this.o.decideRequest);
       try {
         await l.start();
         this.inbound.set(key, l);

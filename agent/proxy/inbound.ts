@@ -1,9 +1,12 @@
 // The inbound side: a service's public mTLS listener — verify the client, decide by intention, forward to the app, revoke live.
 
+import { Agent as HttpAgent, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Decision } from '../../intentions/decision.js';
+import type { RequestFacts } from '../../intentions/http-match.js';
+import type { Intention } from '../../intentions/intention.js';
 import { joinSockets, type PipeEnd } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { closeServer } from './close-server.js';
@@ -19,9 +22,17 @@ export interface InboundTarget {
   service: string;
   appHost: string;
   appPort: number;
+  /** The service's protocol by config entries: an http service can take L7 intentions, decided per request. */
+  protocol: string;
 }
 
 export type Authorize = (source: ServiceIdentity, destination: string) => Decision;
+export type RequestDecider = (intention: Intention, request: RequestFacts) => { allowed: boolean; reason: string };
+
+/** Connection-level headers not forwarded to the app (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+/** Which verified identity a connection handed to the L7 server belongs to. */
+const SOURCE = Symbol('nodemesh.source');
 
 interface OpenConn { client: PipeEnd; app: Socket; source: ServiceIdentity }
 
@@ -52,7 +63,13 @@ export class InboundListener {
     private readonly authorize: Authorize,
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
+    private readonly decideRequest?: RequestDecider,
   ) {}
+
+  /** Connections under an L7 intention: parsed as HTTP here, each request decided on its own. */
+  private readonly l7 = new Set<{ client: PipeEnd; source: ServiceIdentity }>();
+  private http?: HttpServer;
+  private appAgent?: HttpAgent;
 
   get service(): string {
     return this.target.service;
@@ -147,6 +164,7 @@ export class InboundListener {
       client.destroy();
       return;
     }
+    if (decision.l7) return this.serveHttp(client, id, decision);
     const labels = { direction: 'inbound' as const, source: id.service, destination };
     const app = connect({ host: this.target.appHost, port: this.target.appPort, allowHalfOpen: true, timeout: APP_CONNECT_TIMEOUT_MS });
     // Tracked from now, not from the app's connect: a deny that lands while the app is being dialled
@@ -183,12 +201,72 @@ export class InboundListener {
     });
   }
 
+  /**
+   * A connection whose source has an L7 intention: requests are read here and each is decided by the intention's
+   * permissions before it goes to the app. Only an HTTP service can be seen this way; any other is refused.
+   */
+  private serveHttp(client: PipeEnd, id: ServiceIdentity, decision: Decision): void {
+    const destination = this.target.service;
+    if (this.target.protocol !== 'http' || !this.decideRequest) {
+      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'intention' });
+      this.log.warn({ source: id.service, destination, protocol: this.target.protocol, intention: decision.intention?.ID },
+        `inbound connection denied: an L7 intention applies but ${destination} is not an HTTP service (set Protocol "http" in its service-defaults)`);
+      client.destroy();
+      return;
+    }
+    const conn = { client, source: id };
+    this.l7.add(conn);
+    client.once('close', () => this.l7.delete(conn));
+    (client as unknown as Record<symbol, ServiceIdentity>)[SOURCE] = id;
+    this.metrics.opened.inc({ direction: 'inbound', source: id.service, destination });
+    this.http ??= createHttpServer({ keepAlive: true }, (req, res) => this.l7Request(req, res));
+    this.http.emit('connection', client);
+  }
+
+  private l7Request(req: IncomingMessage, res: ServerResponse): void {
+    const destination = this.target.service;
+    const id = (req.socket as unknown as Record<symbol, ServiceIdentity>)[SOURCE];
+    const url = new URL(req.url ?? '/', 'http://app');
+    const facts: RequestFacts = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
+    // Decided again per request: intentions may have changed since the connection opened.
+    const d = this.authorize(id, destination);
+    const verdict = !d.allowed ? { allowed: false, reason: d.reason } : d.l7 && d.intention ? this.decideRequest!(d.intention, facts) : { allowed: true, reason: d.reason };
+    if (!verdict.allowed) {
+      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'l7' });
+      this.log.warn({ source: id.service, destination, method: facts.method, path: facts.path, intention: d.intention?.ID }, `inbound request denied: ${verdict.reason}`);
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied\n');
+      return;
+    }
+    this.appAgent ??= new HttpAgent({ keepAlive: true, maxSockets: 256 });
+    const headers: OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+    const up = httpRequest({ host: this.target.appHost, port: this.target.appPort, method: req.method, path: req.url, headers, agent: this.appAgent }, (r) => {
+      const out: OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(r.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+      res.writeHead(r.statusCode ?? 502, r.statusMessage, out);
+      r.pipe(res);
+    });
+    up.on('error', (e) => {
+      this.log.warn({ source: id.service, destination, app: `${this.target.appHost}:${this.target.appPort}`, err: e.message }, 'inbound: cannot reach the local app');
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end('local app unreachable\n');
+      else res.destroy();
+    });
+    req.pipe(up);
+  }
+
   /** Re-decides every open connection (intentions changed) and closes the ones now denied. */
   revalidate(): number {
     let closed = 0;
+    for (const c of [...this.l7]) {
+      if (this.authorize(c.source, this.target.service).allowed) continue;
+      closed++;
+      this.l7.delete(c);
+      c.client.destroy();
+    }
     for (const c of [...this.open]) {
       const d = this.authorize(c.source, this.target.service);
-      if (d.allowed) continue;
+      // A byte-path connection that now falls under an L7 intention must reconnect to be seen per request.
+      if (d.allowed && !d.l7) continue;
       closed++;
       this.open.delete(c);
       this.metrics.denied.inc({ direction: 'inbound', source: c.source.service, destination: this.target.service, reason: 'revoked' });
@@ -232,6 +310,9 @@ export class InboundListener {
       c.app.destroy();
     }
     this.open.clear();
+    for (const c of this.l7) c.client.destroy();
+    this.l7.clear();
+    this.appAgent?.destroy();
     for (const sock of this.raw) sock.destroy();
     this.raw.clear();
     if (server) await closeServer(server);
