@@ -188,6 +188,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     onListening: (proxyId) => local.checks.probeNow(proxyId),
     tunnel: config.dataPlaneTunnel,
     decideRequest: (i, r) => decideRequest(i, r, intentionList.defaultPolicy()),
+    accessLog: config.accessLog,
     entries: builtin ? { feed: builtin.entries.feed, get index() { return builtin!.entries.index; }, get: (k, n) => builtin!.entries.get(k, n) } : undefined,
   });
   await dataPlane.start();

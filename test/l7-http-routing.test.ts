@@ -25,7 +25,7 @@ async function instance(host: string, name: string, behave: (path: string) => { 
   const s = createServer((req, res) => {
     seen.set(name, (seen.get(name) ?? 0) + 1);
     const { status, delayMs } = behave(req.url ?? '/');
-    const reply = () => res.writeHead(status, { 'x-instance': name, 'content-type': 'text/plain' }).end(`${name} ${req.method} ${req.url}`);
+    const reply = () => res.writeHead(status, { 'x-instance': name, 'x-got-traceparent': String(req.headers.traceparent ?? ''), 'content-type': 'text/plain' }).end(`${name} ${req.method} ${req.url}`);
     if (delayMs) setTimeout(reply, delayMs);
     else reply();
   });
@@ -36,13 +36,13 @@ async function instance(host: string, name: string, behave: (path: string) => { 
 }
 
 const agent = new (await import('node:http')).Agent({ keepAlive: true, maxSockets: 32 });
-function get(p: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; instance: string; body: string }> {
+function get(p: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; instance: string; body: string; traceparent: string }> {
   return new Promise((resolve, reject) => {
     const r = request({ host: '127.0.0.1', port: p, path, headers, agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, instance: String(res.headers['x-instance'] ?? ''), body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, instance: String(res.headers['x-instance'] ?? ''), body, traceparent: String(res.headers['x-got-traceparent'] ?? '') }));
     });
     r.on('error', reject);
     r.end();
@@ -228,4 +228,18 @@ test('a WebSocket upgrade passes through the HTTP upstream: 1 000 messages echoe
   await done;
   assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => `message ${i}`));
   ws.close();
+});
+
+test('W3C traceparent: the same trace and sampled flag with a new span id per hop, or a new trace when none came', async () => {
+  const incoming = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const r = await get(port.shop, '/', { traceparent: incoming });
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(r.traceparent);
+  assert.ok(m, r.traceparent);
+  assert.equal(m[1], '4bf92f3577b34da6a3ce929d0e0e4736');
+  assert.notEqual(m[2], '00f067aa0ba902b7');
+  assert.equal(m[3], '01');
+  const fresh = await get(port.shop, '/');
+  assert.match(fresh.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  const junk = await get(port.shop, '/', { traceparent: 'garbage' });
+  assert.match(junk.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
 });

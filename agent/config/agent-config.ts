@@ -47,6 +47,8 @@ export interface AgentConfig {
   consulAddr: string | undefined;
   /** Token for the Consul backend's calls. */
   consulToken: string | undefined;
+  /** Log each HTTP request through an upstream listener (source, destination, route, status, ms, traceparent). */
+  accessLog: boolean;
 }
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
@@ -85,6 +87,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   data_plane_tunnel: { kind: 'bool', field: 'dataPlaneTunnel' },
   consul_addr: { kind: 'url', field: 'consulAddr' },
   consul_token: { kind: 'string', field: 'consulToken' },
+  access_log: { kind: 'bool', field: 'accessLog' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -191,6 +194,7 @@ export function defaultConfig(): AgentConfig {
     dataPlaneTunnel: true,
     consulAddr: undefined,
     consulToken: undefined,
+    accessLog: false,
   };
 }
 

@@ -37,6 +37,8 @@ export interface DataPlaneOptions {
   tunnel?: boolean;
   /** One HTTP request under an L7 intention (the inbound side of an HTTP service). */
   decideRequest: RequestDecider;
+  /** Log every L7 request as one JSON line (access_log). */
+  accessLog?: boolean;
   /** Config entries (protocol, routing); without them every upstream is TCP. */
   entries?: EntrySource & { feed: ChangeFeed };
 }
@@ -196,7 +198,7 @@ export class DataPlane {
         continue;
       }
       const l: Upstream = listenerKind(w.protocol) === 'http' && this.o.entries
-        ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics)
+        ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, this.o.accessLog)
         : new UpstreamListener(w, this.tunnels, this.index.endpoints, this.o.log, this.o.metrics);
       try {
         await l.start();

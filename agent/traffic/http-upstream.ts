@@ -14,6 +14,7 @@ import { callPolicy, compileChain, pickTarget, type CallPolicy, type CompiledRou
 import { OutlierDetector } from './outlier-detection.js';
 import { RetryBudget } from './retry-budget.js';
 import type { Instance } from './service-instances.js';
+import { nextTraceparent } from './trace-context.js';
 
 /** Connection-level headers a proxy must not forward (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
@@ -54,6 +55,8 @@ export class HttpUpstreamListener {
     private readonly entries: EntrySource,
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
+    /** One JSON log line per request (access_log). */
+    private readonly accessLog = false,
   ) {
     this.spec = spec;
     this.update(spec);
@@ -188,8 +191,10 @@ export class HttpUpstreamListener {
     let routeName = 'none';
     const finish = (status: number) => {
       const labels = { source: source ?? 'unknown', destination, route: routeName };
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
       this.metrics.requests.inc({ ...labels, code_class: codeClass(status) });
-      this.metrics.requestMs.observe(labels, Number(process.hrtime.bigint() - started) / 1e6);
+      this.metrics.requestMs.observe(labels, ms);
+      if (this.accessLog) this.log.info({ access: true, ...labels, method: req.method, path: req.url, status, ms: Math.round(ms * 100) / 100, traceparent: req.headers.traceparent }, 'request');
     };
     if (!source) {
       this.metrics.denied.inc({ direction: 'outbound', source: 'unknown', destination, reason: 'attribution' });
@@ -290,6 +295,7 @@ export class HttpUpstreamListener {
     }
     const headers: OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+    headers.traceparent = nextTraceparent(req.headers.traceparent);
     if (route.mirror && body !== undefined && Math.random() * 100 < route.mirror.percent) this.mirror(route.mirror.target, source, req.method ?? 'GET', path, headers, body);
     const deadline = Date.now() + route.timeoutMs;
     const tried = new Set<string>();
