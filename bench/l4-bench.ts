@@ -126,10 +126,18 @@ async function startNodemeshPath(backendHost: string, backendPort: number) {
   await put(server.api, { Name: 'backend', Address: backendHost, Port: backendPort, Connect: { SidecarService: {} } });
   await put(client.api, { Name: 'client', Address: '127.0.42.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'backend', LocalBindAddress: '127.0.42.4', LocalBindPort: up }] } } } });
   const http = `http://127.0.42.4:${up}/`;
+  // The same nginx as an HTTP service: the client agent routes each request (L7) instead of copying bytes (L4).
+  const upL7 = await freePort('127.0.42.4');
+  await put(server.api, { Name: 'backend-http', Address: backendHost, Port: backendPort, Connect: { SidecarService: {} } });
+  const cfg = await fetch(`${client.api}/v1/config`, { method: 'PUT', body: JSON.stringify({ Kind: 'service-defaults', Name: 'backend-http', Protocol: 'http' }) });
+  if (!cfg.ok) throw new Error(`bench: service-defaults: ${await cfg.text()}`);
+  await put(client.api, { Name: 'client-http', Address: '127.0.42.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'backend-http', LocalBindAddress: '127.0.42.4', LocalBindPort: upL7 }] } } } });
+  const l7 = `http://127.0.42.4:${upL7}/`;
+  await until('nodemesh L7 path', async () => (await fetch(l7)).ok);
   await until('nodemesh path', async () => (await fetch(http)).ok).catch(async (e: Error) => {
     throw new Error(`${e.message}; the client agent sees backend as ${await (await fetch(`${client.api}/v1/health/connect/backend`)).text()}`);
   });
-  return { http, pids: () => [server.proc.pid!, client.proc.pid!] };
+  return { http, l7, pids: () => [server.proc.pid!, client.proc.pid!] };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -211,6 +219,15 @@ async function main(): Promise<void> {
     'cpu s / peak RSS: the proxies\' processes (consul: agent + 3 proxies; nodemesh: 2 agents) during that group of rows.\n\n' +
     `${lines.join('\n')}\n`;
   process.stdout.write(`\n${text}`);
+  const l7Text = ONLY && !/l7/i.test(ONLY) ? '' : await l7Rows(`http://127.0.40.3:${nginxPort}/`, mesh.http, mesh.l7, mesh.pids);
+  if (l7Text) process.stdout.write(`\n${l7Text}`);
+  if (UPDATE_DOCS && l7Text) {
+    const doc = join(ROOT, 'docs', 'benchmarks.md');
+    const s = readFileSync(doc, 'utf8');
+    const a = s.indexOf('<!-- l7-bench:start -->');
+    const b = s.indexOf('<!-- l7-bench:end -->');
+    if (a >= 0 && b > a) writeFileSync(doc, `${s.slice(0, a)}<!-- l7-bench:start -->\n\`\`\`\n${l7Text}\`\`\`\n${s.slice(b)}`);
+  }
   if (UPDATE_DOCS) {
     const doc = join(ROOT, 'docs', 'benchmarks.md');
     const s = readFileSync(doc, 'utf8');
@@ -220,6 +237,30 @@ async function main(): Promise<void> {
   }
   for (const s of stops) await s().catch(() => undefined);
   cleanup();
+}
+
+/** HTTP/1.1 through nodemesh's L7 path (per-request routing) vs its L4 path vs direct, same agents and nginx. */
+async function l7Rows(direct: string, l4: string, l7: string, pids: () => number[]): Promise<string> {
+  const paths = [['direct', direct], ['nodemesh L4', l4], ['nodemesh L7', l7]] as const;
+  const got = new Map<string, { r: WrkResult; cpu: number }[]>();
+  for (let rep = 0; rep < RUNS; rep++) {
+    for (let i = 0; i < paths.length; i++) {
+      const [name, url] = paths[(i + rep) % paths.length];
+      const s = await sample(name === 'direct' ? [] : pids(), () => wrk(url, 32));
+      got.set(name, [...(got.get(name) ?? []), { r: s.value, cpu: s.cpu }]);
+    }
+    log(`bench: run ${rep + 1}/${RUNS}: L7 rows done`);
+  }
+  const m = (name: string, pick: (r: WrkResult) => number) => median(got.get(name)!.map((x) => pick(x.r)));
+  const table = [['keep-alive HTTP/1.1, 32 conn', 'unit', 'direct', 'nodemesh L4', 'nodemesh L7', 'L7/L4']];
+  for (const [label, unit, pick] of [['req/s', 'req/s', (r: WrkResult) => r.rps], ['p50', 'ms', (r: WrkResult) => r.p50], ['p99', 'ms', (r: WrkResult) => r.p99]] as const) {
+    table.push([label, unit, fmt(m('direct', pick)), fmt(m('nodemesh L4', pick)), fmt(m('nodemesh L7', pick)), `${(m('nodemesh L7', pick) / m('nodemesh L4', pick)).toFixed(2)}x`]);
+  }
+  table.push(['agents cpu s', 's', '', fmt(median(got.get('nodemesh L4')!.map((x) => x.cpu))), fmt(median(got.get('nodemesh L7')!.map((x) => x.cpu))), '']);
+  const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
+  const lines = table.map((r) => r.map((c, i) => (i >= 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  '));
+  lines.splice(1, 0, w.map((x) => '-'.repeat(x)).join('  '));
+  return `L7 rows — ${new Date().toISOString()} — same agents and nginx; L7 = per-request routing on the client agent (protocol http), L4 = bytes;\nmedian of ${RUNS} run(s), ${DURATION}s each. HTTP/2 rows: not yet (h2 is carried as bytes in this version).\n\n${lines.join('\n')}\n`;
 }
 
 main().catch(async (e) => { log(`bench failed: ${(e as Error).stack}`); for (const s of stops) await s().catch(() => undefined); cleanup(); process.exit(1); });
