@@ -197,7 +197,7 @@ export class DataPlane {
         have.update(w);
         continue;
       }
-      const l: Upstream = listenerKind(w.protocol) === 'http' && this.o.entries
+      const l: Upstream = listenerKind(w.protocol) !== 'tcp' && this.o.entries
         ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, this.o.accessLog)
         : new UpstreamListener(w, this.tunnels, this.index.endpoints, this.o.log, this.o.metrics);
       try {
@@ -253,7 +253,7 @@ export class DataPlane {
   }
 }
 
-/** HTTP/1.1 services are proxied per request; http2 and grpc stay on the byte path until the HTTP/2 proxy lands. */
-function listenerKind(protocol: string): 'http' | 'tcp' {
-  return protocol === 'http' ? 'http' : 'tcp';
+/** HTTP/1.1, HTTP/2 and gRPC services are proxied per request (one listener kind each side of the h1/h2 line); others as bytes. */
+function listenerKind(protocol: string): 'http' | 'h2' | 'tcp' {
+  return protocol === 'http' ? 'http' : protocol === 'http2' || protocol === 'grpc' ? 'h2' : 'tcp';
 }

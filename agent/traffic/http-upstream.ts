@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { STATUS_CODES } from 'node:http';
+import { connect as h2connect, constants as h2, createServer as createH2Server, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
 import { joinSockets, type PipeEnd } from '../proxy/byte-pipe.js';
 import { closeListener } from '../proxy/close-server.js';
 import { UpstreamAttribution, type UpstreamSpec } from '../proxy/outbound.js';
@@ -84,8 +85,13 @@ export class HttpUpstreamListener {
     this.attribution.update(spec);
   }
 
+  /** HTTP/2 and gRPC: h2c (prior knowledge) from the workload, h2 over the tunnel to the instance. */
+  private get h2(): boolean {
+    return this.spec.protocol === 'http2' || this.spec.protocol === 'grpc';
+  }
+
   async start(): Promise<void> {
-    const server = createServer({ keepAlive: true }, (req, res) => void this.handle(req, res));
+    const server = this.h2 ? this.h2Server() : createServer({ keepAlive: true }, (req, res) => void this.handle(req, res));
     server.on('connection', (s: Duplex) => {
       this.open.add(s);
       s.once('close', () => this.open.delete(s));
@@ -102,6 +108,123 @@ export class HttpUpstreamListener {
     server.on('error', (e) => this.log.error({ err: e.message, listen: this.key }, 'upstream listener error'));
     this.server = server;
     this.log.info({ listen: this.key, destination: this.spec.destination, protocol: this.spec.protocol, sources: this.sources }, 'HTTP upstream listener open');
+  }
+
+  private h2Server(): Server {
+    const server = createH2Server();
+    server.on('stream', (stream, headers) => void this.handleH2(stream, headers));
+    server.on('sessionError', () => undefined);
+    return server as unknown as Server;
+  }
+
+  private readonly h2Sessions = new Map<string, Promise<ClientHttp2Session>>();
+
+  /** One HTTP/2 session per (source, destination service, instance), on one tunnel stream, shared by every request. */
+  private h2SessionFor(source: string, service: string, ep: Endpoint, connectTimeoutMs: number): Promise<ClientHttp2Session> {
+    const k = `${source}\0${service}\0${ep.host}:${ep.port}`;
+    let p = this.h2Sessions.get(k);
+    if (!p) {
+      p = this.tunnels.open(ep, source, service, connectTimeoutMs).then((stream) => {
+        const session = h2connect(`http://${service}`, { createConnection: () => stream });
+        const forget = () => { if (this.h2Sessions.get(k) === p) this.h2Sessions.delete(k); };
+        session.once('close', forget);
+        session.once('error', forget);
+        session.once('goaway', forget);
+        return session;
+      });
+      p.catch(() => { if (this.h2Sessions.get(k) === p) this.h2Sessions.delete(k); });
+      this.h2Sessions.set(k, p);
+    }
+    return p;
+  }
+
+  /** One HTTP/2 request (a gRPC call): routed like HTTP/1.1, streamed both ways, trailers carried. */
+  private async handleH2(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+    const started = process.hrtime.bigint();
+    const destination = this.spec.destination;
+    const source = this.attribution.sourceOf(stream.session?.socket?.remoteAddress);
+    stream.on('error', () => undefined);
+    let routeName = 'none';
+    const finish = (status: number) => {
+      const labels = { source: source ?? 'unknown', destination, route: routeName };
+      this.metrics.requests.inc({ ...labels, code_class: codeClass(status) });
+      this.metrics.requestMs.observe(labels, Number(process.hrtime.bigint() - started) / 1e6);
+    };
+    const answer = (status: number, message: string) => {
+      if (stream.destroyed) return;
+      if (!stream.headersSent) stream.respond({ ':status': status, 'content-type': 'text/plain', 'x-nodemesh-error': message.slice(0, 200) });
+      stream.end(`${message}\n`);
+      finish(status);
+    };
+    if (!source) return answer(403, 'nodemesh: this address belongs to no service that declared the upstream');
+    const url = new URL(String(headers[':path'] ?? '/'), 'http://upstream');
+    const { routes, policy } = this.compiled();
+    const route = routes.find((r) => r.match({ method: String(headers[':method'] ?? 'GET'), path: url.pathname, query: url.searchParams, headers }))!;
+    routeName = route.name;
+    if (!this.admit(policy)) return answer(429, 'local rate limit exceeded');
+    if (policy.maxConcurrentRequests > 0 && this.active >= policy.maxConcurrentRequests) return answer(503, 'upstream overflow');
+    this.active++;
+    stream.once('close', () => { this.active--; });
+    const target = pickTarget(route.targets);
+    const tried = new Set<string>();
+    let session: ClientHttp2Session | undefined;
+    let inst: Instance | undefined;
+    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && target; attempt++) {
+      inst = this.pick(target, tried, undefined);
+      if (!inst) break;
+      tried.add(inst.key);
+      try {
+        session = await this.h2SessionFor(source, target.service, inst.endpoint, target.connectTimeoutMs);
+        break;
+      } catch {
+        this.outcome(target, inst, true, policy);
+      }
+    }
+    if (!session || !inst || !target) return answer(503, `no healthy upstream for ${target ? target.service : destination}`);
+    const out: H2Headers = {};
+    for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined && k !== ':authority') out[k] = v;
+    out[':authority'] = headers[':authority'] ?? target.service;
+    if (route.prefixRewrite && url.pathname.startsWith(route.prefixRewrite.from)) {
+      out[':path'] = (route.prefixRewrite.to + url.pathname.slice(route.prefixRewrite.from.length)).replace(/^\/\//, '/') + url.search;
+    }
+    out.traceparent = nextTraceparent(headers.traceparent);
+    let up;
+    try {
+      up = session.request(out);
+    } catch (e) {
+      return answer(503, `upstream connect error: ${(e as Error).message}`);
+    }
+    const picked = inst;
+    const timer = setTimeout(() => { up.close(h2.NGHTTP2_CANCEL); answer(504, 'upstream request timeout'); }, route.timeoutMs);
+    timer.unref();
+    let trailers: IncomingHttpHeaders | undefined;
+    up.on('trailers', (t) => { trailers = t; });
+    up.on('response', (h) => {
+      const status = Number(h[':status'] ?? 502);
+      this.outcome(target, picked, status >= 500, policy);
+      const resp: H2Headers = {};
+      for (const [k, v] of Object.entries(h)) if (!HOP_BY_HOP.has(k) && v !== undefined) resp[k] = v;
+      if (stream.destroyed) return;
+      // A trailers-only answer (gRPC errors) ends with its headers; anything else may end with trailers.
+      if (up.endAfterHeaders) {
+        stream.respond(resp, { endStream: true });
+      } else {
+        stream.respond(resp, { waitForTrailers: true });
+        // No trailers came: an empty trailing HEADERS frame ends the stream cleanly (close() would reset it).
+        stream.once('wantTrailers', () => stream.sendTrailers(trailers ? stripPseudo(trailers) : {}));
+        up.pipe(stream);
+      }
+      finish(status);
+    });
+    up.once('close', () => clearTimeout(timer));
+    up.on('error', (e) => {
+      clearTimeout(timer);
+      this.outcome(target, picked, true, policy);
+      if (!stream.headersSent) answer(502, `upstream error: ${e.message}`);
+      else stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    });
+    stream.once('close', () => { if (!up.closed) up.close(h2.NGHTTP2_CANCEL); });
+    stream.pipe(up);
   }
 
   /** The compiled chain and call policy, recompiled when config entries change. */
@@ -391,11 +514,20 @@ export class HttpUpstreamListener {
     this.server = undefined;
     for (const a of this.agents.values()) a.destroy();
     this.agents.clear();
+    for (const p of this.h2Sessions.values()) void p.then((s) => s.destroy(), () => undefined);
+    this.h2Sessions.clear();
     await closeListener(server, this.open);
   }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Trailers as received carry no pseudo-headers; drop any, as sendTrailers refuses them. */
+function stripPseudo(h: IncomingHttpHeaders): H2Headers {
+  const out: H2Headers = {};
+  for (const [k, v] of Object.entries(h)) if (!k.startsWith(':') && v !== undefined) out[k] = v;
+  return out;
+}
 
 /** The key a hash-based policy routes on: the first hash policy that yields a value (all of them with Terminal unset), or none. */
 function hashKeyOf(target: Target, req: IncomingMessage, url: URL): string | undefined {

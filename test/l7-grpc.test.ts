@@ -1,0 +1,141 @@
+// HTTP/2 and gRPC through two agents (protocol grpc / http2): unary and bidirectional streaming calls with metadata
+// and trailers (@grpc/grpc-js client and server), gRPC errors passed through, and an HTTP/2 header route to a canary.
+// Agents: A 127.0.75.1 (caller `web` 127.0.75.21), B 127.0.75.2; greeter 127.0.75.11, plain h2 v1/v2 127.0.75.12/.13.
+
+import assert from 'node:assert/strict';
+import { connect as h2connect, createServer as createH2Server, type Http2Server } from 'node:http2';
+import { after, before, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { put, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { freePort } from './helpers/free-port.js';
+import { waitFor } from './helpers/wait-for.js';
+
+let a: TestAgent;
+let b: TestAgent;
+let server: grpc.Server;
+const h2servers: Http2Server[] = [];
+const port = { greeter: 0, pages: 0 };
+
+const raw = (x: Buffer) => x;
+const def: grpc.ServiceDefinition = {
+  Say: { path: '/demo.Greeter/Say', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+  Chat: { path: '/demo.Greeter/Chat', requestStream: true, responseStream: true, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+};
+const Greeter = grpc.makeGenericClientConstructor(def, 'Greeter');
+
+before(async () => {
+  const ca = await sharedCa();
+  b = await startTestAgent({ node: 'grpc-b', bind: '127.0.75.2', ...ca });
+  a = await startTestAgent({ node: 'grpc-a', bind: '127.0.75.1', join: [`127.0.75.2:${b.gossip.port}`], ...ca });
+  server = new grpc.Server();
+  server.addService(def, {
+    Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      const md = new grpc.Metadata();
+      md.set('x-initial', 'from-server');
+      call.sendMetadata(md);
+      const who = String(call.metadata.get('x-caller')[0] ?? '');
+      if (call.request.toString() === 'fail') return cb({ code: grpc.status.PERMISSION_DENIED, details: 'not you' });
+      const trailer = new grpc.Metadata();
+      trailer.set('x-trailer', 'done');
+      cb(null, Buffer.from(`hello ${call.request.toString()} (caller ${who})`), trailer);
+    },
+    Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      call.on('data', (m: Buffer) => call.write(Buffer.from(`echo ${m.toString()}`)));
+      call.on('end', () => {
+        const trailer = new grpc.Metadata();
+        trailer.set('x-count', 'all');
+        call.end(trailer);
+      });
+    },
+  });
+  const grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.75.11:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  await b.api('/v1/agent/service/register', put({ Name: 'greeter', Address: '127.0.75.11', Port: grpcPort, Connect: { SidecarService: {} } }));
+  for (const [host, version] of [['127.0.75.12', 'v1'], ['127.0.75.13', 'v2']]) {
+    const s = createH2Server((req, res) => res.writeHead(200, { 'x-version': version }).end(`${version} ${req.url}`));
+    await new Promise<void>((r) => s.listen(0, host, r));
+    h2servers.push(s);
+    await b.api('/v1/agent/service/register', put({ Name: 'pages', ID: `pages-${version}`, Address: host, Port: (s.address() as { port: number }).port, Meta: { version }, Connect: { SidecarService: {} } }));
+  }
+  for (const body of [
+    { Kind: 'service-defaults', Name: 'greeter', Protocol: 'grpc' },
+    { Kind: 'service-defaults', Name: 'pages', Protocol: 'http2' },
+    { Kind: 'service-resolver', Name: 'pages', DefaultSubset: 'v1', Subsets: { v1: { Filter: 'Service.Meta.version == v1' }, v2: { Filter: 'Service.Meta.version == v2' } } },
+    { Kind: 'service-router', Name: 'pages', Routes: [{ Match: { HTTP: { Header: [{ Name: 'x-canary', Present: true }] } }, Destination: { ServiceSubset: 'v2' } }] },
+  ]) assert.equal((await a.api('/v1/config', put(body))).status, 200);
+  port.greeter = await freePort('127.0.0.1');
+  port.pages = await freePort('127.0.0.1');
+  await a.api('/v1/agent/service/register', put({ Name: 'web', Address: '127.0.75.21', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [
+    { DestinationName: 'greeter', LocalBindPort: port.greeter }, { DestinationName: 'pages', LocalBindPort: port.pages },
+  ] } } } }));
+});
+
+after(async () => {
+  await a?.stop().catch(() => undefined);
+  await b?.stop().catch(() => undefined);
+  server?.forceShutdown();
+  for (const s of h2servers) s.close();
+});
+
+test('gRPC unary through the mesh: metadata both ways, trailers, and a gRPC error status passed through', async () => {
+  const client = new Greeter(`127.0.0.1:${port.greeter}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Say(req: Buffer, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): grpc.ClientUnaryCall;
+    Chat(): grpc.ClientDuplexStream<Buffer, Buffer>;
+  };
+  try {
+    const md = new grpc.Metadata();
+    md.set('x-caller', 'web-1');
+    const { reply, initial, trailing } = await waitFor(() => new Promise<{ reply: string; initial: string; trailing: string }>((resolve, reject) => {
+      let initial = '';
+      let trailing = '';
+      const call = client.Say(Buffer.from('mesh'), md, (e, r) => (e ? reject(e) : setImmediate(() => resolve({ reply: r!.toString(), initial, trailing }))));
+      call.on('metadata', (m) => { initial = String(m.get('x-initial')[0] ?? ''); });
+      call.on('status', (s) => { trailing = String(s.metadata.get('x-trailer')[0] ?? ''); });
+    }), 15_000);
+    assert.equal(reply, 'hello mesh (caller web-1)');
+    assert.equal(initial, 'from-server');
+    assert.equal(trailing, 'done');
+    const err = await new Promise<grpc.ServiceError>((resolve) => client.Say(Buffer.from('fail'), new grpc.Metadata(), (e) => resolve(e!)));
+    assert.equal(err.code, grpc.status.PERMISSION_DENIED);
+    assert.equal(err.details, 'not you');
+
+    // Bidirectional streaming: 100 messages each way, in order, then the server's trailers.
+    const chat = client.Chat();
+    const got: string[] = [];
+    const done = new Promise<string>((resolve, reject) => {
+      chat.on('data', (m: Buffer) => got.push(m.toString()));
+      chat.on('status', (s) => resolve(String(s.metadata.get('x-count')[0] ?? '')));
+      chat.on('error', reject);
+    });
+    for (let i = 0; i < 100; i++) chat.write(Buffer.from(`m${i}`));
+    chat.end();
+    assert.equal(await done, 'all');
+    assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => `echo m${i}`));
+  } finally {
+    client.close();
+  }
+  const metrics = await (await a.api('/metrics')).text();
+  assert.match(metrics, /nodemesh_l7_requests_total\{source="web",destination="greeter",route="default",code_class="2xx"\} \d+/);
+});
+
+test('HTTP/2 (h2c) through the mesh: a header route sends marked requests to the canary, others to v1', async () => {
+  await waitFor(async () => assert.equal(((await (await a.api('/v1/health/connect/pages?passing')).json()) as unknown[]).length, 2), 15_000);
+  const session = h2connect(`http://127.0.0.1:${port.pages}`);
+  try {
+    const ask = (headers: Record<string, string>) => new Promise<string>((resolve, reject) => {
+      const r = session.request({ ':path': '/page', ...headers });
+      r.setTimeout(3000, () => { r.close(); reject(new Error('no answer within 3 s')); });
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (c: string) => { body += c; });
+      r.on('end', () => resolve(body));
+      r.on('error', reject);
+      r.end();
+    });
+    await waitFor(async () => assert.equal(await ask({}), 'v1 /page'), 15_000);
+    assert.equal(await ask({ 'x-canary': '1' }), 'v2 /page');
+    const many = await Promise.all(Array.from({ length: 50 }, (_, i) => ask(i % 2 ? { 'x-canary': '1' } : {})));
+    assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => (i % 2 ? 'v2 /page' : 'v1 /page')));
+  } finally {
+    session.close();
+  }
+});
