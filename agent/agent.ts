@@ -189,7 +189,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     tunnel: config.dataPlaneTunnel,
     decideRequest: (i, r) => decideRequest(i, r, intentionList.defaultPolicy()),
     accessLog: config.accessLog,
-    entries: builtin ? { feed: builtin.entries.feed, get index() { return builtin!.entries.index; }, get: (k, n) => builtin!.entries.get(k, n) } : undefined,
+    entries: consul ? consul.entries : { feed: builtin!.entries.feed, get index() { return builtin!.entries.index; }, get: (k, n) => builtin!.entries.get(k, n) },
   });
   await dataPlane.start();
 

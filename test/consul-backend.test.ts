@@ -288,6 +288,28 @@ test('config entries written through nodemesh land in Consul (the pass-through),
   assert.equal((await agent.api('/v1/config/service-defaults/api', { method: 'DELETE' })).status, 200);
 });
 
+test('config entries made in Consul drive this agent\'s L7 routing (protocol http, a router with a prefix rewrite)', { skip }, async () => {
+  const { createServer: createHttpServer } = await import('node:http');
+  const app = createHttpServer((req, res) => res.end(`httpapi saw ${req.url}`));
+  await new Promise<void>((r) => app.listen(0, '127.0.71.8', r));
+  try {
+    assert.equal((await agent.api('/v1/agent/service/register', put({ Name: 'httpapi', Address: '127.0.71.8', Port: (app.address() as { port: number }).port, Connect: { SidecarService: {} } }))).status, 200);
+    const up = await freePort(IP.agent);
+    assert.equal((await agent.api('/v1/agent/service/register', put({ Name: 'gw2', Address: IP.agent, Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'httpapi', LocalBindAddress: IP.agent, LocalBindPort: up }] } } } }))).status, 200);
+    assert.equal((await consul.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'httpapi', Protocol: 'http' })).status, 200);
+    assert.equal((await consul.call('PUT', '/v1/config', { Kind: 'service-router', Name: 'httpapi', Routes: [{ Match: { HTTP: { PathPrefix: '/v2/' } }, Destination: { PrefixRewrite: '/' } }] })).status, 200);
+    await waitFor(async () => {
+      const r = await fetch(`http://${IP.agent}:${up}/v2/hello`);
+      assert.equal(await r.text(), 'httpapi saw /hello');
+    }, 20_000);
+  } finally {
+    await consul.call('DELETE', '/v1/config/service-router/httpapi');
+    await agent.api('/v1/agent/service/deregister/gw2', { method: 'PUT' });
+    await agent.api('/v1/agent/service/deregister/httpapi', { method: 'PUT' });
+    app.close();
+  }
+});
+
 test('bad consul addresses are config errors with the expected form', { skip }, async () => {
   const { loadConfig } = await import('../agent/config/config-load.js');
   assert.throws(() => loadConfig({ flags: { consul_addr: 'http://exa mple' }, configFiles: [], configDirs: [], env: {} }), /invalid value for "consul_addr".*http:\/\/127\.0\.0\.1:8500/);

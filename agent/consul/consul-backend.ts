@@ -4,6 +4,7 @@ import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Catalog } from '../../catalog/catalog-store.js';
 import { isNodemeshError, NodemeshError } from '../../catalog/errors.js';
+import { ConsulConfigEntries } from './consul-config-entries.js';
 import { ConsulHttp } from './consul-http.js';
 import { ConsulInstances } from './consul-instances.js';
 import { ConsulIntentions } from './consul-intentions.js';
@@ -28,6 +29,8 @@ export class ConsulBackend {
   readonly trust: ConsulTrust;
   readonly leaves: ConsulLeaves;
   readonly intentions: ConsulIntentions;
+  /** Config entries (protocol, routing) as Consul holds them. */
+  readonly entries: ConsulConfigEntries;
   private readonly instances: ConsulInstances;
   private readonly registrations: ConsulRegistrations;
   private readonly unsubscribe: () => void;
@@ -44,6 +47,7 @@ export class ConsulBackend {
     this.trust = new ConsulTrust(this.http, onError, onOk, (id) => o.log.warn({ activeRootId: id }, 'consul CA root rotated: new leaves follow as Consul re-signs them'));
     this.leaves = new ConsulLeaves(this.http, o.log, onError, onOk);
     this.intentions = new ConsulIntentions(this.http, 'deny', onError, onOk);
+    this.entries = new ConsulConfigEntries(this.http, onError, onOk);
     this.instances = new ConsulInstances(this.http, o.catalog, o.node, onError, onOk);
     this.registrations = new ConsulRegistrations(this.http, o.catalog, o.node, o.log, onError, onOk);
     let last: string | undefined;
@@ -108,6 +112,7 @@ export class ConsulBackend {
     this.trust.poke();
     this.leaves.poke();
     this.intentions.poke();
+    this.entries.poke();
     this.instances.poke();
     void this.registrations.syncNow();
   }
@@ -125,6 +130,7 @@ export class ConsulBackend {
     this.instances.stop();
     this.leaves.stop();
     this.intentions.stop();
+    this.entries.stop();
     this.trust.stop();
     this.http.close();
     this.o.registry.removeSingleMetric('nodemesh_consul_reachable');

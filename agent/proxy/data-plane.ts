@@ -49,7 +49,11 @@ export class DataPlane {
   private readonly inbound = new Map<string, InboundListener>();
   private readonly outbound = new Map<string, Upstream>();
   private readonly unsubscribe: (() => void)[] = [];
-  private readonly reconciler = new CoalescingRunner(() => this.reconcileOnce(), () => this.stopped);
+  /** A failed pass is logged and the next change tries again; it never takes the agent down. */
+  private readonly reconciler = new CoalescingRunner(() => this.reconcileOnce().catch((e: Error) => {
+    this.o.log.error({ err: e.stack ?? e.message }, 'data plane: reconcile failed; retrying in 5s');
+    this.retryLater();
+  }), () => this.stopped);
   private stopped = false;
   private draining = false;
   private retryTimer?: NodeJS.Timeout;
