@@ -131,7 +131,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   const info: NodeInfo = {
     ID: nodeId(dataDir), Node: config.node, Address: address, Datacenter: config.datacenter,
     TaggedAddresses: { lan: address, lan_ipv4: address, wan: address, wan_ipv4: address },
-    Meta: { 'consul-network-segment': '' },
+    Meta: { ...config.nodeMeta, 'consul-network-segment': '' },
   };
   const catalog = new Catalog();
   const metrics = createMetrics(catalog);

@@ -18,6 +18,7 @@ let b: TestAgent;
 const servers: Server[] = [];
 const port = { shop: 0, flaky: 0, chat: 0 };
 let wss: WebSocketServer | undefined;
+let caConfig: Awaited<ReturnType<typeof sharedCa>>;
 const seen = new Map<string, number>();
 
 /** An HTTP instance that names itself in `x-instance` and echoes the path it got. */
@@ -59,8 +60,9 @@ const config = (agentX: TestAgent, entry: unknown) => agentX.api('/v1/config', p
 
 before(async () => {
   const ca = await sharedCa();
-  b = await startTestAgent({ node: 'l7-b', bind: B, ...ca });
-  a = await startTestAgent({ node: 'l7-a', bind: A, join: [`${B}:${b.gossip.port}`], ...ca });
+  b = await startTestAgent({ node: 'l7-b', bind: B, nodeMeta: { zone: 'z1' }, ...ca });
+  a = await startTestAgent({ node: 'l7-a', bind: A, nodeMeta: { zone: 'z1' }, join: [`${B}:${b.gossip.port}`], ...ca });
+  caConfig = ca;
   const shop = [['127.0.73.11', 'shop-v1-a', 'v1'], ['127.0.73.12', 'shop-v1-b', 'v1'], ['127.0.73.13', 'shop-v2', 'v2']];
   for (const [host, name, version] of shop) {
     const p = await instance(host, name, (path) => (path.startsWith('/slow') ? { status: 200, delayMs: 2000 } : { status: 200 }));
@@ -242,4 +244,34 @@ test('W3C traceparent: the same trace and sampled flag with a new span id per ho
   assert.match(fresh.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   const junk = await get(port.shop, '/', { traceparent: 'garbage' });
   assert.match(junk.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+});
+
+test('a resolver Failover sends a subset with no instance to another; zone-aware choice prefers the caller\'s zone (node meta)', async () => {
+  await config(a, { Kind: 'service-resolver', Name: 'shop', Subsets: { v1: { Filter: 'Service.Meta.version == v1' }, v3: { Filter: 'Service.Meta.version == v3' } }, Failover: { v3: { ServiceSubset: 'v1' } } });
+  await config(a, { Kind: 'service-router', Name: 'shop', Routes: [{ Match: { HTTP: { PathPrefix: '/v3' } }, Destination: { ServiceSubset: 'v3' } }] });
+  const fo = await many(20, port.shop, '/v3/x');
+  assert.deepEqual([...new Set(fo.map((r) => r.status))], [200]);
+  assert.ok(fo.every((r) => r.instance.startsWith('shop-v1')), 'served by the failover subset');
+  await a.api('/v1/config/service-router/shop', { method: 'DELETE' });
+  await a.api('/v1/config/service-resolver/shop', { method: 'DELETE' });
+
+  // A third node in another zone with a second instance of "geo"; the caller and B are in z1.
+  const c = await startTestAgent({ node: 'l7-c', bind: '127.0.73.3', nodeMeta: { zone: 'z2' }, join: [`${B}:${b.gossip.port}`], ...caConfig });
+  try {
+    const geoB = await instance('127.0.73.61', 'geo-z1');
+    const geoC = await instance('127.0.73.62', 'geo-z2');
+    await b.api('/v1/agent/service/register', put({ Name: 'geo', ID: 'geo-z1', Address: '127.0.73.61', Port: geoB, Connect: { SidecarService: {} } }));
+    await c.api('/v1/agent/service/register', put({ Name: 'geo', ID: 'geo-z2', Address: '127.0.73.62', Port: geoC, Connect: { SidecarService: {} } }));
+    await config(a, { Kind: 'service-defaults', Name: 'geo', Protocol: 'http' });
+    const up = await freePort('127.0.0.1');
+    await a.api('/v1/agent/service/register', put({ Name: 'web2', Address: '127.0.73.32', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'geo', LocalBindPort: up }] } } } }));
+    await waitFor(async () => assert.equal(((await (await a.api('/v1/health/connect/geo?passing')).json()) as unknown[]).length, 2), 15_000);
+    await waitFor(async () => assert.equal((await get(up, '/')).status, 200), 15_000);
+    const near = await many(40, up, '/');
+    assert.deepEqual([...new Set(near.map((r) => r.instance))], ['geo-z1'], 'only the caller\'s zone while it has an instance');
+    await b.api('/v1/agent/service/deregister/geo-z1', { method: 'PUT' });
+    await waitFor(async () => assert.equal((await get(up, '/')).instance, 'geo-z2'), 15_000);
+  } finally {
+    await c.stop();
+  }
 });

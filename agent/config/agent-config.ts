@@ -49,11 +49,13 @@ export interface AgentConfig {
   consulToken: string | undefined;
   /** Log each HTTP request through an upstream listener (source, destination, route, status, ms, traceparent). */
   accessLog: boolean;
+  /** Node metadata (Consul's node_meta), e.g. {"zone": "eu-1a"}: the zone makes L7 routing prefer instances in it. */
+  nodeMeta: Record<string, string>;
 }
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
 
-type Kind = 'bool' | 'string' | 'url' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key';
+type Kind = 'bool' | 'string' | 'url' | 'meta' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key';
 
 /** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
 export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
@@ -88,6 +90,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   consul_addr: { kind: 'url', field: 'consulAddr' },
   consul_token: { kind: 'string', field: 'consulToken' },
   access_log: { kind: 'bool', field: 'accessLog' },
+  node_meta: { kind: 'meta', field: 'nodeMeta' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -107,6 +110,14 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
     case 'string':
       if (typeof value !== 'string') throw bad('must be a string');
       return value;
+    case 'meta': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('must be an object of strings, e.g. {"zone": "eu-1a"}');
+      const entries = Object.entries(value as Record<string, unknown>);
+      if (entries.length > 64 || entries.some(([k, v]) => typeof v !== 'string' || !/^[a-zA-Z0-9_-]{1,128}$/.test(k) || (v as string).length > 512)) {
+        throw bad('keys of letters, digits, "_" and "-" (at most 128), string values (at most 512), at most 64 pairs');
+      }
+      return Object.fromEntries(entries);
+    }
     case 'url':
       if (typeof value !== 'string' || !/^(https?:\/\/)?[^\s/:]+(:\d{1,5})?\/?$/.test(value)) throw bad('must be an address such as http://127.0.0.1:8500');
       return /^https?:\/\//.test(value) ? value.replace(/\/$/, '') : `http://${value.replace(/\/$/, '')}`;
@@ -195,6 +206,7 @@ export function defaultConfig(): AgentConfig {
     consulAddr: undefined,
     consulToken: undefined,
     accessLog: false,
+    nodeMeta: {},
   };
 }
 

@@ -202,7 +202,8 @@ export class DataPlane {
         continue;
       }
       const l: Upstream = listenerKind(w.protocol) !== 'tcp' && this.o.entries
-        ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, this.o.accessLog)
+        ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, this.o.accessLog,
+          () => this.o.catalog.getNode(this.o.nodeName)?.info.Meta?.zone)
         : new UpstreamListener(w, this.tunnels, this.index.endpoints, this.o.log, this.o.metrics);
       try {
         await l.start();

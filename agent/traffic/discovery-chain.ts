@@ -16,6 +16,8 @@ export interface Target {
   connectTimeoutMs: number;
   lbPolicy: string;
   hashPolicies: { Field?: string; FieldValue?: string; SourceIP?: boolean; Terminal?: boolean }[];
+  /** The resolver's Failover for this subset (or `*`): tried in order when the target has no healthy instance. */
+  failover: Target[];
 }
 
 export type { RequestFacts };
@@ -62,14 +64,20 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 type Rec = Record<string, unknown>;
 const ms = (d: unknown, dflt: number) => (typeof d === 'string' && d ? parseGoDuration(d) : dflt);
 
-function resolve(service: string, subset: string | undefined, get: EntryLookup, depth = 0): Target {
+function resolve(service: string, subset: string | undefined, get: EntryLookup, depth = 0, withFailover = true): Target {
   const r = get('service-resolver', service);
   const redirect = r?.Redirect as Rec | undefined;
-  if (redirect?.Service && depth < 8) return resolve(String(redirect.Service), (redirect.ServiceSubset as string | undefined) || subset, get, depth + 1);
+  if (redirect?.Service && depth < 8) return resolve(String(redirect.Service), (redirect.ServiceSubset as string | undefined) || subset, get, depth + 1, withFailover);
   const name = subset || String(r?.DefaultSubset ?? '');
   const def = name ? (r?.Subsets as Record<string, Rec> | undefined)?.[name] : undefined;
   const lb = (r?.LoadBalancer as Rec | undefined) ?? {};
+  const fo = (r?.Failover as Record<string, Rec> | undefined)?.[name || '*'] ?? (r?.Failover as Record<string, Rec> | undefined)?.['*'];
+  // A failover target's own failover is not followed (one hop, as a datacenter list would be).
+  const failover = withFailover && fo && (fo.Service || fo.ServiceSubset)
+    ? [resolve(String(fo.Service || service), (fo.ServiceSubset as string | undefined) || undefined, get, depth + 1, false)]
+    : [];
   return {
+    failover,
     service, subset: name,
     filter: compileSubsetFilter(def?.Filter as string | undefined),
     onlyPassing: def?.OnlyPassing === true,

@@ -58,6 +58,8 @@ export class HttpUpstreamListener {
     private readonly metrics: ProxyMetrics,
     /** One JSON log line per request (access_log). */
     private readonly accessLog = false,
+    /** The caller's zone (this node's meta "zone"), for zone-aware instance choice. */
+    private readonly localZone: () => string | undefined = () => undefined,
   ) {
     this.spec = spec;
     this.update(spec);
@@ -165,13 +167,15 @@ export class HttpUpstreamListener {
     if (policy.maxConcurrentRequests > 0 && this.active >= policy.maxConcurrentRequests) return answer(503, 'upstream overflow');
     this.active++;
     stream.once('close', () => { this.active--; });
-    const target = pickTarget(route.targets);
+    const wanted = pickTarget(route.targets);
     const tried = new Set<string>();
     let session: ClientHttp2Session | undefined;
     let inst: Instance | undefined;
-    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && target; attempt++) {
-      inst = this.pick(target, tried, undefined);
-      if (!inst) break;
+    let target: Target | undefined;
+    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && wanted; attempt++) {
+      const got = this.pickAny(wanted, tried);
+      if (!got) break;
+      ({ inst, target } = got);
       tried.add(inst.key);
       try {
         session = await this.h2SessionFor(source, target.service, inst.endpoint, target.connectTimeoutMs);
@@ -180,7 +184,7 @@ export class HttpUpstreamListener {
         this.outcome(target, inst, true, policy);
       }
     }
-    if (!session || !inst || !target) return answer(503, `no healthy upstream for ${target ? target.service : destination}`);
+    if (!session || !inst || !target) return answer(503, `no healthy upstream for ${wanted ? wanted.service : destination}`);
     const out: H2Headers = {};
     for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined && k !== ':authority') out[k] = v;
     out[':authority'] = headers[':authority'] ?? target.service;
@@ -257,9 +261,22 @@ export class HttpUpstreamListener {
   /** Requests in flight per instance, for least_request. */
   private readonly activeByInstance = new Map<string, number>();
 
+  /** The target's instance for this request, or — when it has no healthy one — one of its failover targets'. */
+  private pickAny(target: Target, tried: Set<string>, hashKey?: string): { target: Target; inst: Instance } | undefined {
+    for (const t of [target, ...target.failover]) {
+      const inst = this.pick(t, tried, hashKey);
+      if (inst) return { target: t, inst };
+    }
+    return undefined;
+  }
+
   /** The next instance of the target for this request (by its load-balancing policy), skipping ones already tried. */
   private pick(target: Target, tried: Set<string>, hashKey?: string): Instance | undefined {
-    const all = this.instances(target.service).filter((i) => (target.onlyPassing ? i.passing : i.healthy) && target.filter({ service: i.service, nodeMeta: i.nodeMeta }));
+    const matching = this.instances(target.service).filter((i) => (target.onlyPassing ? i.passing : i.healthy) && target.filter({ service: i.service, nodeMeta: i.nodeMeta }));
+    // Zone-aware: instances in the caller's zone (node meta "zone") first, others only when it has none left.
+    const zone = this.localZone();
+    const local = zone ? matching.filter((i) => i.nodeMeta.zone === zone && !tried.has(i.key) && !this.outliers.ejected(i.key)) : [];
+    const all = local.length ? local : matching;
     const fresh = all.filter((i) => !tried.has(i.key));
     // Ejected instances only when nothing else is left (a panic threshold of all).
     const live = fresh.filter((i) => !this.outliers.ejected(i.key));
@@ -366,11 +383,12 @@ export class HttpUpstreamListener {
     const url = new URL(req.url ?? '/', 'http://upstream');
     const { routes } = this.compiled();
     const route = routes.find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
-    const target = pickTarget(route.targets);
+    const wanted = pickTarget(route.targets);
     const tried = new Set<string>();
-    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && target; attempt++) {
-      const inst = this.pick(target, tried, hashKeyOf(target, req, url));
-      if (!inst) break;
+    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && wanted; attempt++) {
+      const got = this.pickAny(wanted, tried, hashKeyOf(wanted, req, url));
+      if (!got) break;
+      const { inst, target } = got;
       tried.add(inst.key);
       let up: Duplex;
       try {
@@ -388,7 +406,7 @@ export class HttpUpstreamListener {
       this.metrics.requests.inc({ source, destination: this.spec.destination, route: route.name, code_class: '1xx' });
       return joinSockets(socket as PipeEnd, up as PipeEnd);
     }
-    refuse(503, `no healthy upstream for ${target ? target.service : this.spec.destination}`);
+    refuse(503, `no healthy upstream for ${wanted ? wanted.service : this.spec.destination}`);
   }
 
   /** Feeds outlier detection with an attempt's outcome. */
@@ -426,9 +444,10 @@ export class HttpUpstreamListener {
     let connectTries = 0;
     const labels = { source, destination: this.spec.destination, route: route.name };
     for (let attempt = 0; ; attempt++) {
-      const target = pickTarget(route.targets);
-      const inst = target && this.pick(target, tried, hashKeyOf(target, req, url));
-      if (!target || !inst) throw new ProxyAnswer(503, `no healthy upstream for ${target ? `${target.service}${target.subset ? `/${target.subset}` : ''}` : this.spec.destination}`);
+      const wanted = pickTarget(route.targets);
+      const got = wanted && this.pickAny(wanted, tried, hashKeyOf(wanted, req, url));
+      if (!wanted || !got) throw new ProxyAnswer(503, `no healthy upstream for ${wanted ? `${wanted.service}${wanted.subset ? `/${wanted.subset}` : ''}` : this.spec.destination}`);
+      const { target, inst } = got;
       tried.add(inst.key);
       const left = deadline - Date.now();
       if (left <= 0) throw new ProxyAnswer(504, 'upstream request timeout');
