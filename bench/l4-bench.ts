@@ -25,6 +25,7 @@ const ONLY = flag('--only');
 /** `--cpu-prof DIR`: the agents write V8 CPU profiles there when the bench stops them. */
 const CPU_PROF = flag('--cpu-prof');
 const WRK = existsSync(join(ROOT, '.tools', 'bin', 'wrk')) ? join(ROOT, '.tools', 'bin', 'wrk') : 'wrk';
+const H2LOAD = existsSync(join(ROOT, '.tools', 'bin', 'h2load')) ? join(ROOT, '.tools', 'bin', 'h2load') : 'h2load';
 const children: ChildProcess[] = [];
 const stops: (() => Promise<void>)[] = [];
 
@@ -113,7 +114,7 @@ async function until(what: string, ok: () => Promise<boolean>): Promise<void> {
 }
 
 /** The nodemesh path: a server-node agent in front of nginx, a client-node agent with the upstream. */
-async function startNodemeshPath(backendHost: string, backendPort: number) {
+async function startNodemeshPath(backendHost: string, backendPort: number, h2cPort: number) {
   const dataDir = () => mkdtempSync(join(tmpdir(), 'nodemesh-bench-'));
   // One CA for both agents, as for any pool (`nodemesh ca init`).
   const caDir = mkdtempSync(join(tmpdir(), 'nodemesh-bench-ca-'));
@@ -134,10 +135,23 @@ async function startNodemeshPath(backendHost: string, backendPort: number) {
   await put(client.api, { Name: 'client-http', Address: '127.0.42.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'backend-http', LocalBindAddress: '127.0.42.4', LocalBindPort: upL7 }] } } } });
   const l7 = `http://127.0.42.4:${upL7}/`;
   await until('nodemesh L7 path', async () => (await fetch(l7)).ok);
+  // nginx's h2c listener twice: as a TCP service (HTTP/2 carried as bytes) and as an http2 service (per stream).
+  const upH2L4 = await freePort('127.0.42.4');
+  const upH2L7 = await freePort('127.0.42.4');
+  await put(server.api, { Name: 'backend-h2-tcp', Address: backendHost, Port: h2cPort, Connect: { SidecarService: {} } });
+  await put(server.api, { Name: 'backend-h2', Address: backendHost, Port: h2cPort, Connect: { SidecarService: {} } });
+  const cfg2 = await fetch(`${client.api}/v1/config`, { method: 'PUT', body: JSON.stringify({ Kind: 'service-defaults', Name: 'backend-h2', Protocol: 'http2' }) });
+  if (!cfg2.ok) throw new Error(`bench: service-defaults: ${await cfg2.text()}`);
+  await put(client.api, { Name: 'client-h2', Address: '127.0.42.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [
+    { DestinationName: 'backend-h2-tcp', LocalBindAddress: '127.0.42.4', LocalBindPort: upH2L4 },
+    { DestinationName: 'backend-h2', LocalBindAddress: '127.0.42.4', LocalBindPort: upH2L7 },
+  ] } } } });
+  const h2 = { direct: `http://${backendHost}:${h2cPort}/`, l4: `http://127.0.42.4:${upH2L4}/`, l7: `http://127.0.42.4:${upH2L7}/` };
+  await until('nodemesh HTTP/2 paths', async () => (await h2load(h2.l7, 1, 1, 10)).rps > 0 && (await h2load(h2.l4, 1, 1, 10)).rps > 0);
   await until('nodemesh path', async () => (await fetch(http)).ok).catch(async (e: Error) => {
     throw new Error(`${e.message}; the client agent sees backend as ${await (await fetch(`${client.api}/v1/health/connect/backend`)).text()}`);
   });
-  return { http, l7, pids: () => [server.proc.pid!, client.proc.pid!] };
+  return { http, l7, h2, pids: () => [server.proc.pid!, client.proc.pid!] };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -153,11 +167,12 @@ async function main(): Promise<void> {
   const BULK = 64 * 1024 * 1024;
   log('bench: starting nginx, the Consul path and the nodemesh path (this takes about 15 s)…');
   const nginxPort = await freePort('127.0.40.3');
-  const nginx = await startNginx('127.0.40.3', nginxPort, { bulkBytes: BULK });
+  const h2cPort = await freePort('127.0.40.3');
+  const nginx = await startNginx('127.0.40.3', nginxPort, { bulkBytes: BULK, h2cPort });
   stops.push(() => nginx.stop());
   const consul = await startConsulPath({ backendHost: '127.0.40.3', backendPort: nginxPort, sinkHost: '127.0.40.3', sinkPort: nginxPort, bindBase: '127.0.41' });
   stops.push(() => consul.stop());
-  const mesh = await startNodemeshPath('127.0.40.3', nginxPort);
+  const mesh = await startNodemeshPath('127.0.40.3', nginxPort, h2cPort);
 
   const paths = {
     direct: { http: `http://127.0.40.3:${nginxPort}/`, pids: () => [] as number[] },
@@ -219,9 +234,10 @@ async function main(): Promise<void> {
     'cpu s / peak RSS: the proxies\' processes (consul: agent + 3 proxies; nodemesh: 2 agents) during that group of rows.\n\n' +
     `${lines.join('\n')}\n`;
   process.stdout.write(`\n${text}`);
-  const l7Text = ONLY && !/l7/i.test(ONLY) ? '' : await l7Rows(`http://127.0.40.3:${nginxPort}/`, mesh.http, mesh.l7, mesh.pids);
+  const l7Text = ONLY && !/l7/i.test(ONLY) ? '' : await l7Rows(`http://127.0.40.3:${nginxPort}/`, mesh.http, mesh.l7, mesh.h2, mesh.pids);
   if (l7Text) process.stdout.write(`\n${l7Text}`);
-  if (UPDATE_DOCS && l7Text) {
+  // `--only l7 --update-docs` refreshes just the L7 section.
+  if (process.argv.includes('--update-docs') && l7Text) {
     const doc = join(ROOT, 'docs', 'benchmarks.md');
     const s = readFileSync(doc, 'utf8');
     const a = s.indexOf('<!-- l7-bench:start -->');
@@ -240,7 +256,7 @@ async function main(): Promise<void> {
 }
 
 /** HTTP/1.1 through nodemesh's L7 path (per-request routing) vs its L4 path vs direct, same agents and nginx. */
-async function l7Rows(direct: string, l4: string, l7: string, pids: () => number[]): Promise<string> {
+async function l7Rows(direct: string, l4: string, l7: string, h2: { direct: string; l4: string; l7: string }, pids: () => number[]): Promise<string> {
   const paths = [['direct', direct], ['nodemesh L4', l4], ['nodemesh L7', l7]] as const;
   const got = new Map<string, { r: WrkResult; cpu: number }[]>();
   for (let rep = 0; rep < RUNS; rep++) {
@@ -257,10 +273,38 @@ async function l7Rows(direct: string, l4: string, l7: string, pids: () => number
     table.push([label, unit, fmt(m('direct', pick)), fmt(m('nodemesh L4', pick)), fmt(m('nodemesh L7', pick)), `${(m('nodemesh L7', pick) / m('nodemesh L4', pick)).toFixed(2)}x`]);
   }
   table.push(['agents cpu s', 's', '', fmt(median(got.get('nodemesh L4')!.map((x) => x.cpu))), fmt(median(got.get('nodemesh L7')!.map((x) => x.cpu))), '']);
+  // HTTP/2: h2load, 32 connections × 10 concurrent streams each.
+  const h2got = new Map<string, H2Result[]>();
+  const h2paths = [['direct', h2.direct], ['nodemesh L4', h2.l4], ['nodemesh L7', h2.l7]] as const;
+  for (let rep = 0; rep < RUNS; rep++) {
+    for (let i = 0; i < h2paths.length; i++) {
+      const [name, url] = h2paths[(i + rep) % h2paths.length];
+      h2got.set(name, [...(h2got.get(name) ?? []), await h2load(url, 32, 10, 0)]);
+    }
+    log(`bench: run ${rep + 1}/${RUNS}: HTTP/2 rows done`);
+  }
+  const h = (name: string, pick: (r: H2Result) => number) => median(h2got.get(name)!.map(pick));
+  table.push(['HTTP/2 (h2c), 32 conn × 10 streams', '', '', '', '', '']);
+  for (const [label, unit, pick] of [['req/s', 'req/s', (r: H2Result) => r.rps], ['mean latency', 'ms', (r: H2Result) => r.meanMs]] as const) {
+    table.push([`  ${label}`, unit, fmt(h('direct', pick)), fmt(h('nodemesh L4', pick)), fmt(h('nodemesh L7', pick)), `${(h('nodemesh L7', pick) / h('nodemesh L4', pick)).toFixed(2)}x`]);
+  }
   const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   const lines = table.map((r) => r.map((c, i) => (i >= 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  '));
   lines.splice(1, 0, w.map((x) => '-'.repeat(x)).join('  '));
-  return `L7 rows — ${new Date().toISOString()} — same agents and nginx; L7 = per-request routing on the client agent (protocol http), L4 = bytes;\nmedian of ${RUNS} run(s), ${DURATION}s each. HTTP/2 rows: not yet (h2 is carried as bytes in this version).\n\n${lines.join('\n')}\n`;
+  return `L7 rows — ${new Date().toISOString()} — same agents and nginx; L7 = per-request routing on the client agent (protocol http), L4 = bytes;\nmedian of ${RUNS} run(s), ${DURATION}s each; HTTP/2 by h2load (it reports mean latency, not percentiles).\n\n${lines.join('\n')}\n`;
+}
+
+interface H2Result { rps: number; meanMs: number }
+
+/** h2load for DURATION seconds (or `requests` requests when given): req/s and mean request time. */
+async function h2load(url: string, conns: number, streams: number, requests: number): Promise<H2Result> {
+  const args = ['-c', String(conns), '-m', String(streams), ...(requests ? ['-n', String(requests)] : ['-D', String(DURATION)]), url];
+  const { stdout } = await promisify(execFile)(H2LOAD, args, { timeout: (DURATION + 30) * 1000 });
+  const rps = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(stdout)?.[1] ?? NaN);
+  const ok = Number(/requests: .* (\d+) succeeded/.exec(stdout)?.[1] ?? 0);
+  const m = /time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)/.exec(stdout);
+  const toMs = (v: string, u: string) => Number(v) * (u === 'us' ? 0.001 : u === 's' ? 1000 : 1);
+  return { rps: ok > 0 ? rps : 0, meanMs: m ? toMs(m[5], m[6]) : NaN };
 }
 
 main().catch(async (e) => { log(`bench failed: ${(e as Error).stack}`); for (const s of stops) await s().catch(() => undefined); cleanup(); process.exit(1); });

@@ -51,7 +51,7 @@ function children(pid: number): number[] {
   }
 }
 
-export async function startNginx(host: string, port: number, opts: { bulkBytes?: number } = {}): Promise<NginxBackend> {
+export async function startNginx(host: string, port: number, opts: { bulkBytes?: number; h2cPort?: number } = {}): Promise<NginxBackend> {
   if (!existsSync(NGINX)) throw new Error(`${NGINX} is missing: run scripts/install-interop.sh`);
   const dir = mkdtempSync(join(tmpdir(), 'nodemesh-nginx-'));
   if (opts.bulkBytes) {
@@ -79,7 +79,9 @@ http {
   sendfile on;
   tcp_nopush on;
   server {
-    listen ${host}:${port};
+    listen ${host}:${port};${opts.h2cPort ? `
+    # HTTP/2 without TLS (prior knowledge), for the HTTP/2 rows.
+    listen ${host}:${opts.h2cPort} http2;` : ''}
     location / {
       default_type text/plain;
       return 200 ${JSON.stringify(BODY)};

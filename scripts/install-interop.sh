@@ -2,7 +2,7 @@
 # Installs the real peer binaries the interop tests and the benchmark run against into the git-ignored .tools/ folder:
 #   - Debian's serf (interop tests);
 #   - Consul 1.8.7, the benchmark's anchor, from Debian's previous release (bullseye) through a private apt state;
-#   - wrk (load generator) and nginx (the benchmark's backend) from the machine's own Debian release.
+#   - wrk and h2load (load generators) and nginx (the benchmark's backend) from the machine's own Debian release.
 # Uses `apt-get download` + `dpkg -x`: nothing is installed system-wide. Shared libraries a binary needs that the
 # machine lacks are unpacked into .tools/lib, and .tools/bin/{wrk,nginx} are wrappers that set LD_LIBRARY_PATH.
 # Idempotent: whatever is already in .tools is skipped.
@@ -145,6 +145,12 @@ if [ ! -x "$TOOLS/libexec/nginx" ] || [ ! -x "$TOOLS/bin/nginx" ]; then
   install_wrapped nginx usr/sbin/nginx nginx
 fi
 
+# h2load (HTTP/2 load generator) for the benchmark's HTTP/2 rows.
+if [ ! -x "$TOOLS/libexec/h2load" ] || [ ! -x "$TOOLS/bin/h2load" ]; then
+  echo "install-interop: fetching Debian's nghttp2-client package (h2load)…"
+  install_wrapped nghttp2-client usr/bin/h2load h2load
+fi
+
 # The systemd unit's test runs `systemd-analyze verify`; Debian's systemd package carries it.
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "install-interop: installing Debian's systemd package for systemd-analyze…"
@@ -155,3 +161,4 @@ fi
 "$TOOLS/bin/consul" version | sed -n 1p
 { "$TOOLS/bin/wrk" -v 2>&1 || true; } | sed -n 1p
 "$TOOLS/bin/nginx" -v 2>&1
+"$TOOLS/bin/h2load" --version 2>&1 | sed -n 1p

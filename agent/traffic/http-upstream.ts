@@ -21,6 +21,8 @@ import { nextTraceparent } from './trace-context.js';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
 /** Request bodies up to this size are kept so the request can be retried; larger ones stream and are not retried. */
 const MAX_RETRY_BODY = 64 * 1024;
+/** HTTP/2 sessions kept per instance and caller. */
+const H2_SESSIONS_PER_INSTANCE = 4;
 /** Instances tried after connect failures, per request. */
 const MAX_CONNECT_ATTEMPTS = 3;
 
@@ -121,9 +123,16 @@ export class HttpUpstreamListener {
 
   private readonly h2Sessions = new Map<string, Promise<ClientHttp2Session>>();
 
-  /** One HTTP/2 session per (source, destination service, instance), on one tunnel stream, shared by every request. */
+  private h2Turn = 0;
+  /** The caller of each workload-side HTTP/2 connection, attributed once per connection. */
+  private readonly h2Sources = new WeakMap<object, string | undefined>();
+
+  /**
+   * HTTP/2 sessions per (source, destination service, instance), each on its own tunnel stream, shared by the
+   * requests spread over them (one session alone would cap at the peer's stream limit and one stream's window).
+   */
   private h2SessionFor(source: string, service: string, ep: Endpoint, connectTimeoutMs: number): Promise<ClientHttp2Session> {
-    const k = `${source}\0${service}\0${ep.host}:${ep.port}`;
+    const k = `${source}\0${service}\0${ep.host}:${ep.port}\0${this.h2Turn++ % H2_SESSIONS_PER_INSTANCE}`;
     let p = this.h2Sessions.get(k);
     if (!p) {
       p = this.tunnels.open(ep, source, service, connectTimeoutMs).then((stream) => {
@@ -144,7 +153,12 @@ export class HttpUpstreamListener {
   private async handleH2(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
     const started = process.hrtime.bigint();
     const destination = this.spec.destination;
-    const source = this.attribution.sourceOf(stream.session?.socket?.remoteAddress);
+    const session0 = stream.session;
+    let source = session0 ? this.h2Sources.get(session0) : undefined;
+    if (session0 && source === undefined) {
+      source = this.attribution.sourceOf(session0.socket?.remoteAddress);
+      this.h2Sources.set(session0, source);
+    }
     stream.on('error', () => undefined);
     let routeName = 'none';
     const finish = (status: number) => {
