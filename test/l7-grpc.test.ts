@@ -15,6 +15,7 @@ let b: TestAgent;
 let server: grpc.Server;
 const h2servers: Http2Server[] = [];
 const port = { greeter: 0, pages: 0 };
+let bad: grpc.Server | undefined;
 
 const raw = (x: Buffer) => x;
 const def: grpc.ServiceDefinition = {
@@ -138,4 +139,42 @@ test('HTTP/2 (h2c) through the mesh: a header route sends marked requests to the
   } finally {
     session.close();
   }
+});
+
+test('gRPC retries: UNAVAILABLE counts as 503 for RetryOnStatusCodes, unary calls are retried, a bidi stream still flows under the retry route', async () => {
+  // A second instance that answers every call UNAVAILABLE.
+  bad = new grpc.Server();
+  const unavailable = (_c: unknown, cb: grpc.sendUnaryData<Buffer>) => cb({ code: grpc.status.UNAVAILABLE, details: 'try again' });
+  bad.addService(def, { Say: unavailable, Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => call.emit('error', { code: grpc.status.UNAVAILABLE }) });
+  const badPort = await new Promise<number>((resolve, reject) => bad!.bindAsync('127.0.75.14:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  await b.api('/v1/agent/service/register', put({ Name: 'greeter', ID: 'greeter-bad', Address: '127.0.75.14', Port: badPort, Connect: { SidecarService: {} } }));
+  await waitFor(async () => assert.equal(((await (await a.api('/v1/health/connect/greeter?passing')).json()) as unknown[]).length, 2), 15_000);
+  assert.equal((await a.api('/v1/config', put({ Kind: 'service-router', Name: 'greeter', Routes: [{ Match: { HTTP: { PathPrefix: '/' } }, Destination: { NumRetries: 3, RetryOnStatusCodes: [503] } }] }))).status, 200);
+  const client = new Greeter(`127.0.0.1:${port.greeter}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Say(req: Buffer, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): grpc.ClientUnaryCall;
+    Chat(): grpc.ClientDuplexStream<Buffer, Buffer>;
+  };
+  try {
+    const say = () => new Promise<string>((resolve, reject) => client.Say(Buffer.from('flaky'), new grpc.Metadata(), (e, r) => (e ? reject(e) : resolve(r!.toString()))));
+    // Once the route is in place every call succeeds, though half of the first attempts reach the failing instance.
+    await waitFor(async () => { for (let i = 0; i < 6; i++) assert.match(await say(), /^hello flaky/); }, 15_000);
+    const results = await Promise.all(Array.from({ length: 40 }, () => say()));
+    assert.ok(results.every((r) => r.startsWith('hello flaky')));
+    // A stream is not retried (it cannot be sent again): with the failing instance gone, one flows under the same route.
+    await b.api('/v1/agent/service/deregister/greeter-bad', { method: 'PUT' });
+    await waitFor(async () => assert.equal(((await (await a.api('/v1/health/connect/greeter?passing')).json()) as unknown[]).length, 1), 15_000);
+    const chat = client.Chat();
+    const got: string[] = [];
+    const done = new Promise<void>((resolve, reject) => { chat.on('status', () => resolve()); chat.on('error', reject); chat.on('data', (m: Buffer) => got.push(m.toString())); });
+    chat.write(Buffer.from('ping'));
+    await waitFor(() => assert.deepEqual(got, ['echo ping']), 5000);
+    chat.end();
+    await done;
+  } finally {
+    client.close();
+    await a.api('/v1/config/service-router/greeter', { method: 'DELETE' });
+    await b.api('/v1/agent/service/deregister/greeter-bad', { method: 'PUT' });
+    bad.forceShutdown();
+  }
+  assert.match(await (await a.api('/metrics')).text(), /nodemesh_l7_retries_total\{source="web",destination="greeter",route="route-0",reason="status"\} [1-9]/);
 });

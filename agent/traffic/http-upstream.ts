@@ -166,8 +166,14 @@ export class HttpUpstreamListener {
       this.metrics.requests.inc({ ...labels, code_class: codeClass(status) });
       this.metrics.requestMs.observe(labels, Number(process.hrtime.bigint() - started) / 1e6);
     };
+    const grpcCall = String(headers['content-type'] ?? '').startsWith('application/grpc');
     const answer = (status: number, message: string) => {
       if (stream.destroyed) return;
+      if (grpcCall && !stream.headersSent) {
+        // A gRPC client reads errors from grpc-status: a trailers-only answer, as a gRPC server would give.
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(HTTP_AS_GRPC[status] ?? 2), 'grpc-message': encodeURIComponent(message), 'x-nodemesh-error': message.slice(0, 200) }, { endStream: true });
+        return finish(status);
+      }
       if (!stream.headersSent) stream.respond({ ':status': status, 'content-type': 'text/plain', 'x-nodemesh-error': message.slice(0, 200) });
       stream.end(`${message}\n`);
       finish(status);
@@ -182,49 +188,91 @@ export class HttpUpstreamListener {
     this.active++;
     stream.once('close', () => { this.active--; });
     const wanted = pickTarget(route.targets);
+    if (!wanted) return answer(503, `no healthy upstream for ${destination}`);
+    // A retry sends the request again: a short request that has ended (a unary gRPC call) is kept for it.
+    const body = route.numRetries > 0 ? await readUpTo(stream, MAX_RETRY_BODY) : undefined;
     const tried = new Set<string>();
-    let session: ClientHttp2Session | undefined;
-    let inst: Instance | undefined;
-    let target: Target | undefined;
-    for (let attempt = 0; attempt < MAX_CONNECT_ATTEMPTS && wanted; attempt++) {
-      const got = this.pickAny(wanted, tried);
-      if (!got) break;
-      ({ inst, target } = got);
+    const deadline = Date.now() + route.timeoutMs;
+    let retriesLeft = route.numRetries;
+    let connectTries = 0;
+    const labels = { source, destination, route: route.name };
+    for (let attempt = 0; ; attempt++) {
+      // A retry prefers an instance not tried yet, and takes a tried one when there is no other.
+      const got = this.pickAny(wanted, tried) ?? (attempt > 0 ? this.pickAny(wanted, new Set()) : undefined);
+      if (!got) return answer(503, `no healthy upstream for ${wanted.service}${wanted.subset ? `/${wanted.subset}` : ''}`);
+      const { inst, target } = got;
       tried.add(inst.key);
+      const resendable = body === undefined || body.ended;
+      let session: ClientHttp2Session;
       try {
         session = await this.h2SessionFor(source, target.service, inst.endpoint, target.connectTimeoutMs);
-        break;
-      } catch {
+      } catch (e) {
         this.outcome(target, inst, true, policy);
+        if (resendable && connectTries++ < MAX_CONNECT_ATTEMPTS - 1) continue;
+        return answer(503, `upstream connect error: ${(e as Error).message}`);
       }
-    }
-    if (!session || !inst || !target) return answer(503, `no healthy upstream for ${wanted ? wanted.service : destination}`);
-    const out: H2Headers = {};
-    for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined && k !== ':authority') out[k] = v;
-    out[':authority'] = headers[':authority'] ?? target.service;
-    if (route.prefixRewrite && url.pathname.startsWith(route.prefixRewrite.from)) {
-      out[':path'] = (route.prefixRewrite.to + url.pathname.slice(route.prefixRewrite.from.length)).replace(/^\/\//, '/') + url.search;
-    }
-    out.traceparent = nextTraceparent(headers.traceparent);
-    let up;
-    try {
-      up = session.request(out);
-    } catch (e) {
-      return answer(503, `upstream connect error: ${(e as Error).message}`);
-    }
-    const picked = inst;
-    const timer = setTimeout(() => { up.close(h2.NGHTTP2_CANCEL); answer(504, 'upstream request timeout'); }, route.timeoutMs);
-    timer.unref();
-    let trailers: IncomingHttpHeaders | undefined;
-    up.on('trailers', (t) => { trailers = t; });
-    up.on('response', (h) => {
-      const status = Number(h[':status'] ?? 502);
-      this.outcome(target, picked, status >= 500, policy);
+      const out: H2Headers = {};
+      for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined && k !== ':authority') out[k] = v;
+      out[':authority'] = headers[':authority'] ?? target.service;
+      if (route.prefixRewrite && url.pathname.startsWith(route.prefixRewrite.from)) {
+        out[':path'] = (route.prefixRewrite.to + url.pathname.slice(route.prefixRewrite.from.length)).replace(/^\/\//, '/') + url.search;
+      }
+      out.traceparent = nextTraceparent(headers.traceparent);
+      let up: ReturnType<ClientHttp2Session['request']>;
+      try {
+        up = session.request(out);
+      } catch (e) {
+        if (resendable && connectTries++ < MAX_CONNECT_ATTEMPTS - 1) continue;
+        return answer(503, `upstream connect error: ${(e as Error).message}`);
+      }
+      let trailers: IncomingHttpHeaders | undefined;
+      up.on('trailers', (t) => { trailers = t; });
+      if (body?.ended) up.end(Buffer.concat(body.chunks));
+      else {
+        for (const c of body?.chunks ?? []) up.write(c);
+        stream.pipe(up);
+      }
+      const head = await new Promise<{ h?: IncomingHttpHeaders; err?: Error }>((resolve) => {
+        const timer = setTimeout(() => resolve({ err: new ProxyAnswer(504, 'upstream request timeout') }), Math.max(0, deadline - Date.now()));
+        timer.unref();
+        up.once('response', (h) => { clearTimeout(timer); resolve({ h }); });
+        up.once('error', (err) => { clearTimeout(timer); resolve({ err }); });
+        up.once('close', () => { clearTimeout(timer); resolve({ err: new Error(`stream closed (code ${up.rstCode ?? 0})`) }); });
+      });
+      if (!head.h) {
+        up.close(h2.NGHTTP2_CANCEL);
+        if (head.err instanceof ProxyAnswer) return answer(head.err.status, head.err.message);
+        this.outcome(target, inst, true, policy);
+        if (body?.ended && connectTries++ < MAX_CONNECT_ATTEMPTS - 1 && this.budgetAllows(labels)) {
+          this.metrics.retries.inc({ ...labels, reason: 'connect' });
+          continue;
+        }
+        return stream.headersSent ? stream.close(h2.NGHTTP2_INTERNAL_ERROR) : answer(502, `upstream error: ${head.err?.message}`);
+      }
+      const status = Number(head.h[':status'] ?? 502);
+      // A gRPC error arrives as trailers-only (grpc-status already in the headers, HTTP 200): its grpc-status
+      // stands for the HTTP code retries name.
+      const grpcStatus = Number(head.h['grpc-status'] ?? NaN);
+      const effective = GRPC_AS_HTTP[grpcStatus] ?? status;
+      this.outcome(target, inst, effective >= 500, policy);
+      if (route.retryOn.has(effective) && retriesLeft > 0 && body?.ended && this.budgetAllows(labels)) {
+        retriesLeft--;
+        up.close(h2.NGHTTP2_CANCEL);
+        this.metrics.retries.inc({ ...labels, reason: 'status' });
+        await sleep(Math.min(25 * 2 ** attempt * (0.5 + Math.random()), Math.max(0, deadline - Date.now())));
+        continue;
+      }
       const resp: H2Headers = {};
-      for (const [k, v] of Object.entries(h)) if (!HOP_BY_HOP.has(k) && v !== undefined) resp[k] = v;
-      if (stream.destroyed) return;
-      // A trailers-only answer (gRPC errors) ends with its headers; anything else may end with trailers.
-      if (up.endAfterHeaders) {
+      for (const [k, v] of Object.entries(head.h)) if (!HOP_BY_HOP.has(k) && v !== undefined) resp[k] = v;
+      if (stream.destroyed) return void up.close(h2.NGHTTP2_CANCEL);
+      const timer = setTimeout(() => { up.close(h2.NGHTTP2_CANCEL); stream.close(h2.NGHTTP2_CANCEL); }, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      up.once('close', () => clearTimeout(timer));
+      up.on('error', () => { if (!stream.destroyed) stream.close(h2.NGHTTP2_INTERNAL_ERROR); });
+      stream.once('close', () => { if (!up.closed) up.close(h2.NGHTTP2_CANCEL); });
+      // A trailers-only answer (a gRPC error: grpc-status already in the headers) ends with its headers; anything
+      // else may end with trailers.
+      if (up.endAfterHeaders || !Number.isNaN(grpcStatus)) {
         stream.respond(resp, { endStream: true });
       } else {
         stream.respond(resp, { waitForTrailers: true });
@@ -232,17 +280,8 @@ export class HttpUpstreamListener {
         stream.once('wantTrailers', () => stream.sendTrailers(trailers ? stripPseudo(trailers) : {}));
         up.pipe(stream);
       }
-      finish(status);
-    });
-    up.once('close', () => clearTimeout(timer));
-    up.on('error', (e) => {
-      clearTimeout(timer);
-      this.outcome(target, picked, true, policy);
-      if (!stream.headersSent) answer(502, `upstream error: ${e.message}`);
-      else stream.close(h2.NGHTTP2_INTERNAL_ERROR);
-    });
-    stream.once('close', () => { if (!up.closed) up.close(h2.NGHTTP2_CANCEL); });
-    stream.pipe(up);
+      return finish(status);
+    }
   }
 
   /** The compiled chain and call policy, recompiled when config entries change. */
@@ -459,7 +498,8 @@ export class HttpUpstreamListener {
     const labels = { source, destination: this.spec.destination, route: route.name };
     for (let attempt = 0; ; attempt++) {
       const wanted = pickTarget(route.targets);
-      const got = wanted && this.pickAny(wanted, tried, hashKeyOf(wanted, req, url));
+      // A retry prefers an instance not tried yet, and takes a tried one when there is no other.
+      const got = wanted && (this.pickAny(wanted, tried, hashKeyOf(wanted, req, url)) ?? (attempt > 0 ? this.pickAny(wanted, new Set(), hashKeyOf(wanted, req, url)) : undefined));
       if (!wanted || !got) throw new ProxyAnswer(503, `no healthy upstream for ${wanted ? `${wanted.service}${wanted.subset ? `/${wanted.subset}` : ''}` : this.spec.destination}`);
       const { target, inst } = got;
       tried.add(inst.key);
@@ -554,6 +594,39 @@ export class HttpUpstreamListener {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** gRPC status codes as the HTTP codes a route's RetryOnStatusCodes names (Envoy's mapping). */
+const GRPC_AS_HTTP: Record<number, number> = { 4: 504, 8: 429, 12: 501, 13: 500, 14: 503, 16: 401, 7: 403, 5: 404 };
+/** And the other way, for the mesh's own answers to a gRPC client. */
+const HTTP_AS_GRPC: Record<number, number> = { 400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14 };
+
+/**
+ * Reads a request up to `limit` bytes: all of it (`ended`), or what came so far, the rest left to pipe. A request
+ * still open after a moment is a stream (a client waiting for answers before it ends): it is not held back.
+ */
+function readUpTo(stream: ServerHttp2Stream, limit: number, settleMs = 20): Promise<{ chunks: Buffer[]; ended: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => done(false), settleMs);
+    const done = (ended: boolean) => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      if (!ended) stream.pause();
+      resolve({ chunks, ended });
+    };
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      if (size > limit) done(false);
+    };
+    const onEnd = () => done(true);
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    if (stream.readableEnded) done(true);
+  });
+}
 
 /** Trailers as received carry no pseudo-headers; drop any, as sendTrailers refuses them. */
 function stripPseudo(h: IncomingHttpHeaders): H2Headers {
