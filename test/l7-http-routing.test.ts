@@ -65,7 +65,7 @@ before(async () => {
   caConfig = ca;
   const shop = [['127.0.73.11', 'shop-v1-a', 'v1'], ['127.0.73.12', 'shop-v1-b', 'v1'], ['127.0.73.13', 'shop-v2', 'v2']];
   for (const [host, name, version] of shop) {
-    const p = await instance(host, name, (path) => (path.startsWith('/slow') ? { status: 200, delayMs: 2000 } : { status: 200 }));
+    const p = await instance(host, name, (path) => (path.startsWith('/slow') ? { status: 200, delayMs: path.includes('short') ? 300 : 2000 } : { status: 200 }));
     await b.api('/v1/agent/service/register', put({ Name: 'shop', ID: name, Address: host, Port: p, Meta: { version }, Connect: { SidecarService: {} } }));
   }
   // A shadow service for mirroring, which always fails: the caller must never notice.
@@ -198,6 +198,11 @@ test('the local rate limit answers 429 beyond its budget; the circuit breaker sh
   assert.equal(slow.filter((r) => r.status === 200).length, 2);
   assert.equal(slow.filter((r) => r.status === 503).length, 10);
   assert.match(slow.find((r) => r.status === 503)!.body, /upstream overflow/);
+  // One connection per instance and one request waiting for it: of three requests per instance, the third is shed.
+  await config(a, { Kind: 'service-resolver', Name: 'shop', Nodemesh: { Limits: { MaxConnections: 1, MaxPendingRequests: 1 } } });
+  const pooled = await Promise.all(Array.from({ length: 9 }, () => get(port.shop, '/slow-short')));
+  assert.equal(pooled.filter((r) => r.status === 200).length, 6, pooled.map((r) => r.status).join(','));
+  assert.match(pooled.find((r) => r.status === 503)!.body, /waiting for a connection \(MaxPendingRequests 1\)/);
   await a.api('/v1/config/service-resolver/shop', { method: 'DELETE' });
 });
 

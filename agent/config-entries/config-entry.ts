@@ -43,7 +43,7 @@ const SCHEMAS: Record<Kind, Schema> = {
     ConnectTimeout: 'string',
     // nodemesh extension (not in Consul): limits, local rate limit and outlier detection for calls to this service.
     Nodemesh: S({
-      Limits: S({ MaxConcurrentRequests: 'uint' }),
+      Limits: S({ MaxConcurrentRequests: 'uint', MaxConnections: 'uint', MaxPendingRequests: 'uint' }),
       RateLimit: S({ RequestsPerSecond: 'float', Burst: 'uint' }),
       OutlierDetection: S({ MaxFailures: 'uint', BaseEjectionTime: 'string', Disabled: 'bool' }),
     }),

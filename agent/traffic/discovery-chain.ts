@@ -41,6 +41,9 @@ export interface CompiledRoute {
 /** nodemesh extension on the destination's resolver: what calls to it may use. */
 export interface CallPolicy {
   maxConcurrentRequests: number;
+  /** HTTP/1.1 connections per instance (0: the default, 512), and requests that may wait for one (0: no cap). */
+  maxConnections: number;
+  maxPendingRequests: number;
   rateLimit?: { perSecond: number; burst: number };
   outlier: { maxFailures: number; baseEjectionMs: number; disabled: boolean };
 }
@@ -52,6 +55,8 @@ export function callPolicy(destination: string, get: EntryLookup): CallPolicy {
   const od = (ext.OutlierDetection as Rec | undefined) ?? {};
   return {
     maxConcurrentRequests: Number(limits.MaxConcurrentRequests ?? 0),
+    maxConnections: Number(limits.MaxConnections ?? 0),
+    maxPendingRequests: Number(limits.MaxPendingRequests ?? 0),
     rateLimit: rl ? { perSecond: Number(rl.RequestsPerSecond), burst: Math.max(1, Number(rl.Burst ?? Math.ceil(Number(rl.RequestsPerSecond)))) } : undefined,
     outlier: { maxFailures: Number(od.MaxFailures ?? 5) || 5, baseEjectionMs: ms(od.BaseEjectionTime, 30_000), disabled: od.Disabled === true },
   };

@@ -21,6 +21,8 @@ import { nextTraceparent } from './trace-context.js';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
 /** Request bodies up to this size are kept so the request can be retried; larger ones stream and are not retried. */
 const MAX_RETRY_BODY = 64 * 1024;
+/** HTTP/1.1 connections per instance and caller unless the resolver's Nodemesh.Limits.MaxConnections says otherwise. */
+const DEFAULT_MAX_CONNECTIONS = 512;
 /** HTTP/2 sessions kept per instance and caller. */
 const H2_SESSIONS_PER_INSTANCE = 4;
 /** Instances tried after connect failures, per request. */
@@ -361,11 +363,12 @@ export class HttpUpstreamListener {
   }
 
   /** A keep-alive pool of tunnel streams per (source, destination service, instance). */
-  private agentFor(source: string, service: string, ep: Endpoint, connectTimeoutMs: number): Agent {
+  private agentFor(source: string, service: string, ep: Endpoint, connectTimeoutMs: number, maxConnections = 0): Agent {
     const k = `${source}\0${service}\0${ep.host}:${ep.port}`;
     let a = this.agents.get(k);
+    if (a) a.maxSockets = maxConnections || DEFAULT_MAX_CONNECTIONS;
     if (!a) {
-      a = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' });
+      a = new Agent({ keepAlive: true, maxSockets: maxConnections || DEFAULT_MAX_CONNECTIONS, maxFreeSockets: 64, scheduling: 'lifo' });
       const tunnels = this.tunnels;
       // node:http asks for a socket; a tunnel stream (or an mTLS socket to a peer without the tunnel) is one.
       (a as unknown as { createConnection: unknown }).createConnection = (_o: unknown, cb: (e: Error | null, s?: Duplex) => void) => {
@@ -507,7 +510,7 @@ export class HttpUpstreamListener {
       if (left <= 0) throw new ProxyAnswer(504, 'upstream request timeout');
       let up: IncomingMessage;
       try {
-        up = await this.send(inst, target, source, req.method ?? 'GET', path, headers, body ?? req, left);
+        up = await this.send(inst, target, source, req.method ?? 'GET', path, headers, body ?? req, left, policy);
       } catch (e) {
         if (e instanceof ProxyAnswer) throw e;
         this.outcome(target, inst, true, policy);
@@ -550,9 +553,50 @@ export class HttpUpstreamListener {
   }
 
   /** One attempt: resolves with the response head, rejects on connect failure; a timeout answers 504. */
-  private send(inst: Instance, target: Target, source: string, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | IncomingMessage, timeoutMs: number): Promise<IncomingMessage> {
+  /** Per instance: connections in use under MaxConnections, and requests waiting for one. */
+  private readonly gates = new Map<string, { active: number; waiting: { go: () => void; gone: boolean }[] }>();
+
+  /**
+   * Waits for one of the instance's MaxConnections (an HTTP/1.1 connection carries one request at a time); past
+   * MaxPendingRequests waiting, sheds with 503. Resolves with the release function.
+   */
+  private async gate(key: string, policy: CallPolicy | undefined, timeoutMs: number): Promise<() => void> {
+    const max = policy?.maxConnections ?? 0;
+    if (!max) return () => undefined;
+    let g = this.gates.get(key);
+    if (!g) this.gates.set(key, (g = { active: 0, waiting: [] }));
+    const gate = g;
+    if (gate.active >= max) {
+      const pending = gate.waiting.reduce((n, w) => n + (w.gone ? 0 : 1), 0);
+      if (policy!.maxPendingRequests && pending >= policy!.maxPendingRequests) {
+        throw new ProxyAnswer(503, `upstream overflow: ${pending} requests waiting for a connection (MaxPendingRequests ${policy!.maxPendingRequests})`);
+      }
+      const entry = { go: () => undefined as void, gone: false };
+      const timedOut = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => { entry.gone = true; resolve(true); }, timeoutMs);
+        entry.go = () => { clearTimeout(t); resolve(false); };
+        gate.waiting.push(entry);
+      });
+      if (timedOut) throw new ProxyAnswer(504, 'upstream request timeout (waiting for a connection)');
+    } else gate.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      // The slot passes to the next waiter still there; with none, it is free.
+      let next = gate.waiting.shift();
+      while (next?.gone) next = gate.waiting.shift();
+      if (next) next.go();
+      else gate.active--;
+    };
+  }
+
+  private async send(inst: Instance, target: Target, source: string, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | IncomingMessage, timeoutMs: number, policy?: CallPolicy): Promise<IncomingMessage> {
+    const release = await this.gate(inst.key, policy, timeoutMs);
     return new Promise((resolve, reject) => {
-      const r = httpRequest({ agent: this.agentFor(source, target.service, inst.endpoint, target.connectTimeoutMs), method, path, headers });
+      const agent = this.agentFor(source, target.service, inst.endpoint, target.connectTimeoutMs, policy?.maxConnections);
+      const r = httpRequest({ agent, method, path, headers });
+      r.once('close', release);
       this.activeByInstance.set(inst.key, (this.activeByInstance.get(inst.key) ?? 0) + 1);
       r.once('close', () => this.activeByInstance.set(inst.key, (this.activeByInstance.get(inst.key) ?? 1) - 1));
       const timer = setTimeout(() => {
