@@ -42,7 +42,11 @@ const INTENTION_SCHEMA: Schema = {
 const READ_ONLY = ['Precedence', 'CreatedAt', 'UpdatedAt', 'Hash', 'CreateIndex', 'ModifyIndex', 'LegacyID'];
 
 async function intentionBody(ctx: RequestContext, protocolOf?: (service: string) => string): Promise<IntentionInput> {
-  const text = await ctx.body();
+  return parseIntentionBody(await ctx.body(), protocolOf);
+}
+
+/** An intention as the API takes it: strict decode, read-only fields dropped, the L7 protocol check (4xx NodemeshError on bad input). */
+export function parseIntentionBody(text: string, protocolOf?: (service: string) => string): IntentionInput {
   const body = decodeOrThrow<Record<string, unknown>>(() => decodeBody(text, INTENTION_SCHEMA));
   for (const k of READ_ONLY) delete body[k];
   // Consul: L7 rules need a destination that speaks HTTP, so each request can be seen.

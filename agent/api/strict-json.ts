@@ -46,7 +46,8 @@ function decodeValue(v: unknown, t: FieldType, path: string): unknown {
   if (typeof t === 'object') {
     if ('array' in t) {
       if (!Array.isArray(v)) throw mismatch(v, path, t);
-      return v.map((item) => decodeValue(item, t.array, path));
+      // As Go: a null element decodes to its type's zero value (an empty struct, "", 0, false), never a hole.
+      return v.map((item) => (item === null ? zeroValue(t.array) : decodeValue(item, t.array, path)));
     }
     if ('map' in t) {
       if (typeof v !== 'object' || Array.isArray(v)) throw mismatch(v, path, t);
@@ -102,6 +103,17 @@ function decodeValue(v: unknown, t: FieldType, path: string): unknown {
       }
       return out;
     }
+  }
+}
+
+function zeroValue(t: FieldType): unknown {
+  if (typeof t === 'object') return 'array' in t ? [] : {};
+  switch (t) {
+    case 'string': case 'duration': return t === 'string' ? '' : 0;
+    case 'int': case 'uint': case 'float': return 0;
+    case 'bool': return false;
+    case 'map[string]string': case 'map[string][]string': return {};
+    default: return null;
   }
 }
 
