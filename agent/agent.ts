@@ -47,6 +47,7 @@ import { decodeServiceObject } from './service-definition.js';
 import { META_POD_UID } from './kubernetes/pod-registrations.js';
 import { PodWatcher } from './kubernetes/pod-watcher.js';
 import { VERSION } from './version.js';
+import { assessPosture } from './posture.js';
 
 export interface RunningAgent {
   /** Where the HTTP API listens. */
@@ -204,6 +205,10 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     members: () => gossipRef.current?.members() ?? [],
     leave: () => void stop('leave requested through the API'),
     reload: () => reloadFromSource(),
+    posture: () => assessPosture({
+      config, dataDir, backend: consul ? 'consul' : 'gossip', defaultPolicy: intentionList.defaultPolicy(), leafExpiries: leaves.expiries(),
+      caKeyFile: builtin ? (config.caKeyFile ?? join(dataDir, 'ca', 'root-key.pem')) : undefined,
+    }),
     notReady: () => {
       const reasons: string[] = [];
       if (stopping) reasons.push('agent is shutting down');

@@ -23,6 +23,8 @@ export interface ApiDeps {
   reload(): Promise<void>;
   /** Why the agent is not ready to carry traffic yet; empty when it is (GET /v1/agent/ready). */
   notReady(): string[];
+  /** Security posture findings (GET /v1/agent/posture, `nodemesh verify`). */
+  posture(): import('../posture.js').Finding[];
 }
 
 /** Consul's boolean query flags: present, "", "true" or "1" mean yes. */

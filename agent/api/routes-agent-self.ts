@@ -42,6 +42,12 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
     sendJson(ctx.res, reasons.length ? 503 : 200, reasons.length ? { Ready: false, Reasons: reasons } : { Ready: true });
   });
 
+  // nodemesh: what `nodemesh verify` reports.
+  r.on('GET', '/v1/agent/posture', (ctx) => {
+    const findings = d.posture();
+    sendJson(ctx.res, 200, { Findings: findings, Failed: findings.filter((f) => f.Status === 'fail').length, Warnings: findings.filter((f) => f.Status === 'warn').length });
+  });
+
   r.on('GET', '/v1/agent/members', (ctx) => {
     // Before gossip is up (a request in the first moments of start-up) the pool is just this agent.
     const pool = d.members();

@@ -10,6 +10,7 @@ import { catalogCommands } from './catalog-commands.js';
 import { connectCommands } from './connect-commands.js';
 import { intentionCommands } from './intention-commands.js';
 import { configCommands } from './config-commands.js';
+import { verifyCommand } from './verify-command.js';
 import type { Format } from './table.js';
 
 const program = new Command('nodemesh')
@@ -32,6 +33,7 @@ intentionCommands(program, globals);
 configCommands(program, globals);
 connectCommands(program, globals);
 agentControlCommands(program, globals);
+verifyCommand(program, globals);
 program.command('keygen').description('print a new gossip encryption key (base64, 32 bytes) for --encrypt').action(() => {
   process.stdout.write(`${randomBytes(32).toString('base64')}\n`);
 });

@@ -1,0 +1,66 @@
+// The agent's security posture, as `nodemesh verify` reports it: encryption, tokens, default policy, key file modes, certificate expiry.
+
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AgentConfig } from './config/agent-config.js';
+import { isLoopback } from './config/agent-config.js';
+
+export interface Finding { Check: string; Status: 'ok' | 'warn' | 'fail'; Detail: string }
+
+export interface PostureInput {
+  config: AgentConfig;
+  dataDir: string;
+  backend: 'gossip' | 'consul';
+  defaultPolicy: string;
+  /** Seconds until each local leaf expires. */
+  leafExpiries: { service: string; seconds: number }[];
+  /** The CA private key file, when this agent holds one (gossip backend). */
+  caKeyFile?: string;
+}
+
+/** A private file must be readable by its owner only. */
+function modeFinding(check: string, path: string, wantDir = false): Finding {
+  try {
+    const st = statSync(path);
+    const loose = st.mode & (wantDir ? 0o077 : 0o077);
+    if (loose) return { Check: check, Status: wantDir ? 'warn' : 'fail', Detail: `${path} is mode ${(st.mode & 0o777).toString(8)}: chmod ${wantDir ? '700' : '600'} ${path}` };
+    return { Check: check, Status: 'ok', Detail: `${path} is mode ${(st.mode & 0o777).toString(8)}` };
+  } catch (e) {
+    return { Check: check, Status: 'warn', Detail: `cannot stat ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+  }
+}
+
+export function assessPosture(p: PostureInput): Finding[] {
+  const out: Finding[] = [];
+  const c = p.config;
+  if (c.dev) out.push({ Check: 'mode', Status: 'warn', Detail: 'dev mode: state in a temporary directory, defaults for a laptop; run with --data-dir and without --dev in production' });
+  else out.push({ Check: 'mode', Status: 'ok', Detail: `state in ${p.dataDir}` });
+
+  if (p.backend === 'gossip') {
+    const keyring = join(p.dataDir, 'serf', 'local.keyring');
+    if (existsSync(keyring)) {
+      out.push({ Check: 'gossip encryption', Status: 'ok', Detail: 'AES-GCM with the keyring in the data dir' });
+      out.push(modeFinding('gossip keyring file', keyring));
+    } else {
+      out.push({ Check: 'gossip encryption', Status: c.dev ? 'warn' : 'fail', Detail: 'gossip is plaintext: anyone on the network can read and forge membership and catalog updates; set encrypt (make a key with `nodemesh keygen`)' });
+    }
+  } else out.push({ Check: 'gossip encryption', Status: 'ok', Detail: 'not used: the Consul backend holds the catalog' });
+
+  if (c.aclToken) out.push({ Check: 'API token', Status: 'ok', Detail: 'API writes and leaf reads need the agent token' });
+  else out.push({ Check: 'API token', Status: isLoopback(c.client) && c.dev ? 'warn' : 'fail', Detail: `no acl_token: any process that reaches ${c.client}:${c.httpPort} can register services and change intentions; set acl_token` });
+
+  out.push(p.defaultPolicy === 'deny'
+    ? { Check: 'default intention policy', Status: 'ok', Detail: 'deny: only what an intention allows may connect' }
+    : { Check: 'default intention policy', Status: 'warn', Detail: `${p.defaultPolicy}: any service may connect to any other unless an intention denies it; set default_intention_policy "deny"${p.backend === 'consul' ? " (Consul's ACL default policy)" : ''}` });
+
+  if (p.caKeyFile) out.push(modeFinding('CA private key file', p.caKeyFile));
+  out.push(modeFinding('data dir', p.dataDir, true));
+
+  if (p.leafExpiries.length === 0) out.push({ Check: 'leaf certificates', Status: 'ok', Detail: 'no local leaf yet' });
+  for (const l of p.leafExpiries) {
+    if (l.seconds <= 0) out.push({ Check: `leaf ${l.service}`, Status: 'fail', Detail: 'expired: connections to and from it fail; check the CA (renewal is logged)' });
+    else if (l.seconds < 3600) out.push({ Check: `leaf ${l.service}`, Status: 'warn', Detail: `expires in ${Math.round(l.seconds / 60)} min and was not renewed yet` });
+    else out.push({ Check: `leaf ${l.service}`, Status: 'ok', Detail: `expires in ${(l.seconds / 3600).toFixed(1)} h` });
+  }
+  return out;
+}

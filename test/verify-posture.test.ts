@@ -1,0 +1,41 @@
+// `nodemesh verify` against real agents: a dev agent's warnings, a hardened agent all ok, a loosened CA key file failing.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { runCli, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+
+const agents: TestAgent[] = [];
+after(async () => { for (const a of agents) await a.stop(); });
+
+test('a dev agent: warnings for plaintext gossip, no token and allow-by-default, exit 0', async () => {
+  const a = await startTestAgent({ node: 'verify-dev', bind: '127.0.76.1' });
+  agents.push(a);
+  const r = await runCli(['--http-addr', a.url, 'verify'], { NODEMESH_HTTP_TOKEN: '' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^CHECK\s+STATUS\s+DETAIL$/m);
+  assert.match(r.stdout, /^gossip encryption\s+WARN\s+gossip is plaintext/m);
+  assert.match(r.stdout, /^API token\s+WARN\s+no acl_token/m);
+  assert.match(r.stdout, /^default intention policy\s+WARN\s+allow/m);
+  assert.match(r.stdout, /^CA private key file\s+OK\s+.*mode 600/m);
+  assert.match(r.stdout, /\n0 failed, \d+ warning\(s\), \d+ ok\n$/);
+});
+
+test('a hardened agent is all ok; a CA key file readable by others fails verify with what to do', async () => {
+  const token = 'verify-token-123';
+  const a = await startTestAgent({ node: 'verify-prod', bind: '127.0.76.2', dev: false, aclToken: token, encrypt: randomBytes(32).toString('base64'), defaultIntentionPolicy: 'deny' });
+  agents.push(a);
+  const cli = (...args: string[]) => runCli(['--http-addr', a.url, '--token', token, ...args], { NODEMESH_HTTP_TOKEN: '' });
+  let r = await cli('--format', 'json', 'verify');
+  assert.equal(r.code, 0, r.stderr);
+  const json = JSON.parse(r.stdout) as { Findings: { Check: string; Status: string }[]; Failed: number; Warnings: number };
+  assert.deepEqual(json.Findings.filter((f) => f.Status !== 'ok'), []);
+  assert.ok(json.Findings.some((f) => f.Check === 'gossip keyring file' && f.Status === 'ok'));
+  chmodSync(join(a.dataDir, 'ca', 'root-key.pem'), 0o644);
+  r = await cli('verify');
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /^CA private key file\s+FAIL\s+.*mode 644: chmod 600 /m);
+  assert.match(r.stderr, /1 check\(s\) failed/);
+});
