@@ -225,6 +225,14 @@ export class DataPlane {
     this.leafServices = used;
   }
 
+  /** Connections open on every listener (handshaking ones included), for drains and leak checks. */
+  openConnections(): number {
+    let n = 0;
+    for (const l of this.inbound.values()) n += l.busy;
+    for (const l of this.outbound.values()) n += l.busy;
+    return n;
+  }
+
   listeners(): { inbound: string[]; outbound: string[] } {
     return { inbound: [...this.inbound.keys()], outbound: [...this.outbound.keys()] };
   }

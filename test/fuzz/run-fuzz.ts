@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng, mutateBytes, mutateJson } from './mutate.js';
 import { SURFACES, type Surface } from './surfaces.js';
+import { fuzzTlsFront } from './tls-front.js';
 
 const CORPUS = join(dirname(fileURLToPath(import.meta.url)), 'corpus');
 const flag = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
@@ -39,7 +40,7 @@ const heapMb = () => {
   return process.memoryUsage().heapUsed / 2 ** 20;
 };
 
-function main(): void {
+async function main(): Promise<void> {
   let unhandled = 0;
   process.on('unhandledRejection', () => { unhandled++; });
   const rows = [['surface', 'cases', 'findings', 'slowest ms', 'cases/s', 'heap Δ MB']];
@@ -82,6 +83,15 @@ function main(): void {
     rows.push([s.name, String(CASES), String(found), slowest.toFixed(1), (CASES / Math.max(secs, 0.001)).toFixed(0), (heapMb() - heap0).toFixed(1)]);
     findings += found;
   }
+  // The TLS front of a live listener: each case is one hostile connection.
+  if (!ONLY || 'tls-front'.includes(ONLY)) {
+    const n = CASES;
+    process.stderr.write(`fuzz: tls-front: ${n} hostile connections against a live agent…\n`);
+    const r = await fuzzTlsFront(n, SEED, heapMb);
+    for (const f of r.findings) process.stderr.write(`fuzz: tls-front: ${f}\n`);
+    rows.push(['tls-front', String(n), String(r.findings.length), '-', r.perSecond.toFixed(0), r.heapDeltaMb.toFixed(1)]);
+    findings += r.findings.length;
+  }
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const lines = rows.map((r) => r.map((c, i) => (i ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  '));
   lines.splice(1, 0, w.map((x) => '-'.repeat(x)).join('  '));
@@ -93,4 +103,6 @@ function main(): void {
 }
 
 // Run only as the script, not when a test imports inputFor.
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main();
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e) => { process.stderr.write(`fuzz failed: ${(e as Error).stack}\n`); process.exit(1); });
+}
