@@ -1,10 +1,9 @@
 // An upstream listener for an HTTP service: each request is routed (router → splitter → resolver), sent to an instance over the mTLS tunnel on a pooled keep-alive stream, retried within a budget, and timed out.
 
-import { Agent, createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
+import { Agent, STATUS_CODES, createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { STATUS_CODES } from 'node:http';
 import { connect as h2connect, constants as h2, createServer as createH2Server, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
 import { joinSockets, type PipeEnd } from '../proxy/byte-pipe.js';
 import { closeListener } from '../proxy/close-server.js';
@@ -16,6 +15,10 @@ import { OutlierDetector } from './outlier-detection.js';
 import { RetryBudget } from './retry-budget.js';
 import type { Instance } from './service-instances.js';
 import { nextTraceparent } from './trace-context.js';
+import { GRPC_AS_HTTP, HTTP_AS_GRPC, readUpTo, stripPseudo } from './h2-streams.js';
+import { InstanceGates } from './instance-gate.js';
+import { ProxyAnswer } from './proxy-answer.js';
+import { hashKeyOf } from './request-hash.js';
 
 /** Connection-level headers a proxy must not forward (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
@@ -31,13 +34,6 @@ const MAX_CONNECT_ATTEMPTS = 3;
 export interface EntrySource { readonly index: number; get: EntryLookup }
 
 const codeClass = (status: number) => `${Math.floor(status / 100)}xx`;
-
-/** What the caller gets when the mesh itself answers. */
-class ProxyAnswer extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
 
 export class HttpUpstreamListener {
   private server?: Server;
@@ -552,47 +548,12 @@ export class HttpUpstreamListener {
     return ok;
   }
 
-  /** One attempt: resolves with the response head, rejects on connect failure; a timeout answers 504. */
   /** Per instance: connections in use under MaxConnections, and requests waiting for one. */
-  private readonly gates = new Map<string, { active: number; waiting: { go: () => void; gone: boolean }[] }>();
+  private readonly gates = new InstanceGates();
 
-  /**
-   * Waits for one of the instance's MaxConnections (an HTTP/1.1 connection carries one request at a time); past
-   * MaxPendingRequests waiting, sheds with 503. Resolves with the release function.
-   */
-  private async gate(key: string, policy: CallPolicy | undefined, timeoutMs: number): Promise<() => void> {
-    const max = policy?.maxConnections ?? 0;
-    if (!max) return () => undefined;
-    let g = this.gates.get(key);
-    if (!g) this.gates.set(key, (g = { active: 0, waiting: [] }));
-    const gate = g;
-    if (gate.active >= max) {
-      const pending = gate.waiting.reduce((n, w) => n + (w.gone ? 0 : 1), 0);
-      if (policy!.maxPendingRequests && pending >= policy!.maxPendingRequests) {
-        throw new ProxyAnswer(503, `upstream overflow: ${pending} requests waiting for a connection (MaxPendingRequests ${policy!.maxPendingRequests})`);
-      }
-      const entry = { go: () => undefined as void, gone: false };
-      const timedOut = await new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => { entry.gone = true; resolve(true); }, timeoutMs);
-        entry.go = () => { clearTimeout(t); resolve(false); };
-        gate.waiting.push(entry);
-      });
-      if (timedOut) throw new ProxyAnswer(504, 'upstream request timeout (waiting for a connection)');
-    } else gate.active++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      // The slot passes to the next waiter still there; with none, it is free.
-      let next = gate.waiting.shift();
-      while (next?.gone) next = gate.waiting.shift();
-      if (next) next.go();
-      else gate.active--;
-    };
-  }
-
+  /** One attempt: resolves with the response head, rejects on connect failure; a timeout answers 504. */
   private async send(inst: Instance, target: Target, source: string, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | IncomingMessage, timeoutMs: number, policy?: CallPolicy): Promise<IncomingMessage> {
-    const release = await this.gate(inst.key, policy, timeoutMs);
+    const release = await this.gates.acquire(inst.key, policy?.maxConnections ?? 0, policy?.maxPendingRequests ?? 0, timeoutMs);
     return new Promise((resolve, reject) => {
       const agent = this.agentFor(source, target.service, inst.endpoint, target.connectTimeoutMs, policy?.maxConnections);
       const r = httpRequest({ agent, method, path, headers });
@@ -638,63 +599,6 @@ export class HttpUpstreamListener {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** gRPC status codes as the HTTP codes a route's RetryOnStatusCodes names (Envoy's mapping). */
-const GRPC_AS_HTTP: Record<number, number> = { 4: 504, 8: 429, 12: 501, 13: 500, 14: 503, 16: 401, 7: 403, 5: 404 };
-/** And the other way, for the mesh's own answers to a gRPC client. */
-const HTTP_AS_GRPC: Record<number, number> = { 400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14 };
-
-/**
- * Reads a request up to `limit` bytes: all of it (`ended`), or what came so far, the rest left to pipe. A request
- * still open after a moment is a stream (a client waiting for answers before it ends): it is not held back.
- */
-function readUpTo(stream: ServerHttp2Stream, limit: number, settleMs = 20): Promise<{ chunks: Buffer[]; ended: boolean }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => done(false), settleMs);
-    const done = (ended: boolean) => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      if (!ended) stream.pause();
-      resolve({ chunks, ended });
-    };
-    const onData = (c: Buffer) => {
-      chunks.push(c);
-      size += c.length;
-      if (size > limit) done(false);
-    };
-    const onEnd = () => done(true);
-    stream.on('data', onData);
-    stream.once('end', onEnd);
-    if (stream.readableEnded) done(true);
-  });
-}
-
-/** Trailers as received carry no pseudo-headers; drop any, as sendTrailers refuses them. */
-function stripPseudo(h: IncomingHttpHeaders): H2Headers {
-  const out: H2Headers = {};
-  for (const [k, v] of Object.entries(h)) if (!k.startsWith(':') && v !== undefined) out[k] = v;
-  return out;
-}
-
-/** The key a hash-based policy routes on: the first hash policy that yields a value (all of them with Terminal unset), or none. */
-function hashKeyOf(target: Target, req: IncomingMessage, url: URL): string | undefined {
-  if (target.lbPolicy !== 'ring_hash' && target.lbPolicy !== 'maglev') return undefined;
-  const parts: string[] = [];
-  for (const h of target.hashPolicies) {
-    let v: string | undefined;
-    if (h.SourceIP) v = req.socket.remoteAddress;
-    else if (h.Field === 'header') { const x = req.headers[String(h.FieldValue).toLowerCase()]; v = Array.isArray(x) ? x.join(',') : x; }
-    else if (h.Field === 'query_parameter') v = url.searchParams.get(String(h.FieldValue)) ?? undefined;
-    else if (h.Field === 'cookie') v = new RegExp(`(?:^|;\\s*)${String(h.FieldValue).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}=([^;]*)`).exec(String(req.headers.cookie ?? ''))?.[1];
-    if (v === undefined) continue;
-    parts.push(v);
-    if (h.Terminal) break;
-  }
-  return parts.length ? parts.join('\0') : undefined;
-}
 
 function readAll(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
