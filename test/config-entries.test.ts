@@ -132,9 +132,10 @@ test('entries replicate to the other agent by gossip, deletes too', async () => 
   await waitFor(async () => assert.equal(((await read(b, '/v1/config/service-defaults/shop')).body as { Protocol: string }).Protocol, 'grpc'), 15_000);
   // A later write on the other agent wins everywhere.
   await write(b, { Kind: 'service-defaults', Name: 'shop', Protocol: 'http2' });
-  await waitFor(async () => assert.equal(((await read(a, '/v1/config/service-defaults/shop')).body as { Protocol: string }).Protocol, 'http2'), 15_000);
+  // Gossip usually brings it within a second; a lost datagram under load is repaired by the next push/pull (30 s).
+  await waitFor(async () => assert.equal(((await read(a, '/v1/config/service-defaults/shop')).body as { Protocol: string }).Protocol, 'http2'), 45_000);
   assert.equal((await a.api('/v1/config/service-defaults/shop', { method: 'DELETE' })).status, 200);
-  await waitFor(async () => assert.equal((await read(b, '/v1/config/service-defaults/shop')).status, 404), 15_000);
+  await waitFor(async () => assert.equal((await read(b, '/v1/config/service-defaults/shop')).status, 404), 45_000);
 });
 
 test('nodemesh config write, list (table and JSON), read and delete; bad files and CAS conflicts are clear errors', async () => {
@@ -147,9 +148,10 @@ test('nodemesh config write, list (table and JSON), read and delete; bad files a
   assert.equal(r.stdout, 'Config entry written: service-defaults/cart\n');
   r = await cli('config', 'list', '--kind', 'service-defaults');
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^NAME\s+WHAT\s+MODIFY INDEX\ncart\s+protocol http\s+\d+\n$/);
+  assert.match(r.stdout, /^NAME\s+WHAT\s+MODIFY INDEX\n/);
+  assert.match(r.stdout, /^cart\s+protocol http\s+\d+$/m);
   r = await cli('--format', 'json', 'config', 'list', '--kind', 'service-defaults');
-  assert.equal((JSON.parse(r.stdout) as { Name: string }[])[0].Name, 'cart');
+  assert.ok((JSON.parse(r.stdout) as { Name: string }[]).some((e) => e.Name === 'cart'));
   r = await cli('config', 'read', '--kind', 'service-defaults', '--name', 'cart');
   assert.equal((JSON.parse(r.stdout) as { Protocol: string }).Protocol, 'http');
   r = await cli('config', 'write', '--cas', '0', file);
