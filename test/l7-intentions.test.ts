@@ -81,7 +81,7 @@ test('an L7 intention allows GET /public/* and denies POST /admin from the same 
   assert.match(authz.Reason, /^Matched L7 intention: L7 default\/web => default\/api/);
 });
 
-test('turning the L7 intention into an L4 deny closes the open HTTP connections; bad Permissions are refused', async () => {
+test('turning the L7 intention into an L4 deny stops the caller\'s requests; bad Permissions are refused', async () => {
   const list = await (await a.api('/v1/connect/intentions')).json() as { ID: string }[];
   assert.equal((await a.api(`/v1/connect/intentions/${list[0].ID}`, { method: 'PUT', body: JSON.stringify({ SourceName: 'web', DestinationName: 'api', Action: 'deny' }) })).status, 200);
   await waitFor(async () => assert.equal((await call('GET', '/public/items')).status, 503), 15_000);

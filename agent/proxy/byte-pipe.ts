@@ -7,6 +7,9 @@ export type PipeEnd = Duplex & { bytesRead: number; setNoDelay(noDelay?: boolean
 
 export interface PipeResult { fromA: number; fromB: number }
 
+/** Connection-level headers a proxy must not forward (RFC 9110 §7.6.1): shared by both HTTP-aware sides. */
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
+
 /** How long a side that is still flushing gets after the other side closed. */
 const FLUSH_TIMEOUT_MS = 30_000;
 

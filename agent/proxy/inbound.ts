@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Decision } from '../../intentions/decision.js';
 import type { RequestFacts } from '../../intentions/http-match.js';
 import type { Intention } from '../../intentions/intention.js';
-import { joinSockets, type PipeEnd } from './byte-pipe.js';
+import { HOP_BY_HOP, joinSockets, type PipeEnd } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { closeServer } from './close-server.js';
 import type { ServiceIdentity } from './spiffe-id.js';
@@ -29,8 +29,6 @@ export interface InboundTarget {
 export type Authorize = (source: ServiceIdentity, destination: string) => Decision;
 export type RequestDecider = (intention: Intention, request: RequestFacts) => { allowed: boolean; reason: string };
 
-/** Connection-level headers not forwarded to the app (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 /** Which verified identity a connection handed to the L7 server belongs to. */
 const SOURCE = Symbol('nodemesh.source');
 

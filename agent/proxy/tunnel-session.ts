@@ -49,22 +49,28 @@ export class TunnelStream extends Duplex {
   /** Idle timeout in ms (0: none); 'timeout' is emitted after that long without traffic. */
   timeout = 0;
   private idleTimer?: NodeJS.Timeout;
+  /** Last traffic: a data chunk only stamps it; the timer re-arms itself when it fires early (no timer work per chunk). */
+  private lastActive = 0;
 
   setTimeout(ms: number, cb?: () => void): this {
     this.timeout = ms;
     if (cb) this.once('timeout', cb);
-    this.touch();
+    this.lastActive = Date.now();
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (ms > 0 && !this.destroyed) this.armIdle(ms);
     return this;
   }
 
-  /** Traffic: the idle timer starts again. */
-  private touch(): void {
-    clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
-    if (this.timeout > 0 && !this.destroyed) {
-      this.idleTimer = setTimeout(() => this.emit('timeout'), this.timeout);
-      this.idleTimer.unref();
-    }
+  private armIdle(ms: number): void {
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.timeout <= 0 || this.destroyed) return;
+      const idle = Date.now() - this.lastActive;
+      if (idle >= this.timeout) this.emit('timeout');
+      else this.armIdle(this.timeout - idle);
+    }, ms);
+    this.idleTimer.unref();
   }
 
   setKeepAlive(): this {
@@ -80,7 +86,7 @@ export class TunnelStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    if (this.idleTimer) this.touch();
+    this.lastActive = Date.now();
     this.send(chunk, cb);
   }
 
@@ -156,7 +162,7 @@ export class TunnelStream extends Duplex {
     if (this.finReceived) throw tunnelError(`data after FIN on stream ${this.id}`);
     this.bytesRead += slice.length;
     this.unacked += slice.length;
-    if (this.idleTimer) this.touch();
+    this.lastActive = Date.now();
     if (this.unacked > INITIAL_WINDOW + MAX_DATA_FRAME) throw tunnelError(`stream ${this.id}: peer sent past its window`);
     if (!this.push(slice)) this.wantMore = false;
     this.session.received(slice.length);

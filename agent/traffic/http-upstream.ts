@@ -5,7 +5,7 @@ import { Agent, STATUS_CODES, createServer, request as httpRequest, type Incomin
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { connect as h2connect, constants as h2, createServer as createH2Server, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
-import { joinSockets, type PipeEnd } from '../proxy/byte-pipe.js';
+import { HOP_BY_HOP, joinSockets, type PipeEnd } from '../proxy/byte-pipe.js';
 import { closeListener } from '../proxy/close-server.js';
 import { UpstreamAttribution, type UpstreamSpec } from '../proxy/outbound.js';
 import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
@@ -20,8 +20,6 @@ import { InstanceGates } from './instance-gate.js';
 import { ProxyAnswer } from './proxy-answer.js';
 import { hashKeyOf } from './request-hash.js';
 
-/** Connection-level headers a proxy must not forward (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
 /** Request bodies up to this size are kept so the request can be retried; larger ones stream and are not retried. */
 const MAX_RETRY_BODY = 64 * 1024;
 /** HTTP/1.1 connections per instance and caller unless the resolver's Nodemesh.Limits.MaxConnections says otherwise. */
