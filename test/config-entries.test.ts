@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { ConfigEntryStore } from '../agent/config-entries/config-entry-store.js';
 import { put, runCli, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { waitFor } from './helpers/wait-for.js';
 
@@ -131,11 +132,26 @@ test('entries replicate to the other agent by gossip, deletes too', async () => 
   await write(a, { Kind: 'service-defaults', Name: 'shop', Protocol: 'grpc' });
   await waitFor(async () => assert.equal(((await read(b, '/v1/config/service-defaults/shop')).body as { Protocol: string }).Protocol, 'grpc'), 15_000);
   // A later write on the other agent wins everywhere.
-  await write(b, { Kind: 'service-defaults', Name: 'shop', Protocol: 'http2' });
+  // (b may still hold a router whose defaults' delete arrived first: that must not block an unrelated write.)
+  const w = await write(b, { Kind: 'service-defaults', Name: 'shop', Protocol: 'http2' });
+  assert.equal(w.status, 200, await w.text());
   // Gossip usually brings it within a second; a lost datagram under load is repaired by the next push/pull (30 s).
   await waitFor(async () => assert.equal(((await read(a, '/v1/config/service-defaults/shop')).body as { Protocol: string }).Protocol, 'http2'), 45_000);
   assert.equal((await a.api('/v1/config/service-defaults/shop', { method: 'DELETE' })).status, 200);
   await waitFor(async () => assert.equal((await read(b, '/v1/config/service-defaults/shop')).status, 404), 45_000);
+});
+
+test('a router replicated before its defaults does not block unrelated writes; breaking a routed service still does', async () => {
+  const store = new ConfigEntryStore(join(tempDir(), 'config-entries.json'), 'n1');
+  // What a peer can briefly hold: the router arrived, its service-defaults (or their delete) not yet.
+  const router = { Kind: 'service-router', Name: 'web', Routes: [], CreateIndex: 1, ModifyIndex: 1 };
+  assert.equal(store.merge({ id: 'service-router/web', hlc: { wall: Date.now(), logical: 0, node: 'n2' }, deleted: false, entry: router }), true);
+  assert.equal(await store.write({ Kind: 'service-defaults', Name: 'shop', Protocol: 'http2' }), true);
+  assert.equal(await store.write({ Kind: 'service-defaults', Name: 'web', Protocol: 'http' }), true);
+  await assert.rejects(store.write({ Kind: 'service-defaults', Name: 'web', Protocol: 'tcp' }), /service-router "web" needs an HTTP-family protocol/);
+  await assert.rejects(store.delete('service-defaults', 'web'), /delete the service-router first/);
+  assert.equal(store.get('service-defaults', 'web')?.Protocol, 'http', 'nothing changed');
+  await store.close();
 });
 
 test('nodemesh config write, list (table and JSON), read and delete; bad files and CAS conflicts are clear errors', async () => {

@@ -45,12 +45,18 @@ export class ConfigEntryStore extends LwwRecordStore<'entry', ConfigEntry> {
     await this.remove(key(kind, name));
   }
 
-  /** A defaults change must not leave a routed or split service on a protocol that cannot be routed. */
+  /**
+   * A defaults change must not leave a routed or split service on a protocol that cannot be routed. Only what this
+   * change breaks counts: replicated state can be briefly inconsistent (a peer's router arrived before its defaults),
+   * and that must not block unrelated writes here.
+   */
   private checkRoutedStillL7(next: ConfigEntry | undefined, removing?: ConfigEntry): void {
     const changed = next ?? removing!;
+    const now = (k: Kind, n: string) => this.get(k, n);
     const lookup = (k: Kind, n: string) => (k === changed.Kind && n === changed.Name ? next : this.get(k, n));
     for (const e of this.values()) {
       if (e.Kind !== 'service-router' && e.Kind !== 'service-splitter') continue;
+      if (!L7_PROTOCOLS.includes(protocolOf(e.Name, now))) continue;
       const p = protocolOf(e.Name, lookup);
       if (!L7_PROTOCOLS.includes(p)) {
         throw new NodemeshError('CONFIG_ENTRY_INVALID', `${e.Kind} ${JSON.stringify(e.Name)} needs an HTTP-family protocol; this change would make it ${JSON.stringify(p)}: delete the ${e.Kind} first`, 400);
