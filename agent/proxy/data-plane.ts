@@ -65,7 +65,7 @@ export class DataPlane {
 
   constructor(private readonly o: DataPlaneOptions) {
     this.index = instanceIndex(o.catalog);
-    this.tunnels = new TunnelPool(o.tls, o.log, (source, destination, secs) => o.metrics.handshake.observe({ source, destination }, secs), o.tunnel ?? true);
+    this.tunnels = new TunnelPool(o.tls, o.log, (source, destination, secs) => o.metrics.handshake.observe({ source, destination }, secs), o.tunnel ?? true, o.bind);
   }
 
   start(): Promise<void> {

@@ -3,6 +3,7 @@
 import { connect } from 'node:net';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { sourceAddressFor } from '../../catalog/gossip/source-address.js';
 import type { ServiceTls } from './tls-identity.js';
 import { TUNNEL_ALPN } from './tunnel-frames.js';
 import { TunnelSession, type TunnelStream } from './tunnel-session.js';
@@ -28,6 +29,8 @@ export class TunnelPool {
     private readonly onHandshake: (source: string, destination: string, seconds: number) => void,
     /** false: every connection gets its own mTLS handshake (no tunnel offered). */
     private readonly enabled = true,
+    /** The agent's bind address: tunnels leave from it (see sourceAddressFor). */
+    private readonly bind?: string,
   ) {
     this.reaper = setInterval(() => this.reapIdle(), IDLE_CLOSE_MS / 2);
     this.reaper.unref();
@@ -133,7 +136,7 @@ export class TunnelPool {
     const started = process.hrtime.bigint();
     return new Promise((resolve, reject) => {
       // A plain socket first, so the TLS socket inherits allowHalfOpen and the connect timeout covers both steps.
-      const raw = connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+      const raw = connect({ host: ep.host, port: ep.port, allowHalfOpen: true, localAddress: sourceAddressFor(this.bind, ep.host) });
       const s = tlsConnect({
         socket: raw, secureContext, checkServerIdentity: this.tls.serverCheck(destination),
         ...(tunnel ? { ALPNProtocols: [TUNNEL_ALPN] } : {}),

@@ -10,6 +10,7 @@ import { BroadcastQueue } from './broadcast-queue.js';
 import { asObject, decode, MsgpackTruncated, Reader, uint } from './go-msgpack.js';
 import { LzwTruncated } from './go-lzw.js';
 import { compound, compress, crc32, decompress, decrypt, encrypt, PacketError, splitCompound, withCrc } from './packet-codec.js';
+import { sourceAddressFor } from './source-address.js';
 import { Suspicion, suspicionTimeoutMs } from './suspicion.js';
 import * as m from './wire-messages.js';
 import { MsgType, NodeState, VSN } from './wire-messages.js';
@@ -51,6 +52,7 @@ export interface MemberlistConfig {
   /** The address peers reach us at (defaults to bindAddr; needed when binding 0.0.0.0). */
   advertiseAddr?: string;
   port: number;
+  /** Gossip keys: the first encrypts, any decrypts. The array is shared with the stream readers and changed in place by GossipKeyring (keyring.ts): never replace it. */
   keys?: Buffer[];
   compression?: boolean;
   probeIntervalMs?: number;
@@ -65,6 +67,8 @@ export interface MemberlistConfig {
   pushPullIntervalMs?: number;
   tcpTimeoutMs?: number;
   gossipToTheDeadMs?: number;
+  /** How often to try a push/pull with one failed (not left) member, so a healed partition joins up again (Serf's ReconnectInterval). */
+  reconnectIntervalMs?: number;
 }
 
 const UDP_BUFFER = 1400;
@@ -97,6 +101,7 @@ export class Memberlist {
       name: config.name, bindAddr: config.bindAddr, advertiseAddr: config.advertiseAddr ?? config.bindAddr, port: config.port,
       keys: [], compression: true, probeIntervalMs: 1000, probeTimeoutMs: 500, gossipIntervalMs: 200, gossipNodes: 3,
       suspicionMult: 4, suspicionMaxTimeoutMult: 6, awarenessMaxMultiplier: 8, retransmitMult: 4, pushPullIntervalMs: 30_000, tcpTimeoutMs: 10_000, gossipToTheDeadMs: 30_000,
+      reconnectIntervalMs: 30_000,
       ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)),
     } as Required<MemberlistConfig>;
     this.broadcasts = new BroadcastQueue(this.cfg.retransmitMult, () => this.nodes.size);
@@ -138,6 +143,7 @@ export class Memberlist {
     this.every(this.cfg.probeIntervalMs, () => void this.probe());
     this.every(this.cfg.gossipIntervalMs, () => this.gossip());
     if (this.cfg.pushPullIntervalMs > 0) this.every(this.cfg.pushPullIntervalMs, () => void this.periodicPushPull());
+    if (this.cfg.reconnectIntervalMs > 0) this.every(this.cfg.reconnectIntervalMs, () => void this.reconnect());
   }
 
   get port(): number {
@@ -340,7 +346,7 @@ export class Memberlist {
 
   /** One push/pull exchange with a peer over TCP. */
   async pushPullWith(addr: string, port: number, join: boolean): Promise<void> {
-    const sock = connect({ host: addr, port });
+    const sock = connect({ host: addr, port, localAddress: sourceAddressFor(this.cfg.bindAddr, addr) });
     sock.on('error', () => undefined); // failures surface through the awaits below
     sock.setTimeout(this.cfg.tcpTimeoutMs, () => sock.destroy(new Error('push/pull timed out')));
     await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
@@ -392,6 +398,24 @@ export class Memberlist {
     if (!peers.length) return;
     const p = peers[Math.floor(Math.random() * peers.length)];
     await this.pushPullWith(p.addr, p.port, false).catch((e: Error) => this.log.debug({ peer: p.name, err: e.message }, 'push/pull failed'));
+  }
+
+  /**
+   * Serf's reconnect: a push/pull with one random failed member. Once nobody gossips to it any more, this is the only
+   * way two sides of a healed partition find each other. The first exchange makes each side refute the other's view
+   * of it (a new incarnation); a second one at once carries the refutations, so one round joins them up.
+   */
+  private async reconnect(): Promise<void> {
+    const failed = [...this.nodes.values()].filter((n) => n.state === NodeState.dead);
+    if (!failed.length) return;
+    const n = failed[Math.floor(Math.random() * failed.length)];
+    try {
+      await this.pushPullWith(n.addr, n.port, false);
+      if (this.nodes.get(n.name)?.state === NodeState.dead) await this.pushPullWith(n.addr, n.port, false);
+      this.log.info({ peer: n.name }, 'reconnected to a failed member');
+    } catch (e) {
+      this.log.debug({ peer: n.name, err: (e as Error).message }, 'reconnect to a failed member failed');
+    }
   }
 
   // ---- state machine ----
@@ -502,7 +526,7 @@ export class Memberlist {
 
   private async pingTcp(n: NodeRecord, seq: number): Promise<boolean> {
     try {
-      const sock = connect({ host: n.addr, port: n.port });
+      const sock = connect({ host: n.addr, port: n.port, localAddress: sourceAddressFor(this.cfg.bindAddr, n.addr) });
       sock.on('error', () => undefined);
       sock.setTimeout(this.cfg.probeIntervalMs, () => sock.destroy(new Error('timeout')));
       await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
