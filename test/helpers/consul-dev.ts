@@ -59,14 +59,18 @@ log_level = "warn"
 `;
 }
 
-export async function startConsulDev(ip: string): Promise<ConsulDev> {
+/**
+ * `persistent`: a single-server cluster with a data dir instead of `-dev`, so a restart keeps its catalog, intentions
+ * and CA, as a production server's would.
+ */
+export async function startConsulDev(ip: string, opts: { persistent?: boolean } = {}): Promise<ConsulDev> {
   const port = {
     http: await freePort(ip), dns: await freePort(ip), serfLan: await freePort(ip), serfWan: await freePort(ip),
     server: await freePort(ip), grpc: await freePort(ip),
   };
   const dir = mkdtempSync(join(tmpdir(), 'nodemesh-consul-dev-'));
   const addr = `http://${ip}:${port.http}`;
-  writeFileSync(join(dir, 'dev.hcl'), consulDevHcl('consul-dev', ip, port));
+  writeFileSync(join(dir, 'dev.hcl'), consulDevHcl('consul-dev', ip, port) + (opts.persistent ? 'performance { raft_multiplier = 1 }\n' : ''));
   const children = new Set<ChildProcess>();
   // setpriv ties each child to this process (parent-death signal), so a test killed hard takes Consul with it.
   const spawnConsul = (args: string[]) => {
@@ -88,7 +92,8 @@ export async function startConsulDev(ip: string): Promise<ConsulDev> {
     return { status: r.status, text, json: <T>() => JSON.parse(text) as T };
   };
   const start = async () => {
-    agent = spawnConsul(['agent', '-dev', '-config-file', join(dir, 'dev.hcl')]);
+    const mode = opts.persistent ? ['-server', '-bootstrap-expect=1', '-data-dir', join(dir, 'data')] : ['-dev'];
+    agent = spawnConsul(['agent', ...mode, '-config-file', join(dir, 'dev.hcl')]);
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (agent.exitCode !== null) throw new Error(`consul dev agent exited: ${agent.output()}`);
