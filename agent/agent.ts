@@ -19,6 +19,7 @@ import { catalogRoutes } from './api/routes-catalog.js';
 import { healthRoutes } from './api/routes-health.js';
 import { authorizeRoute, connectRoutes } from './api/routes-connect.js';
 import { configRoutes } from './api/routes-config.js';
+import { operatorKeyringRoutes } from './api/routes-operator-keyring.js';
 import { ConfigEntryStore } from './config-entries/config-entry-store.js';
 import { protocolOf } from './config-entries/config-entry.js';
 import { decideRequest } from '../intentions/decision.js';
@@ -235,6 +236,8 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     healthRoutes(router, deps);
     connectRoutes(router, deps, { intentions: builtin!.store, trust: builtin!.bundle, leaves, defaultPolicy, protocolOf: (svc) => protocolOf(svc, (k, n) => builtin!.entries.get(k, n)) });
     configRoutes(router, builtin!.entries);
+    // The gossip keyring (this agent's): gossip starts below, after the HTTP server, hence the lazy reference.
+    operatorKeyringRoutes(router, deps, () => gossipRef.current);
   }
 
   /** Stops everything below the HTTP server and gossip, and flushes state: shared by a failed start and stop(). */

@@ -1,10 +1,11 @@
-// The agent's place in the gossip pool: its Serf node, keyring file, joins and retry-joins, and Consul's members view.
+// The agent's place in the gossip pool: its Serf node, keyring and keyring file, joins and retry-joins, and Consul's members view.
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join as joinPath } from 'node:path';
+import { dirname, join as joinPath } from 'node:path';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { NodemeshError } from '../catalog/errors.js';
+import { GOSSIP_KEY_SIZES, GossipKeyring, parseGossipKey, type KeyringEntry } from '../catalog/gossip/keyring.js';
 import { SerfNode, type Member } from '../catalog/gossip/serf-layer.js';
 import { writePrivate } from './ca/certificate-authority.js';
 import type { AgentConfig } from './config/agent-config.js';
@@ -17,17 +18,24 @@ export interface ConsulMember {
   ProtocolMin: number; ProtocolMax: number; ProtocolCur: number; DelegateMin: number; DelegateMax: number; DelegateCur: number;
 }
 
+const keyringPath = (dataDir: string) => joinPath(dataDir, 'serf', 'local.keyring');
+
+/** Writes the keys, primary first, as Consul's keyring file: a JSON array of base64 keys, mode 0600, written and renamed. */
+function saveKeys(path: string, keys: Buffer[]): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writePrivate(path, JSON.stringify(keys.map((k) => k.toString('base64'))));
+}
+
 /** The gossip keys: the data dir's keyring file wins over `encrypt` once it exists (as Consul), so a restart keeps the key. */
 function loadKeys(config: AgentConfig, dataDir: string, log: Logger): Buffer[] {
-  const dir = joinPath(dataDir, 'serf');
-  const path = joinPath(dir, 'local.keyring');
+  const path = keyringPath(dataDir);
   if (existsSync(path)) {
     let keys: string[];
     try {
       keys = JSON.parse(readFileSync(path, 'utf8')) as string[];
       if (!Array.isArray(keys) || keys.length === 0) throw new Error('expected a JSON array of base64 keys');
       for (const k of keys) {
-        if (typeof k !== 'string' || ![16, 24, 32].includes(Buffer.from(k, 'base64').length)) throw new Error('every key must be base64 of 16, 24 or 32 bytes');
+        if (typeof k !== 'string' || !GOSSIP_KEY_SIZES.includes(Buffer.from(k, 'base64').length)) throw new Error('every key must be base64 of 16, 24 or 32 bytes');
       }
     } catch (e) {
       throw new NodemeshError('KEYRING_INVALID', `keyring file ${path} is unreadable (${(e as Error).message}); fix or remove it`, 2);
@@ -36,17 +44,28 @@ function loadKeys(config: AgentConfig, dataDir: string, log: Logger): Buffer[] {
     return keys.map((k) => Buffer.from(k, 'base64'));
   }
   if (!config.encrypt) return [];
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writePrivate(path, JSON.stringify([config.encrypt]));
-  return [Buffer.from(config.encrypt, 'base64')];
+  const keys = [parseGossipKey(config.encrypt)];
+  saveKeys(path, keys);
+  return keys;
 }
 
 export class GossipMembership {
   private retryTimer?: NodeJS.Timeout;
   private snapshotTimer?: NodeJS.Timeout;
   private stopped = false;
+  private readonly keyring: GossipKeyring;
 
-  private constructor(readonly serf: SerfNode, private readonly log: Logger, private readonly snapshot: PeerSnapshotFile) {}
+  private constructor(readonly serf: SerfNode, private readonly log: Logger, private readonly snapshot: PeerSnapshotFile, dataDir: string) {
+    const path = keyringPath(dataDir);
+    // Written before the change takes effect: a keyring that cannot be saved stays as it was, and a restart finds what ran.
+    this.keyring = new GossipKeyring(serf.memberlist.cfg.keys, (next) => {
+      try {
+        saveKeys(path, next);
+      } catch (e) {
+        throw new NodemeshError('KEYRING_SAVE_FAILED', `cannot write the keyring file ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): the keyring is unchanged; check the data dir's permissions and free space`, 500);
+      }
+    });
+  }
 
   static async start(opts: {
     config: AgentConfig; dataDir: string; advertise: string; httpPort: number; nodeId: string; log: Logger; onChange: () => void;
@@ -72,7 +91,7 @@ export class GossipMembership {
     } catch (e) {
       throw new NodemeshError('GOSSIP_LISTEN_FAILED', `cannot listen for gossip on ${config.bind}:${config.serfLanPort}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (pick another --serf-lan-port)`, 1);
     }
-    const g = new GossipMembership(serf, log, new PeerSnapshotFile(opts.dataDir, log));
+    const g = new GossipMembership(serf, log, new PeerSnapshotFile(opts.dataDir, log), opts.dataDir);
     const previous = await g.snapshot.load();
     log.info({ gossip: `${config.bind}:${serf.memberlist.port}`, encrypted: keys.length > 0 }, 'gossip listening');
     if (config.join.length) {
@@ -138,6 +157,34 @@ export class GossipMembership {
 
   get port(): number {
     return this.serf.memberlist.port;
+  }
+
+  // ---- keyring: this agent's keys only (Consul applies these to the whole pool by Serf query); keys are never logged ----
+
+  /** This agent's gossip keys, primary first. */
+  listKeys(): KeyringEntry[] {
+    return this.keyring.list();
+  }
+
+  /** Adds a key this agent decrypts with (it still encrypts with its primary key); saved to the keyring file. */
+  installKey(key: string): void {
+    this.logKeyChange('installed', 'already installed', this.keyring.install(key));
+  }
+
+  /** Makes an installed key the one this agent encrypts with; saved to the keyring file. */
+  useKey(key: string): void {
+    this.logKeyChange('made primary', 'already primary', this.keyring.use(key));
+  }
+
+  /** Removes a key that is not primary; saved to the keyring file. */
+  removeKey(key: string): void {
+    this.logKeyChange('removed', 'not installed', this.keyring.remove(key));
+  }
+
+  private logKeyChange(done: string, unchanged: string, changed: boolean): void {
+    const keys = this.serf.memberlist.cfg.keys.length;
+    if (changed) this.log.info({ keys }, `gossip keyring: a key was ${done}`);
+    else this.log.info({ keys }, `gossip keyring: the key was ${unchanged}, nothing changed`);
   }
 
   /** /v1/agent/members, in Consul's shape. */

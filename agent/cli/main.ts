@@ -10,6 +10,7 @@ import { catalogCommands } from './catalog-commands.js';
 import { connectCommands } from './connect-commands.js';
 import { intentionCommands } from './intention-commands.js';
 import { configCommands } from './config-commands.js';
+import { keyringCommands } from './keyring-commands.js';
 import { verifyCommand } from './verify-command.js';
 import type { Format } from './table.js';
 
@@ -31,6 +32,7 @@ agentCommand(program);
 catalogCommands(program, globals);
 intentionCommands(program, globals);
 configCommands(program, globals);
+keyringCommands(program, globals);
 connectCommands(program, globals);
 agentControlCommands(program, globals);
 verifyCommand(program, globals);
