@@ -12,6 +12,7 @@ import { NodemeshError } from '../catalog/errors.js';
 import type { NodeInfo } from '../catalog/types.js';
 import type { ApiDeps } from './api/api-deps.js';
 import { Router } from './api/http-router.js';
+import { checkStartPosture } from './config/start-posture.js';
 import { agentCheckRoutes } from './api/routes-agent-checks.js';
 import { agentSelfRoutes } from './api/routes-agent-self.js';
 import { agentServiceRoutes } from './api/routes-agent-services.js';
@@ -111,6 +112,7 @@ function nodeId(dataDir: string): string {
 }
 
 export async function startAgent(config: AgentConfig, log: Logger, opts: StartOptions = {}): Promise<RunningAgent> {
+  checkStartPosture(config, log);
   const tempDir = config.dataDir === undefined;
   const dataDir = config.dataDir ?? mkdtempSync(join(tmpdir(), 'nodemesh-dev-'));
   try {

@@ -4,6 +4,7 @@
 // Consul: its dev agent and `consul connect proxy` processes (bench/consul-anchor.ts). nodemesh: two agents, a
 // "client node" and a "server node" joined by gossip, as two nodes of a mesh would be. Direct: wrk → nginx.
 
+import { randomBytes } from 'node:crypto';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -120,7 +121,8 @@ async function startNodemeshPath(backendHost: string, backendPort: number, h2cPo
   const caDir = mkdtempSync(join(tmpdir(), 'nodemesh-bench-ca-'));
   execFileSync(process.execPath, [join(ROOT, 'bin', 'nodemesh.js'), 'ca', 'init', '--out', caDir], { stdio: 'ignore' });
   const config = join(caDir, 'agent.json');
-  writeFileSync(config, JSON.stringify({ default_intention_policy: 'allow', ca_file: join(caDir, 'ca.pem'), ca_key_file: join(caDir, 'ca-key.pem') }));
+  // Gossip encrypted as in production; the bench's own API calls go without a token (waived by name).
+  writeFileSync(config, JSON.stringify({ default_intention_policy: 'allow', ca_file: join(caDir, 'ca.pem'), ca_key_file: join(caDir, 'ca-key.pem'), encrypt: randomBytes(32).toString('base64'), waive: ['acl_token'] }));
   const server = await startAgent(['--node', 'bench-server', '--bind', '127.0.42.1', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config]);
   const client = await startAgent(['--node', 'bench-client', '--bind', '127.0.42.2', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config, '--join', `127.0.42.1:${server.gossip}`]);
   const up = await freePort('127.0.42.4');

@@ -428,9 +428,9 @@ put "$WORK/nodemesh.service" "$UNIT_DIR/nodemesh.service" 0644 root:root
 say "unit: $UNIT_DIR/nodemesh.service"
 
 # ---- what is missing (the agent runs without these, but a production mesh should not) ---------
-[ "$(cfg_value encrypt)" = 1 ] || warn "no gossip encryption key (--encrypt-file): gossip on 8301 is plaintext, and anyone who reaches that port can join the pool and read the catalog. Make one with nodemesh keygen, give every agent the same key."
-[ "$(cfg_value ca)" = 1 ] || warn "no mesh CA (--ca-dir): this agent makes its own root in $STATE, so agents on other machines will not trust its services' certificates. Make one with nodemesh ca init --out DIR and give every agent the same DIR."
-[ "$token_set" = 1 ] || warn "no ACL token (--acl-token-file): every local user can write to the API on $API (register services, change intentions). Make one with head -c 32 /dev/urandom | base64 > FILE."
+[ "$(cfg_value encrypt)" = 1 ] || warn "no gossip encryption key (--encrypt-file): gossip on 8301 would be plaintext, so the agent will refuse to start. Make one with nodemesh keygen and give every agent the same key (or, on a network you trust, add \"waive\": [\"gossip_key\"] to a file in $ETC_D)."
+[ "$(cfg_value ca)" = 1 ] || warn "no mesh CA (--ca-dir): without the pool's CA the agent will refuse to start (a root of its own would be trusted by no other agent). Make one with nodemesh ca init --out DIR and give every agent the same DIR."
+[ "$token_set" = 1 ] || warn "no ACL token (--acl-token-file): every local user could write to the API on $API, so the agent will refuse to start. Make one with head -c 32 /dev/urandom | base64 > FILE."
 
 # ---- systemd -----------------------------------------------------------------------------------
 if [ -n "$R" ]; then

@@ -106,7 +106,7 @@ test('a per-node intermediate: the agent presents leaf + intermediate, and a pee
   const up = await meshedPair(agent, '127.0.3');
   assert.equal(await roundTrip('127.0.3.2', up, 'through the intermediate'), 'through the intermediate');
 
-  const leaf = await (await agent.api('/v1/agent/connect/ca/leaf/probe')).json() as { CertPEM: string; PrivateKeyPEM: string };
+  const leaf = await (await agent.api('/v1/agent/connect/ca/leaf/web')).json() as { CertPEM: string; PrivateKeyPEM: string };
   assert.equal(leaf.CertPEM.match(/BEGIN CERTIFICATE/g)?.length, 2, 'leaf followed by the intermediate');
   const services = await (await agent.api('/v1/agent/services')).json() as Record<string, { Port: number }>;
   // A client that trusts only the root verifies the server's chain: the server sent the intermediate.

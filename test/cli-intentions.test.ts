@@ -55,6 +55,7 @@ test('create, duplicate, replace, list, match, get, check, delete', async () => 
 });
 
 test('connect check explains the decision with the certificates behind it', async () => {
+  for (const name of ['api', 'db']) await cli('services', 'register', '--name', name, '--port', '9000');
   let r = await cli('connect', 'check', 'api', 'db');
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^Source leaf\s+spiffe:\/\/[0-9a-f-]+\.consul\/ns\/default\/dc\/dc1\/svc\/api/m);
@@ -66,6 +67,10 @@ test('connect check explains the decision with the certificates behind it', asyn
   const j = JSON.parse(r.stdout);
   assert.equal(j.allowed, false);
   assert.match(j.reason, /default_intention_policy \(deny\)/);
+  assert.equal(j.source.onThisNode, false, 'no leaf for a service on no node here');
+  r = await cli('connect', 'check', 'cache', 'db');
+  assert.match(r.stdout, /^Source leaf\s+spiffe:\/\/\S+\/svc\/cache\s+\(not on this node/m);
+  assert.match(r.stdout, /^Chain\s+the leaf held here verifies/m);
 });
 
 test('ca init writes a root and a 0600 key, and will not overwrite them', async () => {

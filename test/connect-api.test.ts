@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 
 let agent: TestAgent;
 before(async () => { agent = await startTestAgent({ defaultIntentionPolicy: 'deny' }); });
@@ -115,6 +115,11 @@ test('CA roots and leaf certificates look like Consul\'s; the root key is 0600 i
   assert.deepEqual(JSON.parse((await json('/v1/connect/ca/roots')).body).Roots[0].ID, root.ID);
   assert.equal(statSync(join(agent.dataDir, 'ca', 'root-key.pem')).mode & 0o777, 0o600);
 
+  // Leaves only for this node's services: none for a name registered nowhere here.
+  const notHere = await json('/v1/agent/connect/ca/leaf/web');
+  assert.equal(notHere.status, 403);
+  assert.match(notHere.body, /no service "web" is registered on this node .*register it here first/);
+  assert.equal((await agent.api('/v1/agent/service/register', put({ Name: 'web', Port: 8080 }))).status, 200);
   const r = await json('/v1/agent/connect/ca/leaf/web');
   const leaf = JSON.parse(r.body);
   assert.equal(leaf.Service, 'web');

@@ -189,6 +189,35 @@ test('a peer that connects and leaves without a handshake (a TCP health check) i
   assert.equal(closedByAgent, 10, 'the agent ended its side of every such connection');
 });
 
+test('one source address gets at most 64 unfinished handshakes; the agent\'s own traffic and other sources still get in', async () => {
+  const FLOOD = '127.0.0.10';
+  const held: Socket[] = [];
+  let refused = 0;
+  // 64 connections that never say a word stay (each until its handshake timeout); the rest are closed at once.
+  for (let i = 0; i < 80; i++) {
+    const s = connect({ host: BIND, port: apiPublicPort, localAddress: FLOOD });
+    s.on('error', () => undefined);
+    s.on('close', () => { refused++; });
+    held.push(s);
+    await new Promise((r) => s.once('connect', r));
+  }
+  await waitFor(() => assert.equal(refused, 16));
+  assert.equal((await roundTrip(WEB, upstreamApi, 'during the flood')).reply.toString(), 'during the flood');
+  assert.match(await (await agent.api('/metrics')).text(), /nodemesh_proxy_denied_total\{[^}]*reason="pending_per_source"[^}]*\} 16/);
+  for (const s of held) s.destroy();
+  // Once they are gone, the address is welcome again.
+  await waitFor(async () => {
+    const s = connect({ host: BIND, port: apiPublicPort, localAddress: FLOOD });
+    s.on('error', () => undefined);
+    const closedSoon = await new Promise<boolean>((resolve) => {
+      s.once('close', () => resolve(true));
+      setTimeout(() => resolve(false), 200);
+    });
+    s.destroy();
+    assert.equal(closedSoon, false);
+  });
+});
+
 test('an instance presenting another service\'s certificate is refused (impostor)', async () => {
   const evil = await signLeaf({ issuerCertPem: caCert, issuerKey: caKey, spiffeId: `spiffe://${agent.ca.trustDomain}/ns/default/dc/dc1/svc/evil`, commonName: 'evil', ttlMs: 3_600_000 });
   let decrypted = 0;
@@ -291,7 +320,7 @@ test('a dead instance is skipped: the dial times out and the next instance serve
   await agent.api('/v1/agent/service/register', put({ Name: 'caller', Address: '127.0.0.8', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: port, Config: { connect_timeout_ms: 300 } }] } } } }));
   try {
     await waitFor(async () => assert.equal((await (await agent.api('/v1/health/connect/api?passing')).json() as unknown[]).length, 2));
-    await waitFor(() => assert.ok(agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`)));
+    await waitFor(() => assert.ok(agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`), "the caller's upstream listener is open"));
     // Round robin puts the hung instance first for some of these; every one must still get through.
     for (let i = 0; i < 4; i++) assert.equal((await roundTrip('127.0.0.8', port, `try ${i}`)).reply.toString(), `try ${i}`);
   } finally {

@@ -69,7 +69,7 @@ test('one stream reset leaves the others on the tunnel untouched', async () => {
   const conns = await Promise.all([openConn(WEB, ports.web), openConn(WEB, ports.web), openConn(WEB, ports.web)]);
   for (const c of conns) assert.equal(await c.say('hello'), 'hello');
   conns[1].s.resetAndDestroy();
-  await waitFor(() => assert.ok(conns[1].closed()));
+  await waitFor(() => assert.ok(conns[1].closed(), 'the reset stream is closed'));
   assert.equal(await conns[0].say('still'), 'still');
   assert.equal(await conns[2].say('fine'), 'fine');
   for (const c of conns) c.s.destroy();

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { put, runCli, spawnAgent, tempDir } from './helpers/agent-process.js';
+import { put, runCli, spawnAgent, tempDir, WAIVE_ALL } from './helpers/agent-process.js';
 
 test('services and check states acknowledged before SIGKILL are back after restart', async () => {
   const dataDir = tempDir();
@@ -103,7 +103,7 @@ test('--dev without --data-dir says where state goes, and removes it at exit', a
 test('a corrupt state file stops the start with a clear message, and is left for the operator', async () => {
   const dataDir = tempDir();
   writeFileSync(join(dataDir, 'local-state.json'), '{"format":1,"node":');
-  const r = await runCli(['agent', '--data-dir', dataDir, '--http-port', '0', '--log-json']);
+  const r = await runCli(['agent', '--data-dir', dataDir, '--http-port', '0', '--log-json', ...WAIVE_ALL]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /not valid JSON.*move it away/);
   assert.equal(readFileSync(join(dataDir, 'local-state.json'), 'utf8'), '{"format":1,"node":');

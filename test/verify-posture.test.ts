@@ -3,9 +3,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmodSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runCli, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { runCli, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 
 const agents: TestAgent[] = [];
 after(async () => { for (const a of agents) await a.stop(); });
@@ -25,7 +24,8 @@ test('a dev agent: warnings for plaintext gossip, no token and allow-by-default,
 
 test('a hardened agent is all ok; a CA key file readable by others fails verify with what to do', async () => {
   const token = 'verify-token-123';
-  const a = await startTestAgent({ node: 'verify-prod', bind: '127.0.76.2', dev: false, aclToken: token, encrypt: randomBytes(32).toString('base64'), defaultIntentionPolicy: 'deny' });
+  const { caFile, caKeyFile } = await sharedCa();
+  const a = await startTestAgent({ node: 'verify-prod', bind: '127.0.76.2', dev: false, aclToken: token, encrypt: randomBytes(32).toString('base64'), defaultIntentionPolicy: 'deny', caFile, caKeyFile });
   agents.push(a);
   const cli = (...args: string[]) => runCli(['--http-addr', a.url, '--token', token, ...args], { NODEMESH_HTTP_TOKEN: '' });
   let r = await cli('--format', 'json', 'verify');
@@ -33,7 +33,7 @@ test('a hardened agent is all ok; a CA key file readable by others fails verify 
   const json = JSON.parse(r.stdout) as { Findings: { Check: string; Status: string }[]; Failed: number; Warnings: number };
   assert.deepEqual(json.Findings.filter((f) => f.Status !== 'ok'), []);
   assert.ok(json.Findings.some((f) => f.Check === 'gossip keyring file' && f.Status === 'ok'));
-  chmodSync(join(a.dataDir, 'ca', 'root-key.pem'), 0o644);
+  chmodSync(caKeyFile, 0o644);
   r = await cli('verify');
   assert.equal(r.code, 1);
   assert.match(r.stdout, /^CA private key file\s+FAIL\s+.*mode 644: chmod 600 /m);

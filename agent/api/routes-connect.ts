@@ -4,6 +4,7 @@ import { NodemeshError } from '../../catalog/errors.js';
 import { decide, matchIntentions, type Decision } from '../../intentions/decision.js';
 import type { IntentionInput } from '../../intentions/intention.js';
 import type { IntentionStore } from '../../intentions/intention-store.js';
+import { assertLeafName } from '../ca/certificate-authority.js';
 import type { TrustBundle } from '../ca/trust-bundle.js';
 import type { LeafSource } from '../mesh-backend.js';
 import { parseServiceId } from '../proxy/spiffe-id.js';
@@ -121,6 +122,11 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
     if (!service) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     // A leaf carries a private key: with a token configured, reading one needs it too.
     if (!tokenAllows(ctx.req, ctx.query, d.config.aclToken)) return sendText(ctx.res, 403, 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
+    // This agent mints identities only for workloads on its own node (as ztunnel): another node's service gets none here.
+    assertLeafName(service);
+    if (!localIdentities(d).has(service)) {
+      throw new NodemeshError('LEAF_NOT_LOCAL', `Permission denied: no service "${service}" is registered on this node (${d.config.node}); a leaf is issued only for this node's services: register it here first, or ask the agent on its node`, 403);
+    }
     await c.leaves.get(service);
     return answerBlocking(ctx, c.leaves.feed, () => {
       const leaf = c.leaves.current(service)!;
@@ -148,4 +154,14 @@ export function authorizeRoute(r: Router, authorize: (source: { service: string;
     // As Consul 1.9: an L4 check that meets an L7 intention is not authorized (only a request can be).
     sendJson(ctx.res, 200, { Authorized: decision.allowed && !decision.l7, Reason: decision.reason }, { 'X-Cache': 'MISS', Age: '0' });
   });
+}
+
+/** The service identities this node's registrations may hold: each service's name, and each proxy's destination. */
+function localIdentities(d: ApiDeps): Set<string> {
+  const out = new Set<string>();
+  for (const s of d.local.services()) {
+    out.add(s.Service);
+    if (s.Proxy?.DestinationServiceName) out.add(s.Proxy.DestinationServiceName);
+  }
+  return out;
 }

@@ -124,9 +124,8 @@ export class CertificateAuthority {
   }
 
   async signService(datacenter: string, service: string, ttlMs: number): Promise<SignedLeaf> {
-    if (!isSpiffeSafe(service) || !isSpiffeSafe(datacenter)) {
-      throw new NodemeshError('LEAF_BAD_NAME', `cannot issue a leaf for ${JSON.stringify(service)}: service names in the mesh use letters, digits, '.', '_' and '-' only`, 400);
-    }
+    assertLeafName(service);
+    assertLeafName(datacenter);
     const cn = `${service.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 33)}.svc.default.${this.trustDomain.slice(0, 8)}.consul`;
     return signLeaf({ issuerCertPem: this.signingChain[0], issuerKey: this.signingKey, spiffeId: this.spiffeId(datacenter, service), commonName: cn, ttlMs });
   }
@@ -144,5 +143,12 @@ export class CertificateAuthority {
       };
     });
     return { ActiveRootID: roots[0].ID, TrustDomain: this.trustDomain, Roots: roots };
+  }
+}
+
+/** A name that goes into a SPIFFE ID as is (no escaping, so no two spellings of one identity). */
+export function assertLeafName(name: string): void {
+  if (!isSpiffeSafe(name)) {
+    throw new NodemeshError('LEAF_BAD_NAME', `cannot issue a leaf for ${JSON.stringify(name)}: service names in the mesh use letters, digits, '.', '_' and '-' only`, 400);
   }
 }

@@ -11,6 +11,7 @@ interface AgentFlags {
   dev?: boolean; node?: string; datacenter?: string; dataDir?: string; bind?: string; client?: string;
   httpPort?: string; configFile: string[]; configDir: string[]; logLevel?: string; logJson?: boolean; aclToken?: string;
   serfLanPort?: string; join: string[]; retryJoin: string[]; encrypt?: string; rejoinAfterLeave?: boolean; consulAddr?: string; consulToken?: string;
+  waive?: string[];
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -36,6 +37,7 @@ export function agentCommand(program: Command): void {
     .option('--encrypt <key>', 'gossip encryption key, base64 of 16/24/32 bytes (see nodemesh keygen)')
     .option('--consul-addr <url>', 'use this Consul agent for the catalog, CA and intentions instead of the gossip pool (or env CONSUL_HTTP_ADDR)')
     .option('--consul-token <token>', 'token for the Consul backend (or env CONSUL_HTTP_TOKEN)')
+    .option('--waive <protection>', 'start a non-dev agent without it: gossip_key, acl_token or ca_files (repeatable; a warning at every start)', collect, [])
     .option('--rejoin-after-leave', 'after a graceful leave, still rejoin the previous members on the next start')
     .action(async (f: AgentFlags) => {
       let config;
@@ -44,7 +46,7 @@ export function agentCommand(program: Command): void {
           dev: f.dev, node: f.node, datacenter: f.datacenter, data_dir: f.dataDir, bind: f.bind, client: f.client,
           http_port: f.httpPort, log_level: f.logLevel, log_json: f.logJson, acl_token: f.aclToken,
           serf_lan_port: f.serfLanPort, join: f.join, retry_join: f.retryJoin, encrypt: f.encrypt, rejoin_after_leave: f.rejoinAfterLeave,
-          consul_addr: f.consulAddr, consul_token: f.consulToken,
+          consul_addr: f.consulAddr, consul_token: f.consulToken, waive: f.waive?.length ? f.waive : undefined,
         },
         configFiles: f.configFile,
         configDirs: f.configDir,

@@ -51,11 +51,17 @@ export interface AgentConfig {
   accessLog: boolean;
   /** Node metadata (Consul's node_meta), e.g. {"zone": "eu-1a"}: the zone makes L7 routing prefer instances in it. */
   nodeMeta: Record<string, string>;
+  /** Protections a non-dev agent may start without, each named on purpose (logged as a warning at every start). */
+  waive: Waiver[];
 }
+
+/** What `waive` may name: a gossip key, an ACL token, the shared CA files. */
+export const WAIVERS = ['gossip_key', 'acl_token', 'ca_files'] as const;
+export type Waiver = typeof WAIVERS[number];
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
 
-type Kind = 'bool' | 'string' | 'url' | 'meta' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key';
+type Kind = 'bool' | 'string' | 'url' | 'meta' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key' | 'waivers';
 
 /** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
 export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
@@ -91,6 +97,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   consul_token: { kind: 'string', field: 'consulToken' },
   access_log: { kind: 'bool', field: 'accessLog' },
   node_meta: { kind: 'meta', field: 'nodeMeta' },
+  waive: { kind: 'waivers', field: 'waive' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -146,6 +153,11 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
       const list = typeof value === 'string' ? [value] : value;
       if (!Array.isArray(list) || list.some((a) => typeof a !== 'string' || !/^[^\s:]+(:\d{1,5})?$/.test(a))) throw bad('must be host or host:port addresses');
       return list;
+    }
+    case 'waivers': {
+      const list = typeof value === 'string' ? [value] : value;
+      if (!Array.isArray(list) || list.some((w) => !(WAIVERS as readonly unknown[]).includes(w))) throw bad(`must name protections to go without: ${WAIVERS.join(', ')}`);
+      return [...new Set(list)];
     }
     case 'key': {
       const k = typeof value === 'string' ? Buffer.from(value, 'base64') : Buffer.alloc(0);
@@ -207,6 +219,7 @@ export function defaultConfig(): AgentConfig {
     consulToken: undefined,
     accessLog: false,
     nodeMeta: {},
+    waive: [],
   };
 }
 

@@ -9,6 +9,7 @@ import { InboundListener, type Authorize, type InboundTarget, type RequestDecide
 import { UpstreamListener, type UpstreamSpec } from './outbound.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import type { ServiceTls } from './tls-identity.js';
+import { SourceLimits } from './source-limits.js';
 import { TunnelPool } from './tunnel-pool.js';
 import { CoalescingRunner } from '../coalescing-runner.js';
 import { protocolOf } from '../config-entries/config-entry.js';
@@ -62,6 +63,8 @@ export class DataPlane {
   private readonly index: InstanceIndex;
   /** Pooled tunnels to other agents' public listeners, shared by every upstream listener. */
   readonly tunnels: TunnelPool;
+  /** Per-source connection and handshake limits, shared by every public listener. */
+  readonly sourceLimits = new SourceLimits();
 
   constructor(private readonly o: DataPlaneOptions) {
     this.index = instanceIndex(o.catalog);
@@ -177,7 +180,7 @@ export class DataPlane {
         have.update(w.target);
         continue;
       }
-      const l = new InboundListener(this.o.bind, w.port, w.target, this.o.tls, this.o.authorize, this.o.log, this.o.metrics, this.o.decideRequest);
+      const l = new InboundListener(this.o.bind, w.port, w.target, this.o.tls, this.o.authorize, this.o.log, this.o.metrics, this.o.decideRequest, this.sourceLimits);
       try {
         await l.start();
         this.inbound.set(key, l);

@@ -11,6 +11,7 @@ import { HOP_BY_HOP, joinSockets, type PipeEnd } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { closeServer } from './close-server.js';
 import type { ServiceIdentity } from './spiffe-id.js';
+import { SourceLimits } from './source-limits.js';
 import type { ServiceTls } from './tls-identity.js';
 import { TUNNEL_ALPN } from './tunnel-frames.js';
 import { TunnelSession, type TunnelStream } from './tunnel-session.js';
@@ -62,7 +63,10 @@ export class InboundListener {
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
     private readonly decideRequest?: RequestDecider,
+    /** Shared by the agent's public listeners; a listener of its own when not given. */
+    private readonly limits: SourceLimits = new SourceLimits(),
   ) {}
+  private lastLimitLog = 0;
 
   /** Connections under an L7 intention: parsed as HTTP here, each request decided on its own. */
   private readonly l7 = new Set<{ client: PipeEnd; source: ServiceIdentity }>();
@@ -76,6 +80,17 @@ export class InboundListener {
   async start(): Promise<void> {
     const server = createServer({ ...await this.tls.leafOptions(this.target.service), requestCert: true, rejectUnauthorized: true, allowHalfOpen: true, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ALPNProtocols: ALPN });
     server.on('connection', (sock: Socket) => {
+      const source = sock.remoteAddress ?? '?';
+      const verdict = this.limits.admit(source);
+      if (verdict !== 'ok') {
+        this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination: this.target.service, reason: verdict });
+        if (Date.now() - this.lastLimitLog > 10_000) {
+          this.lastLimitLog = Date.now();
+          this.log.warn({ destination: this.target.service, peer: source, limit: verdict }, 'inbound connection refused: over a per-source limit (logged at most every 10 s)');
+        }
+        sock.destroy();
+        return;
+      }
       this.raw.add(sock);
       const key = `${sock.remoteAddress}:${sock.remotePort}`;
       // With allowHalfOpen, a peer that connects and leaves without a handshake (a TCP health check)
@@ -85,11 +100,12 @@ export class InboundListener {
       sock.once('close', () => {
         clearTimeout(guard);
         this.raw.delete(sock);
-        this.secured.delete(key);
+        this.limits.closed(source, this.secured.delete(key));
       });
     });
     server.on('secureConnection', (s) => {
       this.secured.add(`${s.remoteAddress}:${s.remotePort}`);
+      this.limits.secured(s.remoteAddress ?? '?');
       this.accept(s);
     });
     server.on('tlsClientError', (err, s) => {

@@ -49,7 +49,7 @@ export async function startTestAgent(overrides: Partial<AgentConfig> = {}): Prom
 export async function startConsulModeAgent(consulAddr: string, overrides: Partial<AgentConfig> = {}): Promise<RunningAgent & { url: string; api(path: string, init?: RequestInit): Promise<Response> }> {
   const config: AgentConfig = {
     ...defaultConfig(), node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
-    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, drainTimeoutMs: 1000, consulAddr, ...overrides,
+    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, drainTimeoutMs: 1000, consulAddr, waive: ['acl_token'], ...overrides,
   };
   const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
   const url = `http://127.0.0.1:${agent.http.port}`;
@@ -91,9 +91,16 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
   });
 }
 
+/**
+ * A non-dev agent refuses to start without a gossip key, an ACL token and the shared CA files (start-posture.ts);
+ * fixtures about something else waive them by name, unless the test passes --dev or its own --waive.
+ */
+export const WAIVE_ALL = ['--waive', 'gossip_key', '--waive', 'acl_token', '--waive', 'ca_files'];
+
 /** Starts `nodemesh agent` as a child process and waits until its API answers. */
 export async function spawnAgent(args: string[], env: Record<string, string> = {}): Promise<AgentChild> {
-  const proc = spawn(process.execPath, [CLI, 'agent', '--http-port', '0', '--serf-lan-port', '0', '--log-json', ...args], {
+  const waive = args.includes('--dev') || args.includes('--waive') ? [] : WAIVE_ALL;
+  const proc = spawn(process.execPath, [CLI, 'agent', '--http-port', '0', '--serf-lan-port', '0', '--log-json', ...waive, ...args], {
     env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -3,6 +3,7 @@
 // file descriptors and event-loop delay, and the load's p99; it fails if any of them grows without bound or p99 drifts
 // past 2× its first interval. Loopback only (127.0.79.x); bounded by --minutes; stops by itself.
 
+import { randomBytes } from 'node:crypto';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request } from 'node:http';
@@ -63,7 +64,8 @@ async function main(): Promise<void> {
   const caDir = mkdtempSync(join(tmpdir(), 'nodemesh-soak-ca-'));
   execFileSync(process.execPath, [join(ROOT, 'bin', 'nodemesh.js'), 'ca', 'init', '--out', caDir], { stdio: 'ignore' });
   const config = join(caDir, 'agent.json');
-  writeFileSync(config, JSON.stringify({ default_intention_policy: 'allow', ca_file: join(caDir, 'ca.pem'), ca_key_file: join(caDir, 'ca-key.pem'), log_level: 'info' }));
+  // Gossip encrypted as in production; the soak's own API calls go without a token (waived by name).
+  writeFileSync(config, JSON.stringify({ default_intention_policy: 'allow', ca_file: join(caDir, 'ca.pem'), ca_key_file: join(caDir, 'ca-key.pem'), log_level: 'info', encrypt: randomBytes(32).toString('base64'), waive: ['acl_token'] }));
   const dataDir = () => mkdtempSync(join(tmpdir(), 'nodemesh-soak-'));
   const b = await startAgent(['--node', 'soak-b', '--bind', '127.0.79.2', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config]);
   const a = await startAgent(['--node', 'soak-a', '--bind', '127.0.79.1', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config, '--join', `127.0.79.2:${b.gossip}`]);
