@@ -111,9 +111,9 @@ export class ChaosAgent {
 }
 
 /** Starts agents `names` on `${prefix}.1`, `.2`, …; every later one joins the first. */
-export async function startPool(prefix: string, names: string[], config: Record<string, unknown> = {}): Promise<{ agents: ChaosAgent[]; secrets: PoolSecrets }> {
+export async function startPool(stage: Stage, prefix: string, names: string[], config: Record<string, unknown> = {}): Promise<{ agents: ChaosAgent[]; secrets: PoolSecrets }> {
   const secrets = poolSecrets();
-  const agents = names.map((n, i) => new ChaosAgent(n, `${prefix}.${i + 1}`, secrets, config));
+  const agents = names.map((n, i) => stage.keep(new ChaosAgent(n, `${prefix}.${i + 1}`, secrets, config), (a) => a.stop()));
   await agents[0].start();
   for (const a of agents.slice(1)) await a.start([agents[0].gossipAddr]);
   return { agents, secrets };
@@ -128,4 +128,22 @@ export async function memberStatus(a: ChaosAgent): Promise<Record<string, number
 /** Prints one line of what a scenario did or saw (the spec reporter shows stdout of the test file). */
 export function say(scenario: string, line: string): void {
   process.stdout.write(`# [${scenario}] ${line}\n`);
+}
+
+/** What a scenario started, stopped in reverse order after it (also when it failed). */
+export class Stage {
+  private readonly stops: (() => unknown)[] = [];
+
+  keep<T>(thing: T, stop: (t: T) => unknown): T {
+    this.stops.push(() => stop(thing));
+    return thing;
+  }
+
+  async end(): Promise<void> {
+    for (const s of this.stops.reverse()) {
+      try {
+        await s();
+      } catch { /* keep stopping the rest */ }
+    }
+  }
 }

@@ -4,38 +4,26 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { ChaosAgent, poolSecrets, say } from './chaos-cluster.js';
-import { RogueCaller, SteadyLoad, workload, type Workload } from './mesh-load.js';
-import { consulMissing, startConsulDev, type ConsulDev } from '../helpers/consul-dev.js';
+import { ChaosAgent, poolSecrets, say, Stage } from './chaos-cluster.js';
+import { RogueCaller, SteadyLoad, workload } from './mesh-load.js';
+import { consulMissing, startConsulDev } from '../helpers/consul-dev.js';
 import { freePort } from '../helpers/free-port.js';
 import { sleep, waitFor } from '../helpers/wait-for.js';
 
 const S = 'consul restart';
-let consul: ConsulDev | undefined;
-const agents: ChaosAgent[] = [];
-const apps: Workload[] = [];
-let loads: SteadyLoad[] = [];
-let rogue: RogueCaller | undefined;
-after(async () => {
-  for (const l of loads) await l.stop();
-  await rogue?.stop();
-  for (const a of agents) await a.stop();
-  for (const w of apps) await w.close();
-  await consul?.stop();
-});
+const stage = new Stage();
+after(() => stage.end());
 
 const ready = async (a: ChaosAgent) => (await fetch(`${a.url}/v1/agent/ready`)).status;
 
 test('the Consul server restarts under load: zero failed requests, degraded while it is away, caught up after', { skip: consulMissing() }, async () => {
-  consul = await startConsulDev('127.0.94.100', { persistent: true });
+  const consul = stage.keep(await startConsulDev('127.0.94.100', { persistent: true }), (c) => c.stop());
   const secrets = poolSecrets();
   const cfg = { consul_addr: consul.addr, encrypt: undefined, ca_file: undefined, ca_key_file: undefined };
-  const [a, b] = [new ChaosAgent('cm-a', '127.0.94.1', secrets, cfg), new ChaosAgent('cm-b', '127.0.94.2', secrets, cfg)];
-  agents.push(a, b);
+  const [a, b] = [new ChaosAgent('cm-a', '127.0.94.1', secrets, cfg), new ChaosAgent('cm-b', '127.0.94.2', secrets, cfg)].map((x) => stage.keep(x, (y) => y.stop()));
   await a.start();
   await b.start();
-  const api = await workload('127.0.94.11', 'cm-b');
-  apps.push(api);
+  const api = stage.keep(await workload('127.0.94.11', 'cm-b'), (w) => w.close());
   await b.call('PUT', '/v1/agent/service/register', { Name: 'api', ID: 'api-b', Address: api.ip, Port: api.port, Connect: { SidecarService: {} } });
   const [webIp, rogueIp] = ['127.0.94.21', '127.0.94.22'];
   const [webPort, roguePort] = [await freePort(webIp), await freePort(rogueIp)];
@@ -47,12 +35,12 @@ test('the Consul server restarts under load: zero failed requests, degraded whil
     assert.equal((await consul.call('POST', '/v1/connect/intentions', { SourceName: src, DestinationName: 'api', Action: action })).status, 200);
   }
   await waitFor(async () => assert.equal((await a.get<unknown[]>('/v1/health/connect/api?passing')).length, 1), 30_000);
-  const keepAlive = new SteadyLoad(webIp, webPort, 6);
-  const fresh = new SteadyLoad(webIp, webPort, 2, 10 * 60_000, false);
-  loads = [keepAlive, fresh];
+  const keepAlive = stage.keep(new SteadyLoad(webIp, webPort, 6), (l) => l.stop());
+  const fresh = stage.keep(new SteadyLoad(webIp, webPort, 2, 10 * 60_000, false), (l) => l.stop());
+  const loads = [keepAlive, fresh];
   await waitFor(() => assert.ok(fresh.stats().sent - fresh.stats().failed > 20, JSON.stringify(fresh.stats())), 30_000);
   const t0 = Date.now();
-  rogue = new RogueCaller(rogueIp, roguePort);
+  const rogue = stage.keep(new RogueCaller(rogueIp, roguePort), (r) => r.stop());
 
   await consul.halt();
   const haltedAt = Date.now();
@@ -83,10 +71,9 @@ test('the Consul server restarts under load: zero failed requests, degraded whil
     const d = await b.call<{ Authorized: boolean }>('POST', '/v1/agent/connect/authorize', { Target: 'api', ClientCertURI: `spiffe://${td}/ns/default/dc/dc1/svc/audit` });
     assert.equal(d.Authorized, true);
   }, 30_000);
-  const api2 = await workload('127.0.94.12', 'cm-a');
-  apps.push(api2);
+  const api2 = stage.keep(await workload('127.0.94.12', 'cm-a'), (w) => w.close());
   await a.call('PUT', '/v1/agent/service/register', { Name: 'api', ID: 'api-a', Address: api2.ip, Port: api2.port, Connect: { SidecarService: {} } });
-  await waitFor(() => assert.ok((fresh.stats(Date.now() - 2000).by['cm-a'] ?? 0) > 5), 30_000);
+  await waitFor(() => assert.ok((fresh.stats(Date.now() - 2000).by['cm-a'] ?? 0) > 5, 'the new instance takes connections'), 30_000);
   const listed = await consul.cli(['catalog', 'services']);
   assert.match(listed.out, /^api-sidecar-proxy$/m);
   say(S, `caught up ${Date.now() - restartAt} ms after the restart: an intention made in Consul decides on the agent, a new instance takes new connections; consul catalog services lists ${listed.out.trim().split('\n').length} services`);

@@ -26,6 +26,6 @@ export async function layMesh(prefix: string, caller: ChaosAgent, hosts: ChaosAg
   await caller.call('PUT', '/v1/agent/service/register', { Name: 'rogue', Address: rogueIp, Port: 1, ...upstream(rogueIp, roguePort) });
   await caller.call('POST', '/v1/connect/intentions', { SourceName: 'web', DestinationName: 'api', Action: 'allow' });
   await waitFor(async () => assert.equal((await caller.get<unknown[]>('/v1/health/connect/api?passing')).length, hosts.length), 20_000);
-  for (const h of hosts) await waitFor(async () => assert.ok((await h.get<{ SourceName: string }[]>('/v1/connect/intentions')).some((i) => i.SourceName === 'web')), 20_000);
+  for (const h of hosts) await waitFor(async () => assert.ok((await h.get<{ SourceName: string }[]>('/v1/connect/intentions')).some((i) => i.SourceName === 'web'), `${h.name} has web → api`), 20_000);
   return { apps, webIp, webPort, rogueIp, roguePort, close: async () => { for (const w of apps.values()) await w.close(); } };
 }

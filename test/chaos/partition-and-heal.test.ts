@@ -4,44 +4,35 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { memberStatus, say, startPool, type ChaosAgent } from './chaos-cluster.js';
-import { layMesh, type Mesh } from './mesh-setup.js';
+import { memberStatus, say, Stage, startPool, type ChaosAgent } from './chaos-cluster.js';
+import { layMesh } from './mesh-setup.js';
 import { RogueCaller, SteadyLoad } from './mesh-load.js';
 import { Partition, partitionUnavailable } from './partition.js';
 import { sleep, waitFor } from '../helpers/wait-for.js';
 
 const S = 'partition';
 const partition = new Partition();
-let agents: ChaosAgent[] = [];
-let mesh: Mesh | undefined;
-let load: SteadyLoad | undefined;
-let rogue: RogueCaller | undefined;
-after(async () => {
-  partition.heal();
-  await load?.stop();
-  await rogue?.stop();
-  for (const a of agents) await a.stop();
-  await mesh?.close();
-});
+const stage = new Stage();
+after(() => stage.end());
 
 const intention = async (a: ChaosAgent, id: string) => (await a.get<{ Action: string; Description: string }>(`/v1/connect/intentions/${id}`));
 
 test('a partition heals: members alive again, conflicting writes settle on the last writer on every agent, traffic flows', async () => {
   const why = partitionUnavailable();
   assert.equal(why, undefined, why);
-  ({ agents } = await startPool('127.0.91', ['part-a', 'part-b', 'part-c']));
+  const { agents } = await startPool(stage, '127.0.91', ['part-a', 'part-b', 'part-c']);
   const [a, b, c] = agents;
-  mesh = await layMesh('127.0.91', a, [a, b]);
+  const mesh = stage.keep(await layMesh('127.0.91', a, [a, b]), (m) => m.close());
   const p = (await a.call<{ ID: string }>('POST', '/v1/connect/intentions', { SourceName: 'batch', DestinationName: 'api', Action: 'allow' })).ID;
   const q = (await a.call<{ ID: string }>('POST', '/v1/connect/intentions', { SourceName: 'report', DestinationName: 'api', Action: 'allow' })).ID;
   await a.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'part', Protocol: 'http' });
   for (const x of agents) await waitFor(async () => assert.equal((await intention(x, q)).Action, 'allow'), 20_000);
-  load = new SteadyLoad(mesh.webIp, mesh.webPort, 8);
-  rogue = new RogueCaller(mesh.rogueIp, mesh.roguePort);
-  await waitFor(() => assert.ok(mesh!.apps.get('part-a')!.hits > 50 && mesh!.apps.get('part-b')!.hits > 50), 20_000);
+  const load = stage.keep(new SteadyLoad(mesh.webIp, mesh.webPort, 8), (l) => l.stop());
+  const rogue = stage.keep(new RogueCaller(mesh.rogueIp, mesh.roguePort), (r) => r.stop());
+  await waitFor(() => assert.ok(mesh.apps.get('part-a')!.hits > 50 && mesh.apps.get('part-b')!.hits > 50, 'both instances serve'), 20_000);
 
   const cutAt = Date.now();
-  partition.cut([a.ip], [b.ip, c.ip]);
+  stage.keep(partition, (p) => p.heal()).cut([a.ip], [b.ip, c.ip]);
   say(S, `cut ${a.name} (${a.ip}) off from ${b.name} and ${c.name} with iptables DROP both ways`);
   await waitFor(async () => {
     const fromA = await memberStatus(a);
