@@ -285,11 +285,19 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
       },
     });
     const warnedDomains = new Set<string>();
+    /** Failed nodes whose tunnels were closed (once per failure). */
+    const cutOff = new Set<string>();
     const syncHealth = () => {
       const g = gossipRef.current;
       if (!g) return;
       for (const n of g.serf.memberlist.nodes.values()) {
         if (n.name === config.node) continue;
+        if (n.state !== NodeState.dead) cutOff.delete(n.name);
+        else if (!cutOff.has(n.name)) {
+          cutOff.add(n.name);
+          dataPlane.tunnels.closeTo(n.addr, `node ${n.name} failed`);
+          log.info({ node: n.name, addr: n.addr }, 'node failed: its tunnels are closed so callers move to live instances');
+        }
         if (n.state === NodeState.left) catalog.removeNode(n.name);
         else if (n.state === NodeState.dead) {
           // A failed node is kept, critical, for reconnect_timeout (Consul: 72 h), then forgotten.

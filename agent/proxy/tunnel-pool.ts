@@ -107,6 +107,18 @@ export class TunnelPool {
     }
   }
 
+  /**
+   * Closes every tunnel to `host` (a node the pool declared failed): their streams would otherwise hang until TCP
+   * gives up, and with them the callers' connections; closed, the callers reconnect to live instances.
+   */
+  closeTo(host: string, reason: string): void {
+    const close = (s: TunnelSession | undefined) => {
+      if (s && !s.closed && s.socket.remoteAddress === host) s.close(new Error(reason));
+    };
+    for (const p of this.tunnels.values()) void p.session.then(close, () => undefined);
+    for (const s of this.retired) close(s);
+  }
+
   private retire(s: TunnelSession): void {
     if (s.streamCount === 0) s.close();
     else this.retired.add(s);

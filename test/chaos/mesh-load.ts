@@ -28,7 +28,7 @@ export class SteadyLoad {
   private readonly loops: Promise<void>[];
 
   /** `keepAlive` false: a new connection per request (so each one picks an instance afresh). */
-  constructor(private readonly host: string, private readonly port: number, clients: number, maxMs = 10 * 60_000, keepAlive = true) {
+  constructor(private readonly host: string, private readonly port: number, clients: number, maxMs = 10 * 60_000, keepAlive = true, private readonly timeoutMs = 5000) {
     this.agent = new Agent({ keepAlive, maxSockets: clients });
     const until = Date.now() + maxMs;
     this.loops = Array.from({ length: clients }, async () => {
@@ -51,7 +51,7 @@ export class SteadyLoad {
         res.on('error', (e) => done(false, undefined, e.message));
       });
       r.on('error', (e) => done(false, undefined, (e as NodeJS.ErrnoException).code ?? e.message));
-      r.setTimeout(5000, () => r.destroy(new Error('timeout')));
+      r.setTimeout(this.timeoutMs, () => r.destroy(new Error('timeout')));
       r.end();
     });
   }

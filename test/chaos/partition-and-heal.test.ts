@@ -27,7 +27,8 @@ test('a partition heals: members alive again, conflicting writes settle on the l
   const q = (await a.call<{ ID: string }>('POST', '/v1/connect/intentions', { SourceName: 'report', DestinationName: 'api', Action: 'allow' })).ID;
   await a.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'part', Protocol: 'http' });
   for (const x of agents) await waitFor(async () => assert.equal((await intention(x, q)).Action, 'allow'), 20_000);
-  const load = stage.keep(new SteadyLoad(mesh.webIp, mesh.webPort, 8), (l) => l.stop());
+  // A patient caller (30 s): a connection held on the far side must be closed by the mesh, not left to time out.
+  const load = stage.keep(new SteadyLoad(mesh.webIp, mesh.webPort, 8, 10 * 60_000, true, 30_000), (l) => l.stop());
   const rogue = stage.keep(new RogueCaller(mesh.rogueIp, mesh.roguePort), (r) => r.stop());
   await waitFor(() => assert.ok(mesh.apps.get('part-a')!.hits > 50 && mesh.apps.get('part-b')!.hits > 50, 'both instances serve'), 20_000);
 
@@ -56,7 +57,10 @@ test('a partition heals: members alive again, conflicting writes settle on the l
   await b.call('PUT', '/v1/agent/service/register', { Name: 'only-b', Port: 3002 });
   await sleep(2000);
   const during = load.stats(cutAt, Date.now());
-  say(S, `during the partition: ${during.sent} requests, ${during.failed} failed (${during.errors.join(', ') || 'none'}), served by ${JSON.stringify(during.by)}`);
+  // Requests caught by the cut started before it: count every request that was still open at the cut or began after.
+  const hit = load.outcomes.filter((o) => !o.ok && o.end >= cutAt);
+  const errors = [...new Set(hit.map((o) => o.err ?? '?'))];
+  say(S, `during the partition: ${during.sent} requests started, ${hit.length} failed (${errors.join(', ') || 'none'}; the last ${hit.length ? Math.max(...hit.map((o) => o.end)) - cutAt : '-'} ms after the cut), served by ${JSON.stringify(during.by)}`);
   assert.equal((await intention(a, p)).Action, 'allow', 'the sides really were apart');
 
   partition.heal();
@@ -93,6 +97,10 @@ test('a partition heals: members alive again, conflicting writes settle on the l
   await load.stop();
   await rogue.stop();
   say(S, `rogue caller: ${rogue.attempts} attempts, ${rogue.breaches} got through`);
+  // Callers whose connections were on the far side are let go (reset) once it is declared failed, not kept
+  // waiting for the whole partition (without that, their requests hung until the heal, or until TCP gave up).
+  const heldThrough = load.outcomes.filter((o) => o.start < cutAt && o.end >= healAt);
+  assert.equal(heldThrough.length, 0, `${heldThrough.length} request(s) open at the cut were held until the heal`);
   assert.equal(healed.failed + f.failed, 0);
   assert.ok((f.by['part-b'] ?? 0) > 0, 'new connections reach the other side again');
   assert.equal(rogue.breaches, 0, 'a caller no intention allows must never reach a workload');
