@@ -45,5 +45,6 @@ EXPOSE 8301/tcp 8301/udp 8500/tcp 21000-21255/tcp
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8500/v1/agent/self').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "/app/bin/nodemesh.js"]
-# A bare `agent` exits 2 outside --dev without a data dir, so the default command names the image's own.
+# A bare `agent` exits 2 outside --dev without a data dir, so the default command names the image's own; it also
+# exits 2, saying what to add, until a gossip key, an ACL token and the CA files are given (as the DaemonSet does).
 CMD ["agent", "--data-dir=/var/lib/nodemesh"]

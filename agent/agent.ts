@@ -13,6 +13,7 @@ import type { NodeInfo } from '../catalog/types.js';
 import type { ApiDeps } from './api/api-deps.js';
 import { Router } from './api/http-router.js';
 import { checkStartPosture } from './config/start-posture.js';
+import { localIdentities } from './api/local-identities.js';
 import { agentCheckRoutes } from './api/routes-agent-checks.js';
 import { agentSelfRoutes } from './api/routes-agent-self.js';
 import { agentServiceRoutes } from './api/routes-agent-services.js';
@@ -232,7 +233,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   authorizeRoute(router, authorize);
   if (consul) {
     // Cluster-wide reads and writes are Consul's to answer.
-    router.mount('consul pass-through', FORWARDED_PREFIXES, consulForward(consul.http, () => config.consulToken, config.aclToken));
+    router.mount('consul pass-through', FORWARDED_PREFIXES, consulForward(consul.http, () => config.consulToken, config.aclToken, () => localIdentities(local, config.node)));
   } else {
     catalogRoutes(router, deps);
     healthRoutes(router, deps);
@@ -304,6 +305,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
           if (Date.now() - n.stateChange > config.reconnectTimeoutMs) {
             catalog.removeNode(n.name);
             g.serf.memberlist.nodes.delete(n.name);
+            cutOff.delete(n.name);
             log.info({ node: n.name }, 'reaped a node failed for longer than reconnect_timeout');
           } else catalog.setNodeHealth(n.name, 'critical', 'Agent not live or unreachable');
         } else catalog.setNodeHealth(n.name, 'passing', 'Agent alive and reachable');

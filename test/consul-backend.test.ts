@@ -257,16 +257,22 @@ test('Consul down: open and new connections to known instances keep working, rea
   await sleep(10);
 });
 
-test('anti-entropy: a registration Consul lost comes back; a leaf through the pass-through needs the agent token when one is set', { skip }, async () => {
+test('anti-entropy: a registration Consul lost comes back; a leaf through the pass-through needs the agent token and a service on this node', { skip }, async () => {
   assert.equal((await consul.call('PUT', '/v1/agent/service/deregister/api-sidecar-proxy')).status, 200);
   assert.equal(await consulSees('api'), false);
   await waitFor(async () => assert.ok(await consulSees('api'), 'api-sidecar-proxy registered again'), 20_000);
   // Token: a second agent with acl_token set (the pass-through is the same code).
   const guarded = await startConsulModeAgent(consul.addr, { node: 'nm-2', bind: '127.0.71.7', aclToken: 'secret-token-1' });
   try {
-    assert.equal((await guarded.api('/v1/agent/connect/ca/leaf/api')).status, 403);
-    const ok = await guarded.api('/v1/agent/connect/ca/leaf/api', { headers: { 'X-Consul-Token': 'secret-token-1' } });
+    const auth = { 'X-Consul-Token': 'secret-token-1' };
+    assert.equal((await guarded.api('/v1/agent/service/register', { method: 'PUT', headers: auth, body: JSON.stringify({ Name: 'probe', Port: 9100 }) })).status, 200);
+    assert.equal((await guarded.api('/v1/agent/connect/ca/leaf/probe')).status, 403);
+    const ok = await guarded.api('/v1/agent/connect/ca/leaf/probe', { headers: auth });
     assert.equal(ok.status, 200);
+    // As in gossip mode, only this node's services: api lives behind the other agent.
+    const other = await guarded.api('/v1/agent/connect/ca/leaf/api', { headers: auth });
+    assert.equal(other.status, 403);
+    assert.equal(other.headers.get('x-nodemesh-error'), 'LEAF_NOT_LOCAL');
     assert.match(((await ok.json()) as { PrivateKeyPEM: string }).PrivateKeyPEM, /PRIVATE KEY/);
     assert.equal((await guarded.api('/v1/connect/intentions', { method: 'POST', body: '{}' })).status, 403, 'writes need the token');
     // Consul's own errors come back as Consul said them.

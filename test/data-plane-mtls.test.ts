@@ -193,6 +193,8 @@ test('one source address gets at most 64 unfinished handshakes; the agent\'s own
   const FLOOD = '127.0.0.10';
   const held: Socket[] = [];
   let refused = 0;
+  const tlsDenials = () => agent.api('/metrics').then((r) => r.text()).then((t) => Number(/nodemesh_proxy_denied_total\{[^}]*destination="api",reason="tls"\} (\d+)/.exec(t)?.[1] ?? 0));
+  const tlsBefore = await tlsDenials();
   // 64 connections that never say a word stay (each until its handshake timeout); the rest are closed at once.
   for (let i = 0; i < 80; i++) {
     const s = connect({ host: BIND, port: apiPublicPort, localAddress: FLOOD });
@@ -202,9 +204,11 @@ test('one source address gets at most 64 unfinished handshakes; the agent\'s own
     await new Promise((r) => s.once('connect', r));
   }
   await waitFor(() => assert.equal(refused, 16));
+  assert.equal(await tlsDenials(), tlsBefore, 'a refused connection is not counted again as a failed handshake');
   assert.equal((await roundTrip(WEB, upstreamApi, 'during the flood')).reply.toString(), 'during the flood');
   assert.match(await (await agent.api('/metrics')).text(), /nodemesh_proxy_denied_total\{[^}]*reason="pending_per_source"[^}]*\} 16/);
   for (const s of held) s.destroy();
+  await waitFor(() => assert.deepEqual(agent.dataPlane.sourceLimits.of(FLOOD), { pending: 0, open: 0 }, 'every refused, abandoned and closed connection is accounted for'));
   // Once they are gone, the address is welcome again.
   await waitFor(async () => {
     const s = connect({ host: BIND, port: apiPublicPort, localAddress: FLOOD });

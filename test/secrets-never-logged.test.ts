@@ -17,7 +17,7 @@ test('a hardened agent at trace level never logs or serves a private key, a goss
   const k2 = randomBytes(32).toString('base64');
   const cfg = join(dir, 'agent.json');
   writeFileSync(cfg, JSON.stringify({ ca_file: caFile, ca_key_file: caKeyFile, encrypt: k1, acl_token: token, log_level: 'trace' }), { mode: 0o600 });
-  const a = await spawnAgent(['--node', 'secrets', '--bind', '127.0.97.1', '--data-dir', join(dir, 'data'), '--config-file', cfg]);
+  const a = await spawnAgent(['--node', 'secrets', '--bind', '127.0.97.1', '--data-dir', join(dir, 'data'), '--config-file', cfg], {}, { autoWaive: false });
   try {
     const auth = { 'X-Consul-Token': token };
     const call = async (path: string, init: RequestInit = {}) => {

@@ -37,13 +37,13 @@ test('each protection can be waived by name: the agent starts and warns for each
 
   const { caFile, caKeyFile } = await sharedCa();
   const b = await spawnAgent(['--bind', '127.0.96.3', '--data-dir', join(dir, 'data-b'), '--encrypt', randomBytes(32).toString('base64'), '--acl-token', 'hardened-token-1',
-    '--config-file', await writeJson(dir, { ca_file: caFile, ca_key_file: caKeyFile })]);
+    '--config-file', await writeJson(dir, { ca_file: caFile, ca_key_file: caKeyFile })], {}, { autoWaive: false });
   assert.doesNotMatch(b.output(), /waived/);
   b.proc.kill('SIGTERM');
   assert.equal(await b.exited, 0);
 });
 
-test('Consul mode needs only the token; a bad waiver name is a config error; --dev starts as before', async () => {
+test('Consul mode needs only the token; a bad waiver name is a config error; --dev starts on loopback only', async () => {
   const dir = tempDir();
   const r = await runCli([...base(dir), '--consul-addr', 'http://127.0.96.9:1']);
   assert.equal(r.code, 2);
@@ -52,6 +52,9 @@ test('Consul mode needs only the token; a bad waiver name is a config error; --d
   const bad = await runCli([...base(dir), '--waive', 'tls']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /invalid value for "waive".*gossip_key, acl_token, ca_files/);
+  const exposed = await runCli(['agent', '--dev', '--http-port', '0', '--serf-lan-port', '0', '--bind', '0.0.0.0']);
+  assert.equal(exposed.code, 2);
+  assert.match(exposed.stderr, /--dev with --bind 0\.0\.0\.0 would put dev mode's plaintext gossip and private CA on the network/);
   const dev = spawnSync(process.execPath, [CLI, 'agent', '--dev', '--http-port', '0', '--serf-lan-port', '0', '--bind', '127.0.96.4'], { timeout: 1500, encoding: 'utf8' });
   assert.doesNotMatch(`${dev.stdout}${dev.stderr}`, /refusing to start/);
   assert.match(`${dev.stdout}${dev.stderr}`, /agent started|listening/);

@@ -152,7 +152,8 @@ export class Router {
         res.destroy();
         return;
       }
-      if (isNodemeshError(e) && e.status < 500) return sendText(res, e.status, e.message);
+      // The stable code rides along in a header, so scripts and the CLI need not match message text.
+      if (isNodemeshError(e) && e.status < 500) return sendText(res, e.status, e.message, { 'X-Nodemesh-Error': e.code });
       if (isNodemeshError(e)) {
         this.opts.log.warn({ code: e.code, route: routeName }, e.message);
         return sendText(res, e.status, e.message);

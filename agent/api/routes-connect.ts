@@ -4,13 +4,13 @@ import { NodemeshError } from '../../catalog/errors.js';
 import { decide, matchIntentions, type Decision } from '../../intentions/decision.js';
 import type { IntentionInput } from '../../intentions/intention.js';
 import type { IntentionStore } from '../../intentions/intention-store.js';
-import { assertLeafName } from '../ca/certificate-authority.js';
 import type { TrustBundle } from '../ca/trust-bundle.js';
 import type { LeafSource } from '../mesh-backend.js';
 import { parseServiceId } from '../proxy/spiffe-id.js';
 import { decodeOrThrow } from '../service-definition.js';
 import type { ApiDeps } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
+import { checkLeafIsLocal, localIdentities } from './local-identities.js';
 import type { RequestContext, Router } from './http-router.js';
 import { sendJson, sendText, tokenAllows } from './http-router.js';
 import { decodeBody, type Schema } from './strict-json.js';
@@ -123,10 +123,7 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
     // A leaf carries a private key: with a token configured, reading one needs it too.
     if (!tokenAllows(ctx.req, ctx.query, d.config.aclToken)) return sendText(ctx.res, 403, 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
     // This agent mints identities only for workloads on its own node (as ztunnel): another node's service gets none here.
-    assertLeafName(service);
-    if (!localIdentities(d).has(service)) {
-      throw new NodemeshError('LEAF_NOT_LOCAL', `Permission denied: no service "${service}" is registered on this node (${d.config.node}); a leaf is issued only for this node's services: register it here first, or ask the agent on its node`, 403);
-    }
+    checkLeafIsLocal(service, localIdentities(d.local, d.config.node));
     await c.leaves.get(service);
     return answerBlocking(ctx, c.leaves.feed, () => {
       const leaf = c.leaves.current(service)!;
@@ -156,12 +153,3 @@ export function authorizeRoute(r: Router, authorize: (source: { service: string;
   });
 }
 
-/** The service identities this node's registrations may hold: each service's name, and each proxy's destination. */
-function localIdentities(d: ApiDeps): Set<string> {
-  const out = new Set<string>();
-  for (const s of d.local.services()) {
-    out.add(s.Service);
-    if (s.Proxy?.DestinationServiceName) out.add(s.Proxy.DestinationServiceName);
-  }
-  return out;
-}

@@ -32,7 +32,10 @@ export async function apiCall(opts: ClientOptions, method: string, path: string,
   const text = await res.text();
   if (!res.ok) {
     const hint = res.status === 403 ? ' (pass --token or set NODEMESH_HTTP_TOKEN)' : '';
-    throw new NodemeshError('CLI_API_ERROR', `agent answered ${res.status}: ${text.trim() || res.statusText}${hint}`, 1);
+    throw Object.assign(new NodemeshError('CLI_API_ERROR', `agent answered ${res.status}: ${text.trim() || res.statusText}${hint}`, 1), {
+      /** The agent's own error code (X-Nodemesh-Error), when it sent one. */
+      apiCode: res.headers.get('x-nodemesh-error') ?? undefined,
+    });
   }
   return text === '' ? undefined : JSON.parse(text);
 }

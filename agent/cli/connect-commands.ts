@@ -85,14 +85,15 @@ export function connectCommands(program: Command, g: Globals): void {
   connect.command('check <src> <dst>').description('what would happen if SRC connected to DST, and why; exit 0 allowed, 1 denied')
     .action(async (src: string, dst: string) => {
       const roots = await apiCall(g(), 'GET', '/v1/agent/connect/ca/roots') as RootsJson;
+      const dc = ((await apiCall(g(), 'GET', '/v1/agent/self')) as { Config: { Datacenter: string } }).Config.Datacenter;
       // An agent issues leaves only for its own node's services: another node's service shows its identity, no leaf.
       const leaf = async (svc: string) => (apiCall(g(), 'GET', `/v1/agent/connect/ca/leaf/${encodeURIComponent(svc)}`) as Promise<LeafJson>)
-        .catch((e: Error) => { if (/is registered on this node/.test(e.message)) return undefined; throw e; });
+        .catch((e: Error & { apiCode?: string }) => { if (e.apiCode === 'LEAF_NOT_LOCAL') return undefined; throw e; });
       const [s, d] = await Promise.all([leaf(src), leaf(dst)]);
       const rootPems = roots.Roots.map((r) => r.RootCert);
       const sOk = s ? chainVerifies(s.CertPEM, rootPems) : undefined;
       const dOk = d ? chainVerifies(d.CertPEM, rootPems) : undefined;
-      const uri = (svc: string) => `spiffe://${roots.TrustDomain}/ns/default/dc/dc1/svc/${svc}`;
+      const uri = (svc: string) => `spiffe://${roots.TrustDomain}/ns/default/dc/${dc}/svc/${svc}`;
       const srcUri = s?.ServiceURI ?? uri(src);
       const authz = await apiCall(g(), 'POST', '/v1/agent/connect/authorize', { Target: dst, ClientCertURI: srcUri }) as { Authorized: boolean; Reason: string };
       const view = (service: string, l: LeafJson | undefined, ok: boolean | undefined) => (l

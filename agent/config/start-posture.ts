@@ -5,13 +5,19 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { NodemeshError } from '../../catalog/errors.js';
-import type { AgentConfig, Waiver } from './agent-config.js';
+import { isLoopback, type AgentConfig, type Waiver } from './agent-config.js';
 
 interface Missing { waiver: Waiver; what: string; fix: string }
 
 /** Throws (exit 2) when a non-dev config lacks a protection it has not waived; warns for each waived one. */
 export function checkStartPosture(config: AgentConfig, log: Logger): void {
-  if (config.dev) return;
+  if (config.dev) {
+    // Dev mode's plaintext gossip and private CA are for one machine: not on an address others can reach.
+    if (config.bind !== '' && !isLoopback(config.bind)) {
+      throw new NodemeshError('INSECURE_CONFIG', `refusing to start: --dev with --bind ${config.bind} would put dev mode's plaintext gossip and private CA on the network; bind a loopback address (127.0.0.1), or drop --dev and give encrypt, acl_token and ca_file/ca_key_file`, 2);
+    }
+    return;
+  }
   const consulMode = config.consulAddr !== undefined;
   const missing: Missing[] = [];
   // In Consul mode the CA is Consul's and there is no gossip pool: only the API token is ours to require.

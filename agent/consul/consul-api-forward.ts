@@ -2,6 +2,7 @@
 
 import type { Handler } from '../api/http-router.js';
 import { sendJson, sendText, tokenAllows } from '../api/http-router.js';
+import { checkLeafIsLocal, type LocalIdentities } from '../api/local-identities.js';
 import type { ConsulHttp } from './consul-http.js';
 
 /** What is Consul's to answer: the cluster-wide state. The agent's own endpoints (services, checks, self, ready) stay local. */
@@ -10,13 +11,15 @@ export const FORWARDED_PREFIXES = ['/v1/catalog', '/v1/health', '/v1/connect', '
 /** Response headers worth passing back (blocking-query indexes, cache state). */
 const PASS_HEADERS = ['x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact', 'x-consul-effective-consistency', 'x-cache', 'age'];
 
-export function consulForward(http: ConsulHttp, consulToken: () => string | undefined, aclToken: string | undefined): Handler {
+export function consulForward(http: ConsulHttp, consulToken: () => string | undefined, aclToken: string | undefined, local: () => LocalIdentities): Handler {
   return async (ctx) => {
     const method = ctx.req.method ?? 'GET';
     // A leaf carries a private key: as in gossip mode, reading one needs the agent's token when one is set
     // (else any local caller would get a key through the agent's Consul token).
-    if (ctx.params.path.startsWith('/v1/agent/connect/ca/leaf') && !tokenAllows(ctx.req, ctx.query, aclToken)) {
-      return sendText(ctx.res, 403, 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
+    if (ctx.params.path.startsWith('/v1/agent/connect/ca/leaf/')) {
+      if (!tokenAllows(ctx.req, ctx.query, aclToken)) return sendText(ctx.res, 403, 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
+      // And, as in gossip mode, only for this node's services (Consul itself would sign any name the token may write).
+      checkLeafIsLocal(ctx.params.path.slice('/v1/agent/connect/ca/leaf/'.length), local());
     }
     const query: Record<string, string | string[]> = {};
     for (const [k, v] of ctx.query) {

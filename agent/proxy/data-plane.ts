@@ -63,8 +63,9 @@ export class DataPlane {
   private readonly index: InstanceIndex;
   /** Pooled tunnels to other agents' public listeners, shared by every upstream listener. */
   readonly tunnels: TunnelPool;
-  /** Per-source connection and handshake limits, shared by every public listener. */
-  readonly sourceLimits = new SourceLimits();
+  /** Per-source connection and handshake limits, shared by every public listener; the pool's agents pass the overall cap. */
+  readonly sourceLimits = new SourceLimits((ip) => this.peerAddresses().has(ip));
+  private peers = { version: -1, addrs: new Set<string>() };
 
   constructor(private readonly o: DataPlaneOptions) {
     this.index = instanceIndex(o.catalog);
@@ -161,6 +162,13 @@ export class DataPlane {
       void this.reconcile();
     }, 5000);
     this.retryTimer.unref();
+  }
+
+  /** The catalog's node addresses (other agents), rebuilt when the catalog changes. */
+  private peerAddresses(): Set<string> {
+    const v = this.o.catalog.index;
+    if (this.peers.version !== v) this.peers = { version: v, addrs: new Set(this.o.catalog.allNodes().map((n) => n.info.Address)) };
+    return this.peers.addrs;
   }
 
   private async reconcileOnce(): Promise<void> {

@@ -67,6 +67,8 @@ export class InboundListener {
     private readonly limits: SourceLimits = new SourceLimits(),
   ) {}
   private lastLimitLog = 0;
+  /** Raw sockets refused over a per-source limit (their TLS wrapper then reports a hang-up). */
+  private readonly refused = new WeakSet<Socket>();
 
   /** Connections under an L7 intention: parsed as HTTP here, each request decided on its own. */
   private readonly l7 = new Set<{ client: PipeEnd; source: ServiceIdentity }>();
@@ -88,6 +90,7 @@ export class InboundListener {
           this.lastLimitLog = Date.now();
           this.log.warn({ destination: this.target.service, peer: source, limit: verdict }, 'inbound connection refused: over a per-source limit (logged at most every 10 s)');
         }
+        this.refused.add(sock);
         sock.destroy();
         return;
       }
@@ -109,6 +112,8 @@ export class InboundListener {
       this.accept(s);
     });
     server.on('tlsClientError', (err, s) => {
+      // A connection refused over a limit is counted under that limit, not again as a failed handshake.
+      if (this.refused.has((s as TLSSocket & { _parent?: Socket })._parent as Socket)) return;
       this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination: this.target.service, reason: 'tls' });
       this.log.debug({ destination: this.target.service, peer: s.remoteAddress, err: err.message }, 'inbound TLS handshake refused');
     });

@@ -17,14 +17,18 @@ export class SourceLimits {
   private readonly bySource = new Map<string, Count>();
   private pendingTotal = 0;
 
-  constructor(private readonly limits = { perSourcePending: MAX_PENDING_PER_SOURCE, totalPending: MAX_PENDING_TOTAL, perSourceOpen: MAX_CONNECTIONS_PER_SOURCE }) {}
+  constructor(
+    /** Addresses of the pool's agents: the overall cap does not shut them out (a flood from a few hosts could fill it). */
+    private readonly isPeer: (source: string) => boolean = () => false,
+    private readonly limits = { perSourcePending: MAX_PENDING_PER_SOURCE, totalPending: MAX_PENDING_TOTAL, perSourceOpen: MAX_CONNECTIONS_PER_SOURCE },
+  ) {}
 
   /** A new TCP connection from `source`: admitted (counted as pending) or the limit it hit. */
   admit(source: string): LimitVerdict {
     const c = this.bySource.get(source) ?? { pending: 0, open: 0 };
     if (c.open + c.pending >= this.limits.perSourceOpen) return 'connections_per_source';
     if (c.pending >= this.limits.perSourcePending) return 'pending_per_source';
-    if (this.pendingTotal >= this.limits.totalPending) return 'pending_total';
+    if (this.pendingTotal >= this.limits.totalPending && !this.isPeer(source)) return 'pending_total';
     c.pending++;
     this.pendingTotal++;
     this.bySource.set(source, c);
@@ -55,5 +59,11 @@ export class SourceLimits {
   /** Sources being tracked (for tests and metrics). */
   get sources(): number {
     return this.bySource.size;
+  }
+
+  /** What one source holds now (zeros once it holds nothing: its entry is gone). */
+  of(source: string): { pending: number; open: number } {
+    const c = this.bySource.get(source);
+    return { pending: c?.pending ?? 0, open: c?.open ?? 0 };
   }
 }

@@ -20,6 +20,8 @@ export class TunnelPool {
   private readonly tunnels = new Map<string, Pooled>();
   private readonly noTunnel = new Map<string, number>();
   private readonly retired = new Set<TunnelSession>();
+  /** mTLS connections of their own, to peers without the tunnel (or with it turned off). */
+  private readonly direct = new Set<TLSSocket>();
   private readonly reaper: NodeJS.Timeout;
   private closed = false;
 
@@ -108,7 +110,7 @@ export class TunnelPool {
   }
 
   /**
-   * Closes every tunnel to `host` (a node the pool declared failed): their streams would otherwise hang until TCP
+   * Closes every tunnel and direct connection to `host` (a node the pool declared failed): their streams would otherwise hang until TCP
    * gives up, and with them the callers' connections; closed, the callers reconnect to live instances.
    */
   closeTo(host: string, reason: string): void {
@@ -117,6 +119,7 @@ export class TunnelPool {
     };
     for (const p of this.tunnels.values()) void p.session.then(close, () => undefined);
     for (const s of this.retired) close(s);
+    for (const s of this.direct) if (s.remoteAddress === host) s.destroy(new Error(reason));
   }
 
   private retire(s: TunnelSession): void {
@@ -167,6 +170,11 @@ export class TunnelPool {
         raw.off('error', fail);
         s.off('error', fail);
         this.onHandshake(source, destination, Number(process.hrtime.bigint() - started) / 1e9);
+        // A connection of its own (no tunnel): kept track of, so a failed node's can be closed too.
+        if (!tunnel) {
+          this.direct.add(s);
+          s.once('close', () => this.direct.delete(s));
+        }
         resolve(s);
       });
     });

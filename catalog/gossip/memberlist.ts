@@ -406,13 +406,13 @@ export class Memberlist {
    * of it (a new incarnation); a second one at once carries the refutations, so one round joins them up.
    */
   private async reconnect(): Promise<void> {
-    const failed = [...this.nodes.values()].filter((n) => n.state === NodeState.dead);
+    const failed = [...this.nodes.values()].filter((n) => n.state === NodeState.dead && n.name !== this.cfg.name);
     if (!failed.length) return;
     const n = failed[Math.floor(Math.random() * failed.length)];
     try {
       await this.pushPullWith(n.addr, n.port, false);
       if (this.nodes.get(n.name)?.state === NodeState.dead) await this.pushPullWith(n.addr, n.port, false);
-      this.log.info({ peer: n.name }, 'reconnected to a failed member');
+      if (this.nodes.get(n.name)?.state !== NodeState.dead) this.log.info({ peer: n.name }, 'reconnected to a failed member');
     } catch (e) {
       this.log.debug({ peer: n.name, err: (e as Error).message }, 'reconnect to a failed member failed');
     }

@@ -2,7 +2,7 @@
 // (gossip key, ACL token, shared CA, default deny), that can be killed with SIGKILL and started again on the same data.
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,7 +47,11 @@ export class ChaosAgent {
 
   /** Starts the process (again, on the same data dir) and waits until its API answers. */
   async start(join: string[] = []): Promise<void> {
-    const proc = spawn(process.execPath, [CLI, 'agent', '--config-file', this.configFile, '--log-json', ...join.flatMap((j) => ['--join', j])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // setpriv ties the agent to this process (parent-death signal), so a test killed hard takes its agents with it.
+    const argv = [process.execPath, CLI, 'agent', '--config-file', this.configFile, '--log-json', ...join.flatMap((j) => ['--join', j])];
+    const tie = existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--'] : [];
+    const [cmd, ...rest] = [...tie, ...argv];
+    const proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     live.add(proc);
     proc.once('exit', () => live.delete(proc));

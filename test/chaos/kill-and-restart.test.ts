@@ -15,8 +15,8 @@ after(() => stage.end());
 
 interface Acked { services: string[]; intentions: Map<string, string>; entries: Map<string, string> }
 
-/** Writes to `a` one after another until it stops answering; every write it acknowledged is recorded. */
-async function writeUntilDead(a: ChaosAgent, tag: string, acked: Acked): Promise<void> {
+/** Writes to `a` one after another until it stops answering; every acknowledged write is recorded; resolves with when and why it stopped. */
+async function writeUntilDead(a: ChaosAgent, tag: string, acked: Acked): Promise<{ at: number; why: string }> {
   for (let i = 0; ; i++) {
     try {
       if (i % 3 === 0) {
@@ -30,8 +30,8 @@ async function writeUntilDead(a: ChaosAgent, tag: string, acked: Acked): Promise
         await a.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: `cfg-${tag}-${i}`, Protocol: 'http' });
         acked.entries.set(`cfg-${tag}-${i}`, 'http');
       }
-    } catch {
-      return; // the agent is gone: this write was never acknowledged
+    } catch (e) {
+      return { at: Date.now(), why: (e as Error).message }; // the agent is gone: this write was never acknowledged
     }
   }
 }
@@ -62,7 +62,7 @@ test('SIGKILL during acknowledged writes and under load: nothing acknowledged is
   await sleep(1500);
   const killedAt = Date.now();
   await c.kill9();
-  await Promise.all(writers);
+  for (const w of await Promise.all(writers)) assert.ok(w.at >= killedAt, `a writer stopped before the kill: ${w.why}`);
   say(S, `killed ${c.name} with SIGKILL after it acknowledged ${onVictim.services.length} registrations, ${onVictim.intentions.size} intentions, ${onVictim.entries.size} config entries (two writers in flight)`);
 
   // While it is down, the others keep taking writes that it must learn when it is back.

@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 
 const CHAIN = 'NODEMESH-CHAOS';
+let hooked = false;
 const ipt = (...args: string[]) => execFileSync('iptables', ['-w', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
 
 /** Why partitions cannot be made here (iptables missing, or no CAP_NET_ADMIN), or undefined when they can. */
@@ -32,7 +33,12 @@ export class Partition {
         ipt('-A', CHAIN, '-s', r, '-d', l, '-j', 'DROP');
       }
     }
-    process.once('exit', () => this.heal());
+    if (!hooked) {
+      hooked = true;
+      // Never leave DROP rules behind: healed at exit, and on the signals a CI runner or a developer sends.
+      process.once('exit', () => this.heal());
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { this.heal(); process.exit(130); });
+    }
   }
 
   /** Removes the rules and the chain (also a leftover one from an earlier crashed run). */

@@ -93,13 +93,14 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
 
 /**
  * A non-dev agent refuses to start without a gossip key, an ACL token and the shared CA files (start-posture.ts);
- * fixtures about something else waive them by name, unless the test passes --dev or its own --waive.
+ * fixtures about something else waive them by name, unless the test passes --dev or its own --waive, or turns
+ * this off (`autoWaive: false`) to see the agent exactly as configured.
  */
 export const WAIVE_ALL = ['--waive', 'gossip_key', '--waive', 'acl_token', '--waive', 'ca_files'];
 
 /** Starts `nodemesh agent` as a child process and waits until its API answers. */
-export async function spawnAgent(args: string[], env: Record<string, string> = {}): Promise<AgentChild> {
-  const waive = args.includes('--dev') || args.includes('--waive') ? [] : WAIVE_ALL;
+export async function spawnAgent(args: string[], env: Record<string, string> = {}, opts: { autoWaive?: boolean } = {}): Promise<AgentChild> {
+  const waive = opts.autoWaive === false || args.includes('--dev') || args.includes('--waive') ? [] : WAIVE_ALL;
   const proc = spawn(process.execPath, [CLI, 'agent', '--http-port', '0', '--serf-lan-port', '0', '--log-json', ...waive, ...args], {
     env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
