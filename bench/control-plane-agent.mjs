@@ -8,7 +8,7 @@ import pino from 'pino';
 import { startAgent } from '../dist/agent/agent.js';
 import { defaultConfig } from '../dist/agent/config/agent-config.js';
 import { decodeServiceObject } from '../dist/agent/service-definition.js';
-import { Authorizer } from '../dist/intentions/authorizer.js';
+import { Authorizer, withDefault } from '../dist/intentions/authorizer.js';
 
 const LOCAL = 50;
 const NODES = 1000;
@@ -79,7 +79,7 @@ out.applyDelta1kMs = ms(t0);
 
 // Authorization with the data plane's own authorizer: first decision per destination matches its
 // intentions (cold), later ones come from the per-source cache (warm, as for every connection after the first).
-const authorizer = new Authorizer(agent.intentions, 'deny');
+const authorizer = new Authorizer(withDefault(agent.intentions, 'deny'));
 t0 = process.hrtime.bigint();
 for (let d = 0; d < SERVICES; d++) authorizer.decide({ service: 'svc-0', namespace: 'default' }, `svc-${d}`);
 out.coldMatchPerDestinationUs = (ms(t0) * 1000) / SERVICES;
