@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentConfig } from './config/agent-config.js';
-import { isLoopback } from './config/agent-config.js';
+import { isLoopback, type Waiver } from './config/agent-config.js';
 
 export interface Finding { Check: string; Status: 'ok' | 'warn' | 'fail'; Detail: string }
 
@@ -33,6 +33,9 @@ function modeFinding(check: string, path: string, wantDir = false): Finding {
 export function assessPosture(p: PostureInput): Finding[] {
   const out: Finding[] = [];
   const c = p.config;
+  // A protection waived in config on purpose is a warning (the operator chose it); missing without a waiver, a failure.
+  const lacking = (w: Waiver): 'warn' | 'fail' => (c.dev || c.waive.includes(w) ? 'warn' : 'fail');
+  const waived = (w: Waiver) => (c.waive.includes(w) ? ` (waived in config: "waive": ["${w}"])` : '');
   if (c.dev) out.push({ Check: 'mode', Status: 'warn', Detail: 'dev mode: state in a temporary directory, defaults for a laptop; run with --data-dir and without --dev in production' });
   else out.push({ Check: 'mode', Status: 'ok', Detail: `state in ${p.dataDir}` });
 
@@ -42,12 +45,17 @@ export function assessPosture(p: PostureInput): Finding[] {
       out.push({ Check: 'gossip encryption', Status: 'ok', Detail: 'AES-GCM with the keyring in the data dir' });
       out.push(modeFinding('gossip keyring file', keyring));
     } else {
-      out.push({ Check: 'gossip encryption', Status: c.dev ? 'warn' : 'fail', Detail: 'gossip is plaintext: anyone on the network can read and forge membership and catalog updates; set encrypt (make a key with `nodemesh keygen`)' });
+      out.push({ Check: 'gossip encryption', Status: lacking('gossip_key'), Detail: `gossip is plaintext${waived('gossip_key')}: anyone on the network can read and forge membership and catalog updates; set encrypt (make a key with \`nodemesh keygen\`)` });
     }
   } else out.push({ Check: 'gossip encryption', Status: 'ok', Detail: 'not used: the Consul backend holds the catalog' });
 
   if (c.aclToken) out.push({ Check: 'API token', Status: 'ok', Detail: 'API writes and leaf reads need the agent token' });
-  else out.push({ Check: 'API token', Status: isLoopback(c.client) && c.dev ? 'warn' : 'fail', Detail: `no acl_token: any process that reaches ${c.client}:${c.httpPort} can register services and change intentions; set acl_token` });
+  else out.push({ Check: 'API token', Status: isLoopback(c.client) && (c.dev || c.waive.includes('acl_token')) ? 'warn' : 'fail', Detail: `no acl_token${waived('acl_token')}: any process that reaches ${c.client}:${c.httpPort} can register services and change intentions; set acl_token` });
+  if (p.backend === 'gossip') {
+    out.push(c.caFile && c.caKeyFile
+      ? { Check: 'mesh CA', Status: 'ok', Detail: `the pool's CA from ${c.caFile}` }
+      : { Check: 'mesh CA', Status: lacking('ca_files'), Detail: `a CA of this agent's own${waived('ca_files')}: no other agent trusts its services' certificates; set ca_file and ca_key_file (\`nodemesh ca init\`)` });
+  }
 
   out.push(p.defaultPolicy === 'deny'
     ? { Check: 'default intention policy', Status: 'ok', Detail: 'deny: only what an intention allows may connect' }

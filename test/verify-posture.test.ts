@@ -39,3 +39,13 @@ test('a hardened agent is all ok; a CA key file readable by others fails verify 
   assert.match(r.stdout, /^CA private key file\s+FAIL\s+.*mode 644: chmod 600 /m);
   assert.match(r.stderr, /1 check\(s\) failed/);
 });
+
+test('protections waived in config are warnings that say so; verify still exits 0 for them', async () => {
+  const a = await startTestAgent({ node: 'verify-waived', bind: '127.0.76.3', dev: false, waive: ['gossip_key', 'acl_token', 'ca_files'], defaultIntentionPolicy: 'deny' });
+  agents.push(a);
+  const r = await runCli(['--http-addr', a.url, 'verify'], { NODEMESH_HTTP_TOKEN: '' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^gossip encryption\s+WARN\s+gossip is plaintext \(waived in config: "waive": \["gossip_key"\]\)/m);
+  assert.match(r.stdout, /^API token\s+WARN\s+no acl_token \(waived in config/m);
+  assert.match(r.stdout, /^mesh CA\s+WARN\s+a CA of this agent's own \(waived in config: "waive": \["ca_files"\]\)/m);
+});
