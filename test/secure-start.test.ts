@@ -37,7 +37,7 @@ test('each protection can be waived by name: the agent starts and warns for each
 
   const { caFile, caKeyFile } = await sharedCa();
   const b = await spawnAgent(['--bind', '127.0.96.3', '--data-dir', join(dir, 'data-b'), '--encrypt', randomBytes(32).toString('base64'), '--acl-token', 'hardened-token-1',
-    '--config-file', await writeJson(dir, { ca_file: caFile, ca_key_file: caKeyFile })], {}, { autoWaive: false });
+    '--config-file', writeJson(dir, { ca_file: caFile, ca_key_file: caKeyFile })], {}, { autoWaive: false });
   assert.doesNotMatch(b.output(), /waived/);
   b.proc.kill('SIGTERM');
   assert.equal(await b.exited, 0);
@@ -60,7 +60,7 @@ test('Consul mode needs only the token; a bad waiver name is a config error; --d
   assert.match(`${dev.stdout}${dev.stderr}`, /agent started|listening/);
 });
 
-async function writeJson(dir: string, obj: unknown): Promise<string> {
+function writeJson(dir: string, obj: unknown): string {
   const f = join(dir, `cfg-${randomBytes(4).toString('hex')}.json`);
   writeFileSync(f, JSON.stringify(obj));
   return f;

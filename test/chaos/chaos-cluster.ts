@@ -1,6 +1,7 @@
 // Chaos fixtures: a pool of real agent processes on their own loopback addresses, hardened as in production
 // (gossip key, ACL token, shared CA, default deny), that can be killed with SIGKILL and started again on the same data.
 
+import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -88,11 +89,6 @@ export class ChaosAgent {
     clearTimeout(t);
   }
 
-  /** SIGHUP: re-read the config files. */
-  reload(): void {
-    this.proc?.kill('SIGHUP');
-  }
-
   output(): string {
     return this.out;
   }
@@ -127,6 +123,14 @@ export async function startPool(stage: Stage, prefix: string, names: string[], c
 export async function memberStatus(a: ChaosAgent): Promise<Record<string, number>> {
   const list = await a.get<{ Name: string; Status: number }[]>('/v1/agent/members');
   return Object.fromEntries(list.map((m) => [m.Name, m.Status]));
+}
+
+/** Every agent sees every agent alive (throws otherwise, for waitFor). */
+export async function allAlive(agents: ChaosAgent[]): Promise<void> {
+  for (const x of agents) {
+    const st = await memberStatus(x);
+    for (const y of agents) assert.equal(st[y.name], 1, `${x.name} sees ${y.name} alive`);
+  }
 }
 
 /** Prints one line of what a scenario did or saw (the spec reporter shows stdout of the test file). */

@@ -57,12 +57,12 @@ export class SteadyLoad {
   }
 
   /** Counts over requests that started in [from, to). */
-  stats(from = 0, to = Infinity): { sent: number; failed: number; by: Record<string, number>; lastFailure?: number; errors: string[] } {
+  stats(from = 0, to = Infinity): { sent: number; failed: number; by: Record<string, number>; errors: string[] } {
     const sel = this.outcomes.filter((o) => o.start >= from && o.start < to);
     const failed = sel.filter((o) => !o.ok);
     const by: Record<string, number> = {};
     for (const o of sel) if (o.ok && o.by) by[o.by] = (by[o.by] ?? 0) + 1;
-    return { sent: sel.length, failed: failed.length, by, lastFailure: failed.length ? Math.max(...failed.map((o) => o.end)) : undefined, errors: [...new Set(failed.map((o) => o.err ?? '?'))].slice(0, 5) };
+    return { sent: sel.length, failed: failed.length, by, errors: [...new Set(failed.map((o) => o.err ?? '?'))].slice(0, 5) };
   }
 
   async stop(): Promise<void> {

@@ -18,15 +18,12 @@ export function partitionUnavailable(): string | undefined {
 }
 
 export class Partition {
-  private installed = false;
-
   /** Drops every packet between each address of `left` and each of `right`, both ways (gossip UDP/TCP and tunnels). */
   cut(left: string[], right: string[]): void {
     for (const ip of [...left, ...right]) if (!/^127\.\d+\.\d+\.\d+$/.test(ip)) throw new Error(`partition: ${ip} is not a loopback address`);
     this.heal();
     ipt('-N', CHAIN);
     ipt('-I', 'INPUT', '-j', CHAIN);
-    this.installed = true;
     for (const l of left) {
       for (const r of right) {
         ipt('-A', CHAIN, '-s', l, '-d', r, '-j', 'DROP');
@@ -46,10 +43,5 @@ export class Partition {
     try { ipt('-D', 'INPUT', '-j', CHAIN); } catch { /* not linked */ }
     try { ipt('-F', CHAIN); } catch { /* no chain */ }
     try { ipt('-X', CHAIN); } catch { /* no chain */ }
-    this.installed = false;
-  }
-
-  get active(): boolean {
-    return this.installed;
   }
 }

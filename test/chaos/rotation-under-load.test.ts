@@ -8,7 +8,7 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { memberStatus, say, Stage, startPool, type ChaosAgent } from './chaos-cluster.js';
+import { allAlive, say, Stage, startPool, type ChaosAgent } from './chaos-cluster.js';
 import { layMesh } from './mesh-setup.js';
 import { RogueCaller, SteadyLoad } from './mesh-load.js';
 import { CLI } from '../helpers/agent-process.js';
@@ -22,13 +22,6 @@ after(() => stage.end());
 async function reconfigure(a: ChaosAgent, patch: Record<string, unknown>): Promise<void> {
   writeFileSync(a.configFile, JSON.stringify({ ...JSON.parse(readFileSync(a.configFile, 'utf8')) as object, ...patch }, null, 2));
   await a.call('PUT', '/v1/agent/reload');
-}
-
-async function allAlive(agents: ChaosAgent[]): Promise<void> {
-  for (const x of agents) {
-    const st = await memberStatus(x);
-    for (const y of agents) assert.equal(st[y.name], 1, `${x.name} sees ${y.name} alive`);
-  }
 }
 
 test('CA root and gossip key rotated under load: zero failed requests, the pool stays whole', async () => {
