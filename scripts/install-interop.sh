@@ -2,8 +2,9 @@
 # Installs the real peer binaries the interop tests and the benchmark run against into the git-ignored .tools/ folder:
 #   - Debian's serf (interop tests);
 #   - Consul 1.8.7, the benchmark's anchor, from Debian's previous release (bullseye) through a private apt state;
-#   - wrk and h2load (load generators) and nginx (the benchmark's backend) from the machine's own Debian release.
-# Uses `apt-get download` + `dpkg -x`: nothing is installed system-wide. Shared libraries a binary needs that the
+#   - wrk and h2load (load generators) and nginx (the benchmark's backend) from the machine's own Debian release;
+#   - iptables (system-wide, as systemd for systemd-analyze): the chaos suite partitions loopback addresses with it.
+# The peers use `apt-get download` + `dpkg -x`: only iptables and systemd are installed system-wide. Shared libraries a binary needs that the
 # machine lacks are unpacked into .tools/lib, and .tools/bin/{wrk,nginx} are wrappers that set LD_LIBRARY_PATH.
 # Idempotent: whatever is already in .tools is skipped.
 set -euo pipefail
@@ -157,8 +158,15 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   apt-get install -y --no-install-recommends systemd >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends systemd >/dev/null; }
 fi
 
+# The chaos suite's partition scenario cuts loopback addresses apart with iptables (a chain of its own, 127.x only).
+if ! command -v iptables >/dev/null 2>&1; then
+  echo "install-interop: installing Debian's iptables package for the chaos suite's partitions…"
+  apt-get install -y --no-install-recommends iptables >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends iptables >/dev/null; }
+fi
+
 "$TOOLS/bin/serf" version | head -2
 "$TOOLS/bin/consul" version | sed -n 1p
 { "$TOOLS/bin/wrk" -v 2>&1 || true; } | sed -n 1p
 "$TOOLS/bin/nginx" -v 2>&1
 "$TOOLS/bin/h2load" --version 2>&1 | sed -n 1p
+iptables --version
