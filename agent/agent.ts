@@ -32,11 +32,16 @@ import { Authorizer, withDefault } from '../intentions/authorizer.js';
 import { DataPlane } from './proxy/data-plane.js';
 import { ProxyMetrics } from './proxy/proxy-metrics.js';
 import { ServiceTls } from './proxy/tls-identity.js';
+import { IdentityBinding } from './proxy/identity-binding.js';
 import { TrustBundle } from './ca/trust-bundle.js';
 import { GossipMembership, registerGossipMetrics } from './gossip-membership.js';
 import { CatalogReplicator } from '../catalog/replication.js';
 import { NodeState } from '../catalog/gossip/wire-messages.js';
-import { lwwReplicatedSet } from '../catalog/lww-replicated-set.js';
+import { Counter } from 'prom-client';
+import { PoolAuthority, loadPolicyCredential } from './authority/pool-authority.js';
+import { signedPolicySet } from './authority/signed-policy-set.js';
+import { LocalPolicyWrites, type PolicyWrites } from './authority/policy-writes.js';
+import { ForwardedPolicyWrites, startPolicyEndpoint } from './authority/policy-forwarding.js';
 import { ConsulBackend } from './consul/consul-backend.js';
 import { consulForward, FORWARDED_PREFIXES } from './consul/consul-api-forward.js';
 import type { IntentionSource, LeafSource, TrustSource } from './mesh-backend.js';
@@ -148,7 +153,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   const defaultPolicy = config.defaultIntentionPolicy ?? (config.dev ? 'allow' : 'deny');
   // The backend: trust, leaves and intentions from the gossip pool's own CA and store, or from Consul.
   let consul: ConsulBackend | undefined;
-  let builtin: { ca: CertificateAuthority; leafCerts: LeafCerts; store: IntentionStore; bundle: TrustBundle; entries: ConfigEntryStore } | undefined;
+  let builtin: { ca: CertificateAuthority; leafCerts: LeafCerts; store: IntentionStore; bundle: TrustBundle; entries: ConfigEntryStore; authority: PoolAuthority } | undefined;
   let trust: TrustSource;
   let leaves: LeafSource;
   let intentionList: IntentionSource;
@@ -169,7 +174,30 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     const bundle = TrustBundle.open(ca, dataDir, config.caTrustedRootsFile);
     const entries = new ConfigEntryStore(join(dataDir, 'config-entries.json'), config.node);
     await entries.load();
-    builtin = { ca, leafCerts, store, bundle, entries };
+    // Who may sign what: this node's entry with its CA key; pool-wide policy with a policy credential (or the root key).
+    let authority: PoolAuthority;
+    try {
+      const policyCred = config.policyCertFile && config.policyKeyFile ? loadPolicyCredential(config.policyCertFile, config.policyKeyFile, ca.trustDomain) : undefined;
+      authority = new PoolAuthority(bundle, ca, config.node, policyCred, log);
+    } catch (e) {
+      bundle.stop();
+      leafCerts.stop();
+      await store.close();
+      await entries.close();
+      await local.close();
+      throw e;
+    }
+    const policySigner = authority.policySigner(ca);
+    if (policySigner) {
+      store.sealer = (body) => policySigner.signBlob(body);
+      entries.sealer = (body) => policySigner.signBlob(body);
+      const resealed = await store.sealUnsigned() + await entries.sealUnsigned();
+      if (resealed) log.info({ records: resealed }, 'signed policy records written before signing existed here');
+    }
+    if (ca.holdsRootKey && config.caFile && !config.dev) {
+      log.warn({ code: 'AUTHORITY_ROOT_KEY_ON_NODE' }, 'this agent holds the pool\'s root key: every node given it is a policy authority and can sign any identity; use per-node intermediates (`nodemesh ca issue-intermediate --node`) and a policy writer (`nodemesh ca issue-policy`)');
+    }
+    builtin = { ca, leafCerts, store, bundle, entries, authority };
     trust = bundle;
     leaves = leafCerts;
     intentionList = withDefault(store, defaultPolicy);
@@ -188,7 +216,9 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   const authorize = (source: { service: string; namespace: string }, destination: string) => authorizer.decide(source, destination);
   const proxyMetrics = new ProxyMetrics(metrics.registry, () => leaves);
   const dataPlane = new DataPlane({
-    catalog, nodeName: config.node, bind: config.bind, tls: new ServiceTls(trust, leaves), leaves,
+    catalog, nodeName: config.node, bind: config.bind, tls: new ServiceTls(trust, leaves,
+      // The pool's own CA: a node's intermediate speaks only for what the catalog lists on that node (Consul's CA has no node intermediates).
+      consul ? undefined : new IdentityBinding(catalog, trust, { graceMs: config.identityGraceMs, log, metrics: proxyMetrics })), leaves,
     authorize, intentionsFeed: intentionList.feed, trustFeed: trust.feed, metrics: proxyMetrics, log,
     onListening: (proxyId) => local.checks.probeNow(proxyId),
     tunnel: config.dataPlaneTunnel,
@@ -198,11 +228,65 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   });
   await dataPlane.start();
 
+  // Policy writes: signed here by a policy writer (or a root-key holder), else forwarded to one found in the pool.
+  const refusedTotal = new Counter({ name: 'nodemesh_replication_refused_total', help: 'Replicated records and announcements refused: unsigned, signed by the wrong authority, or invalid.', labelNames: ['set'], registers: [metrics.registry] });
+  const refusedLogged = new Set<string>();
+  const refused = (set: string, subject: string, reason: string, from = '?') => {
+    refusedTotal.inc({ set });
+    const key = `${set}\0${subject}\0${reason}`;
+    if (refusedLogged.has(key)) return;
+    if (refusedLogged.size > 4096) refusedLogged.clear();
+    refusedLogged.add(key);
+    log.warn({ code: 'REPLICATED_STATE_REFUSED', set, subject, from, reason }, 'refused replicated state from a peer: it is not applied (logged once per subject and reason)');
+  };
+  const gossipRef: { current?: GossipMembership } = {};
+  let policyWrites: PolicyWrites | undefined;
+  let policySets: ReturnType<typeof signedPolicySet>[] = [];
+  let policyEndpoint: { port: number; close(): Promise<void> } | undefined;
+  if (builtin) {
+    const b = builtin;
+    // Records the stores refuse as the API would (from a peer, or found in their files at load, reported as this is
+    // set): never applied, logged once per record and reason, counted.
+    b.store.onRefused = b.entries.onRefused = (set, id, reason, from) => refused(set, id, reason, from);
+    const events = {
+      unknownSigner: (node: string) => gossipRef.current?.pull(node),
+      refused: (set: string, id: string, reason: string, from: string) => refused(set, id, reason, from),
+    };
+    policySets = [signedPolicySet('intentions', b.store, b.authority.verifier, events), signedPolicySet('config-entries', b.entries, b.authority.verifier, events)];
+    if (b.authority.policySigner(b.ca)) {
+      policyWrites = new LocalPolicyWrites(b.store, b.entries, config.operatorToken ?? config.aclToken);
+    } else {
+      policyWrites = new ForwardedPolicyWrites(
+        () => (gossipRef.current?.serf.members() ?? []).filter((m) => m.status === 'alive' && /^\d{1,5}$/.test(m.tags.pw ?? '') && m.name !== config.node)
+          .map((m) => ({ name: m.name, addr: m.addr, port: Number(m.tags.pw) })),
+        b.bundle,
+        (records, chain) => {
+          b.authority.verifier.learn(chain);
+          for (const r of records) policySets.find((ps) => ps.name === r?.set)?.merge([r.sig]);
+        },
+        log,
+      );
+    }
+    if (b.authority.policy) {
+      try {
+        policyEndpoint = await startPolicyEndpoint({ bind: config.bind, port: config.policyPort, credential: b.authority.policy, writes: policyWrites, log });
+      } catch (e) {
+        await dataPlane.stop();
+        leaves.stop();
+        b.bundle.stop();
+        await b.store.close();
+        await b.entries.close();
+        await local.close();
+        throw e;
+      }
+      log.info({ policyWriter: b.authority.policy.name, listen: `${config.bind}:${policyEndpoint.port}` }, 'policy writer: signing intentions and config entries for the pool, taking forwarded writes');
+    }
+  }
+
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => { resolveStopped = r; });
   const router = new Router({ aclToken: config.aclToken, log, observe: metrics.observeHttp });
-  const gossipRef: { current?: GossipMembership } = {};
   let syncedWithPeer = false;
   const deps: ApiDeps = {
     config, catalog, local, log, metrics, version: VERSION, startedAt: new Date(),
@@ -212,6 +296,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     posture: () => assessPosture({
       config, dataDir, backend: consul ? 'consul' : 'gossip', defaultPolicy: intentionList.defaultPolicy(), leafExpiries: leaves.expiries(),
       caKeyFile: builtin ? (config.caKeyFile ?? join(dataDir, 'ca', 'root-key.pem')) : undefined,
+      authority: builtin ? { holdsRootKey: builtin.ca.holdsRootKey, policyWriter: builtin.authority.policy?.name } : undefined,
     }),
     notReady: () => {
       const reasons: string[] = [];
@@ -237,14 +322,15 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   } else {
     catalogRoutes(router, deps);
     healthRoutes(router, deps);
-    connectRoutes(router, deps, { intentions: builtin!.store, trust: builtin!.bundle, leaves, defaultPolicy, protocolOf: (svc) => protocolOf(svc, (k, n) => builtin!.entries.get(k, n)) });
-    configRoutes(router, builtin!.entries);
+    connectRoutes(router, deps, { intentions: builtin!.store, trust: builtin!.bundle, leaves, defaultPolicy, protocolOf: (svc) => protocolOf(svc, (k, n) => builtin!.entries.get(k, n)), writes: policyWrites! });
+    configRoutes(router, builtin!.entries, policyWrites!);
     // The gossip keyring (this agent's): gossip starts below, after the HTTP server, hence the lazy reference.
     operatorKeyringRoutes(router, deps, () => gossipRef.current);
   }
 
   /** Stops everything below the HTTP server and gossip, and flushes state: shared by a failed start and stop(). */
   async function closeParts(): Promise<void> {
+    await policyEndpoint?.close();
     await dataPlane.stop();
     leaves.stop();
     if (consul) await consul.stop(false);
@@ -277,14 +363,15 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   let reaper: NodeJS.Timeout | undefined;
   if (builtin) {
     const store = builtin.store;
-    const replicator = new CatalogReplicator(catalog, config.node, [lwwReplicatedSet('intentions', store), lwwReplicatedSet('config-entries', builtin.entries)], {
+    const replicator = new CatalogReplicator(catalog, config.node, policySets, {
       broadcast: (body, key) => gossipRef.current?.serf.broadcastApp(body, key),
       pull: (node) => gossipRef.current?.pull(node),
       isMember: (node) => {
         const n = gossipRef.current?.serf.memberlist.nodes.get(node);
         return n !== undefined && n.state !== NodeState.left;
       },
-    });
+      refused: (what, node, reason) => refused(what, node, reason),
+    }, builtin.authority);
     const warnedDomains = new Set<string>();
     /** Failed nodes whose tunnels were closed (once per failure). */
     const cutOff = new Set<string>();
@@ -323,6 +410,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     try {
       gossip = await GossipMembership.start({
         config, dataDir, advertise: address, httpPort: bound.port, nodeId: info.ID, log, onChange: syncHealth, trustDomain: trust.trustDomain,
+        tags: policyEndpoint ? { pw: String(policyEndpoint.port) } : {},
         app: {
           type: NODEMESH_GOSSIP_TYPE,
           onMessage: (b) => replicator.onMessage(b),
@@ -393,6 +481,11 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
         log.warn({ from: bundle.ca.trustDomain, to: nextCa.trustDomain }, 'CA rotation: new root active, old root trusted for one leaf lifetime; re-issuing leaves');
         bundle.rotate(nextCa, next.caTrustedRootsFile, config.leafCertTtlMs + 3_600_000);
         await leafCerts.rotate(nextCa);
+        builtin.authority.rotate(nextCa);
+        builtin.ca = nextCa;
+        const signer = builtin.authority.policySigner(nextCa);
+        builtin.store.sealer = signer ? (body) => signer.signBlob(body) : undefined;
+        builtin.entries.sealer = signer ? (body) => signer.signBlob(body) : undefined;
       }
       caFiles = { caFile: next.caFile, caKeyFile: next.caKeyFile };
     } else {

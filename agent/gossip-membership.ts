@@ -71,10 +71,13 @@ export class GossipMembership {
     config: AgentConfig; dataDir: string; advertise: string; httpPort: number; nodeId: string; log: Logger; onChange: () => void;
     /** Our SPIFFE trust domain, published as the `td` tag so a mismatched pool is noticed. */
     trustDomain: string;
+    /** Extra Serf tags (a policy writer's `pw`: the port it takes forwarded writes on). */
+    tags?: Record<string, string>;
     app?: SerfNode['app'];
   }): Promise<GossipMembership> {
     const { config, log } = opts;
     const keys = loadKeys(config, opts.dataDir, log);
+    const ref: { current?: GossipMembership } = {};
     const glog = {
       debug: (o: object, msg: string) => log.debug(o, msg),
       info: (o: object, msg: string) => log.info(o, msg),
@@ -82,8 +85,14 @@ export class GossipMembership {
     };
     const serf = new SerfNode(
       { name: config.node, bindAddr: config.bind, advertiseAddr: opts.advertise, port: config.serfLanPort, keys },
-      { role: 'node', dc: config.datacenter, id: opts.nodeId, http_port: String(opts.httpPort), td: opts.trustDomain, vsn: '2', vsn_min: '2', vsn_max: '3', build: 'nodemesh' },
-      glog, opts.onChange,
+      { role: 'node', dc: config.datacenter, id: opts.nodeId, http_port: String(opts.httpPort), td: opts.trustDomain, vsn: '2', vsn_min: '2', vsn_max: '3', build: 'nodemesh', ...opts.tags },
+      // Every membership change also refreshes the peers snapshot (saved only when the live peers differ), so an
+      // agent killed right after it joined still finds its peers on restart.
+      glog, () => {
+        opts.onChange();
+        const g = ref.current;
+        if (g && !g.stopped) g.snapshot.record(g.livePeers());
+      },
     );
     serf.app = opts.app;
     try {
@@ -93,6 +102,7 @@ export class GossipMembership {
     }
     const g = new GossipMembership(serf, log, new PeerSnapshotFile(opts.dataDir, log), opts.dataDir);
     const previous = await g.snapshot.load();
+    ref.current = g;
     log.info({ gossip: `${config.bind}:${serf.memberlist.port}`, encrypted: keys.length > 0 }, 'gossip listening');
     if (config.join.length) {
       const n = await serf.join(config.join);

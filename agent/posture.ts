@@ -16,6 +16,8 @@ export interface PostureInput {
   leafExpiries: { service: string; seconds: number }[];
   /** The CA private key file, when this agent holds one (gossip backend). */
   caKeyFile?: string;
+  /** What this agent's keys make it an authority for (gossip backend): the root key, a node's intermediate, and a policy credential. */
+  authority?: { holdsRootKey: boolean; policyWriter: string | undefined };
 }
 
 /** A private file must be readable by its owner only. */
@@ -55,6 +57,15 @@ export function assessPosture(p: PostureInput): Finding[] {
     out.push(c.caFile && c.caKeyFile
       ? { Check: 'mesh CA', Status: 'ok', Detail: `the pool's CA from ${c.caFile}` }
       : { Check: 'mesh CA', Status: lacking('ca_files'), Detail: `a CA of this agent's own${waived('ca_files')}: no other agent trusts its services' certificates; set ca_file and ca_key_file (\`nodemesh ca init\`)` });
+    const a = p.authority;
+    if (a?.holdsRootKey && c.caFile && !c.dev) {
+      out.push({ Check: 'node authority', Status: 'warn', Detail: 'this agent holds the pool\'s root key: it can sign any identity and any policy, so every node given this key is a policy authority and one compromised node rewrites the pool; give each node its own intermediate (`nodemesh ca issue-intermediate --node NAME`) and keep the root key off the nodes' });
+    } else if (a && !a.holdsRootKey) out.push({ Check: 'node authority', Status: 'ok', Detail: 'a per-node intermediate: this agent signs only its own node\'s entry and leaves' });
+    if (a?.policyWriter) {
+      out.push(c.operatorToken
+        ? { Check: 'policy writer', Status: 'ok', Detail: `signs intentions and config entries for the pool as "${a.policyWriter}"; writes need operator_token` }
+        : { Check: 'policy writer', Status: 'warn', Detail: `signs intentions and config entries for the pool as "${a.policyWriter}", but without operator_token the node's acl_token can change pool-wide policy; set operator_token` });
+    }
   }
 
   out.push(p.defaultPolicy === 'deny'

@@ -1,6 +1,7 @@
 // The in-memory catalog of every known node, its service instances and checks, with Raft-style indexes.
 
 import { ChangeFeed } from './change-feed.js';
+import { foldName } from './service-names.js';
 import type {
   CheckRecord, HealthStatus, NodeEntry, NodeInfo, NodeSnapshot, ServiceRecord,
 } from './types.js';
@@ -20,12 +21,44 @@ export interface ServiceNode { node: NodeEntry; service: ServiceRecord }
 
 type Table = 'nodes' | 'services' | 'checks';
 
+/** Folded name → node → service IDs: where a name's records are, without scanning every node. */
+type NameIndex = Map<string, Map<string, Set<string>>>;
+
+function indexEdit(index: NameIndex, name: string, node: string, id: string, add: boolean): void {
+  let byNode = index.get(name);
+  if (add) {
+    if (!byNode) index.set(name, (byNode = new Map()));
+    let ids = byNode.get(node);
+    if (!ids) byNode.set(node, (ids = new Set()));
+    ids.add(id);
+    return;
+  }
+  const ids = byNode?.get(node);
+  if (!ids?.delete(id) || ids.size > 0) return;
+  byNode!.delete(node);
+  if (byNode!.size === 0) index.delete(name);
+}
+
+/** The names a record serves Connect traffic for: a proxy's destination, a Connect-native service's own name. */
+function connectTargets(s: ServiceRecord): string[] {
+  const out: string[] = [];
+  if (s.Kind === 'connect-proxy' && s.Proxy?.DestinationServiceName) out.push(foldName(s.Proxy.DestinationServiceName));
+  if (s.Connect?.Native === true && !out.includes(foldName(s.Service))) out.push(foldName(s.Service));
+  return out;
+}
+
 export class Catalog {
   readonly feed = new ChangeFeed();
   private readonly nodes = new Map<string, NodeEntry>();
   private readonly tableIndex: Record<Table, number> = { nodes: 1, services: 1, checks: 1 };
-  /** Last index at which anything about a service name changed (kept after deletion, so waiters wake). */
+  /** Last index at which anything about a service name (folded) changed (kept after deletion, so waiters wake). */
   private readonly serviceIndex = new Map<string, number>();
+  /**
+   * Records by folded service name, and connect-capable records by the folded name they serve: service names compare
+   * case-insensitively, as Consul's state store indexes them lower-cased.
+   */
+  private readonly byService: NameIndex = new Map();
+  private readonly byConnect: NameIndex = new Map();
   private lastIndex = 1;
 
   get index(): number {
@@ -53,7 +86,7 @@ export class Catalog {
     entry.version++;
     this.nodes.set(info.Node, entry);
     this.tableIndex.nodes = idx;
-    for (const s of entry.services.values()) this.serviceIndex.set(s.Service, idx);
+    for (const s of entry.services.values()) this.serviceIndex.set(foldName(s.Service), idx);
     this.feed.notify();
     return entry;
   }
@@ -63,7 +96,8 @@ export class Catalog {
     if (!entry) return false;
     const idx = ++this.lastIndex;
     this.nodes.delete(name);
-    for (const s of entry.services.values()) this.serviceIndex.set(s.Service, idx);
+    this.indexNode(name, entry, false);
+    for (const s of entry.services.values()) this.serviceIndex.set(foldName(s.Service), idx);
     this.tableIndex.nodes = this.tableIndex.services = this.tableIndex.checks = idx;
     this.feed.notify();
     return true;
@@ -80,14 +114,17 @@ export class Catalog {
     const touched = new Set<Table>();
     const touchedServices = new Set<string>();
     const serviceName = (id: string) => entry.services.get(id)?.Service;
-    const touchService = (name: string | undefined) => { if (name) touchedServices.add(name); };
+    const touchService = (name: string | undefined) => { if (name) touchedServices.add(foldName(name)); };
+    const indexService = (s: ServiceRecord, add: boolean) => this.indexService(nodeName, s, add);
     const tx: NodeTx = {
       index,
       entry,
       putService(svc) {
         const prev = entry.services.get(svc.ID);
         const rec: ServiceRecord = { ...svc, CreateIndex: prev?.CreateIndex ?? index, ModifyIndex: index };
+        if (prev) indexService(prev, false);
         entry.services.set(svc.ID, rec);
+        indexService(rec, true);
         touched.add('services');
         touchService(prev?.Service);
         touchService(svc.Service);
@@ -97,6 +134,7 @@ export class Catalog {
         const prev = entry.services.get(id);
         if (!prev) return false;
         entry.services.delete(id);
+        indexService(prev, false);
         touched.add('services');
         touchService(prev.Service);
         return true;
@@ -138,7 +176,7 @@ export class Catalog {
       for (const t of touched) this.tableIndex[t] = index;
       for (const s of touchedServices) {
         // A name with no instances left needs no entry: the services table index already covers its removal.
-        if (this.serviceNodes(s).length === 0) this.serviceIndex.delete(s);
+        if (!this.byService.has(s)) this.serviceIndex.delete(s);
         else this.serviceIndex.set(s, index);
       }
       this.feed.notify();
@@ -169,8 +207,8 @@ export class Catalog {
     // Our own view of the node's liveness (serfHealth) wins over what it said about itself while it was down.
     const health = old?.checks.get('serfHealth');
     if (health && health.Status !== 'passing') entry.checks.set('serfHealth', { ...health, ModifyIndex: idx });
-    this.nodes.set(snap.info.Node, entry);
-    for (const s of [...(old?.services.values() ?? []), ...entry.services.values()]) this.serviceIndex.set(s.Service, idx);
+    this.replaceEntry(snap.info.Node, old, entry);
+    for (const s of [...(old?.services.values() ?? []), ...entry.services.values()]) this.serviceIndex.set(foldName(s.Service), idx);
     this.tableIndex.nodes = this.tableIndex.services = this.tableIndex.checks = idx;
     this.feed.notify();
     return true;
@@ -183,7 +221,7 @@ export class Catalog {
     if (!n || !c || (c.Status === status && c.Output === output)) return;
     const idx = ++this.lastIndex;
     n.checks.set('serfHealth', { ...c, Status: status, Output: output, ModifyIndex: idx });
-    for (const s of n.services.values()) this.serviceIndex.set(s.Service, idx);
+    for (const s of n.services.values()) this.serviceIndex.set(foldName(s.Service), idx);
     this.tableIndex.checks = idx;
     this.feed.notify();
   }
@@ -217,10 +255,26 @@ export class Catalog {
       services: new Map(snap.services.map((s) => [s.ID, structuredClone(s)])),
       checks: new Map(snap.checks.map((c) => [c.CheckID, structuredClone(c)])),
     };
-    this.nodes.set(snap.info.Node, entry);
-    for (const s of [...(old?.services.values() ?? []), ...entry.services.values()]) this.serviceIndex.set(s.Service, idx);
+    this.replaceEntry(snap.info.Node, old, entry);
+    for (const s of [...(old?.services.values() ?? []), ...entry.services.values()]) this.serviceIndex.set(foldName(s.Service), idx);
     this.tableIndex.nodes = this.tableIndex.services = this.tableIndex.checks = idx;
     this.feed.notify();
+  }
+
+  private indexService(node: string, s: ServiceRecord, add: boolean): void {
+    indexEdit(this.byService, foldName(s.Service), node, s.ID, add);
+    for (const target of connectTargets(s)) indexEdit(this.byConnect, target, node, s.ID, add);
+  }
+
+  private indexNode(node: string, entry: NodeEntry, add: boolean): void {
+    for (const s of entry.services.values()) this.indexService(node, s, add);
+  }
+
+  /** Puts a whole new entry in place of a node's old one, and the name indexes with it. */
+  private replaceEntry(node: string, old: NodeEntry | undefined, entry: NodeEntry): void {
+    if (old) this.indexNode(node, old, false);
+    this.nodes.set(node, entry);
+    this.indexNode(node, entry, true);
   }
 
   // ---- reads ----
@@ -238,7 +292,7 @@ export class Catalog {
   }
 
   serviceIdx(name: string): number {
-    return this.serviceIndex.get(name) ?? this.tableIndex.services;
+    return this.serviceIndex.get(foldName(name)) ?? this.tableIndex.services;
   }
 
   /** Every service name in the catalog with the union of its tags. */
@@ -254,14 +308,24 @@ export class Catalog {
     return new Map([...out.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, [...v]]));
   }
 
-  /** Instances of a service across nodes, in node then ID order. */
+  /** Instances of a service (its name in any case, as Consul) across nodes, in node then ID order. */
   serviceNodes(name: string, tags: string[] = []): ServiceNode[] {
+    return this.lookup(this.byService, name).filter(({ service }) => !tags.some((t) => !service.Tags.includes(t)));
+  }
+
+  /** Connect-capable records serving `name` (in any case): its proxies, and the service itself if Connect-native; node then ID order. */
+  connectNodes(name: string): ServiceNode[] {
+    return this.lookup(this.byConnect, name);
+  }
+
+  private lookup(index: NameIndex, name: string): ServiceNode[] {
     const out: ServiceNode[] = [];
-    for (const node of this.allNodes()) {
-      for (const service of node.services.values()) {
-        if (service.Service !== name) continue;
-        if (tags.some((t) => !service.Tags.includes(t))) continue;
-        out.push({ node, service });
+    for (const [nodeName, ids] of index.get(foldName(name)) ?? []) {
+      const node = this.nodes.get(nodeName);
+      if (!node) continue;
+      for (const id of ids) {
+        const service = node.services.get(id);
+        if (service) out.push({ node, service });
       }
     }
     return out.sort((a, b) => a.node.info.Node.localeCompare(b.node.info.Node) || a.service.ID.localeCompare(b.service.ID));

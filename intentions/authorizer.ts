@@ -4,6 +4,7 @@ import type { Decision, DefaultPolicy } from './decision.js';
 import { decideAmong, matchIntentions } from './decision.js';
 import type { Intention } from './intention.js';
 import type { IntentionStore } from './intention-store.js';
+import { foldName } from '../catalog/service-names.js';
 
 /** Where the intentions come from (the replicated store, or a copy of Consul's): a list and an index that rises on change. */
 export interface IntentionList {
@@ -29,7 +30,9 @@ export class Authorizer {
 
   constructor(private readonly store: IntentionList) {}
 
-  decide(source: { service: string; namespace: string }, destination: string): Decision {
+  /** Names compare case-insensitively: `WEB` and `web` are one source (and one cache entry), as in the intentions. */
+  decide(source: { service: string; namespace: string }, rawDestination: string): Decision {
+    const destination = foldName(rawDestination);
     if (this.index !== this.store.index) {
       this.index = this.store.index;
       this.policy = this.store.defaultPolicy();
@@ -37,7 +40,7 @@ export class Authorizer {
     }
     let dest = this.byDestination.get(destination);
     if (!dest) this.byDestination.set(destination, (dest = { list: matchIntentions(this.store.list(), 'destination', destination), bySource: new Map() }));
-    const key = `${source.namespace}/${source.service}`;
+    const key = foldName(`${source.namespace}/${source.service}`);
     let d = dest.bySource.get(key);
     if (!d) {
       d = decideAmong(dest.list, source.service, this.policy, source.namespace);

@@ -3,6 +3,7 @@
 import type { Intention } from './intention.js';
 import { httpMatcher, type RequestFacts } from './http-match.js';
 import { DEFAULT_NS, WILDCARD, compareIntentions, describeIntention } from './intention.js';
+import { foldName, sameName } from '../catalog/service-names.js';
 
 export type DefaultPolicy = 'allow' | 'deny';
 
@@ -19,10 +20,13 @@ export interface Decision {
   l7?: boolean;
 }
 
-const matches = (pattern: string, value: string) => pattern === WILDCARD || pattern === value;
+/** `folded` is the name already folded: names (and namespaces) compare case-insensitively, as Consul's. */
+const matches = (pattern: string, folded: string) => pattern === WILDCARD || sameName(pattern, folded);
 
-/** Intentions whose destination (or source) matches `name`, in precedence order. */
-export function matchIntentions(all: Iterable<Intention>, by: 'source' | 'destination', name: string, ns = DEFAULT_NS): Intention[] {
+/** Intentions whose destination (or source) matches `name` (in any case), in precedence order. */
+export function matchIntentions(all: Iterable<Intention>, by: 'source' | 'destination', rawName: string, rawNs = DEFAULT_NS): Intention[] {
+  const name = foldName(rawName);
+  const ns = foldName(rawNs);
   const out: Intention[] = [];
   for (const i of all) {
     const ok = by === 'destination'
@@ -39,7 +43,9 @@ export function decide(all: Iterable<Intention>, source: string, destination: st
 }
 
 /** The decision from a destination's intentions already matched and in precedence order (cacheable per destination). */
-export function decideAmong(forDestination: Intention[], source: string, defaultPolicy: DefaultPolicy, sourceNs = DEFAULT_NS): Decision {
+export function decideAmong(forDestination: Intention[], rawSource: string, defaultPolicy: DefaultPolicy, rawSourceNs = DEFAULT_NS): Decision {
+  const source = foldName(rawSource);
+  const sourceNs = foldName(rawSourceNs);
   for (const i of forDestination) {
     if (matches(i.SourceNS, sourceNs) && matches(i.SourceName, source)) {
       if (i.Permissions?.length) return { allowed: true, reason: `Matched L7 intention: ${describeIntention(i)}`, intention: i, l7: true };
@@ -49,18 +55,58 @@ export function decideAmong(forDestination: Intention[], source: string, default
   return { allowed: defaultPolicy === 'allow', reason: `Default behavior configured by default_intention_policy (${defaultPolicy})` };
 }
 
-const compiled = new WeakMap<Intention, ((r: RequestFacts) => boolean)[]>();
+/** An intention's permissions compiled (one matcher each), or why they cannot be. */
+type CompiledPermissions = { tests: ((r: RequestFacts) => boolean)[] } | { error: string };
+const compiled = new WeakMap<Intention, CompiledPermissions>();
+
+function compile(i: Intention): CompiledPermissions {
+  let c = compiled.get(i);
+  if (c) return c;
+  try {
+    c = { tests: (i.Permissions ?? []).map((p) => httpMatcher(p.HTTP)) };
+  } catch (e) {
+    c = { error: `its permissions cannot be compiled: ${e instanceof Error ? e.message : String(e)}` };
+  }
+  compiled.set(i, c);
+  return c;
+}
+
+/**
+ * Compiles an intention's L7 permissions once (the store calls this as it stores one, so no regular expression is
+ * compiled at request time); returns why they cannot be compiled, or undefined. Cached per intention object.
+ */
+export function compilePermissions(i: Intention): string | undefined {
+  const c = compile(i);
+  return 'error' in c ? c.error : undefined;
+}
+
+/** A request's verdict; `error` set when the intention could not be evaluated (the request is then denied). */
+export interface RequestVerdict { allowed: boolean; reason: string; error?: string }
+
+const label = (i: Intention) => {
+  try {
+    return describeIntention(i);
+  } catch {
+    return `intention ${String((i as { ID?: unknown } | null)?.ID)}`;
+  }
+};
 
 /**
  * One request under an L7 intention: the first permission whose HTTP match holds decides; when none does, the
- * default policy (Consul 1.9's rule).
+ * default policy (Consul 1.9's rule). Never throws: an intention that cannot be evaluated (a rule no validation let
+ * through, e.g. from another backend) denies the request, with `error` saying why.
  */
-export function decideRequest(i: Intention, r: RequestFacts, defaultPolicy: DefaultPolicy): { allowed: boolean; reason: string } {
-  let tests = compiled.get(i);
-  if (!tests) compiled.set(i, (tests = (i.Permissions ?? []).map((p) => httpMatcher(p.HTTP))));
-  const perms = i.Permissions ?? [];
-  for (let n = 0; n < perms.length; n++) {
-    if (tests[n](r)) return { allowed: perms[n].Action === 'allow', reason: `Matched L7 intention permission ${n} (${perms[n].Action}): ${describeIntention(i)}` };
+export function decideRequest(i: Intention, r: RequestFacts, defaultPolicy: DefaultPolicy): RequestVerdict {
+  const c = compile(i);
+  if ('error' in c) return { allowed: false, reason: `L7 intention cannot be evaluated (${c.error}); request denied: ${label(i)}`, error: c.error };
+  try {
+    const perms = i.Permissions ?? [];
+    for (let n = 0; n < perms.length; n++) {
+      if (c.tests[n](r)) return { allowed: perms[n].Action === 'allow', reason: `Matched L7 intention permission ${n} (${perms[n].Action}): ${describeIntention(i)}` };
+    }
+    return { allowed: defaultPolicy === 'allow', reason: `No permission of L7 intention matched; default ${defaultPolicy}: ${describeIntention(i)}` };
+  } catch (e) {
+    const error = `its permissions failed on this request: ${e instanceof Error ? e.message : String(e)}`;
+    return { allowed: false, reason: `L7 intention cannot be evaluated (${error}); request denied: ${label(i)}`, error };
   }
-  return { allowed: defaultPolicy === 'allow', reason: `No permission of L7 intention matched; default ${defaultPolicy}: ${describeIntention(i)}` };
 }

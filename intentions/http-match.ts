@@ -66,7 +66,12 @@ export function httpMatchErrors(m: HttpMatchSpec, at: string): string[] {
   const paths = (['PathExact', 'PathPrefix', 'PathRegex'] as const).filter((k) => m[k] !== undefined && m[k] !== '');
   if (paths.length > 1) errs.push(`${at} should only contain at most one of PathExact, PathPrefix, or PathRegex`);
   for (const k of ['PathExact', 'PathPrefix'] as const) if (m[k] && !m[k]!.startsWith('/')) errs.push(`${at} ${k} doesn't start with '/': "${m[k]}"`);
-  const regexes: [string, string | undefined][] = [[`${at} PathRegex`, m.PathRegex], ...(m.Header ?? []).map((h, j) => [`${at} Header[${j}] Regex`, h.Regex] as [string, string | undefined])];
+  const regexes: [string, string | undefined][] = [
+    [`${at} PathRegex`, m.PathRegex],
+    ...(m.Header ?? []).map((h, j) => [`${at} Header[${j}] Regex`, h.Regex] as [string, string | undefined]),
+    // Every regular expression httpMatcher compiles is checked here: none may first fail at request time.
+    ...(m.QueryParam ?? []).map((q, j) => [`${at} QueryParam[${j}] Regex`, q.Regex] as [string, string | undefined]),
+  ];
   for (const [where, re] of regexes) {
     if (!re) continue;
     try { fullRegex(re); } catch (e) { errs.push(`${where}: invalid regular expression: ${(e as Error).message}`); }

@@ -2,14 +2,15 @@
 
 import { randomUUID } from 'node:crypto';
 import { NodemeshError, multiError } from '../catalog/errors.js';
-import { LwwRecordStore, isLwwEnvelope, type LwwRecord } from '../catalog/lww-record-store.js';
+import { LwwRecordStore, admitEnvelope, type LwwRecord } from '../catalog/lww-record-store.js';
+import { foldName, sameName } from '../catalog/service-names.js';
 import type { Intention, IntentionInput } from './intention.js';
-import { compareIntentions, describeIntention, intentionHash, precedence, validateIntention, withDefaults } from './intention.js';
+import { compareIntentions, describeIntention, intentionHash, validateIntention, withDefaults } from './intention.js';
+import { UUID, admitIntention, intentionFields } from './intention-record.js';
+import { compilePermissions } from './decision.js';
 
 /** One replicated record: the latest write of an intention, or its tombstone. */
 export type IntentionRecord = LwwRecord<'intention', Intention>;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class IntentionStore extends LwwRecordStore<'intention', Intention> {
   private sorted?: { version: number; list: Intention[] };
@@ -35,9 +36,10 @@ export class IntentionStore extends LwwRecordStore<'intention', Intention> {
     return r.intention;
   }
 
-  /** Consul's "exact" lookup by source and destination names (default namespace). */
+  /** Consul's "exact" lookup by source and destination names (default namespace), case-insensitively. */
   findExact(source: string, destination: string): Intention | undefined {
-    return this.list().find((i) => i.SourceName === source && i.DestinationName === destination);
+    const [src, dst] = [foldName(source), foldName(destination)];
+    return this.list().find((i) => sameName(i.SourceName, src) && sameName(i.DestinationName, dst));
   }
 
   async create(input: IntentionInput): Promise<Intention> {
@@ -64,16 +66,7 @@ export class IntentionStore extends LwwRecordStore<'intention', Intention> {
     const input = withDefaults(raw);
     const errs = validateIntention(input);
     if (errs.length) throw new NodemeshError('INTENTION_INVALID', multiError(errs), 400);
-    const fields = {
-      ID: id,
-      Description: input.Description ?? '',
-      SourceNS: input.SourceNS!, SourceName: input.SourceName!, DestinationNS: input.DestinationNS!, DestinationName: input.DestinationName!,
-      SourceType: input.SourceType!, Action: (input.Action ?? '') as Intention['Action'],
-      ...(input.Permissions?.length ? { Permissions: input.Permissions } : {}),
-      DefaultAddr: input.DefaultAddr ?? '', DefaultPort: input.DefaultPort ?? 0, Meta: input.Meta ?? {},
-      Precedence: 0,
-    };
-    fields.Precedence = precedence(fields);
+    const fields = intentionFields(id, input);
     const dupId = this.byPair.get(pairKey(fields));
     const dup = dupId !== undefined && dupId !== id ? this.records.get(dupId)?.intention : undefined;
     if (dup) throw new NodemeshError('INTENTION_DUPLICATE', `duplicate intention found: ${describeIntention(dup)}`, 409);
@@ -90,21 +83,31 @@ export class IntentionStore extends LwwRecordStore<'intention', Intention> {
 
   protected override onSet(id: string, old: Intention | undefined, next: Intention | undefined): void {
     if (old && this.byPair.get(pairKey(old)) === id) this.byPair.delete(pairKey(old));
-    if (next) this.byPair.set(pairKey(next), id);
+    if (next) {
+      this.byPair.set(pairKey(next), id);
+      // L7 rules are compiled here, once per stored intention, never at request time.
+      compilePermissions(next);
+    }
   }
 
   protected override shape(i: Intention): Intention {
     return shaped(i);
   }
 
-  protected override isValidRecord(r: unknown): boolean {
-    if (!isLwwEnvelope(r)) return false;
-    const i = (r as IntentionRecord).intention;
-    return r.deleted || (typeof i === 'object' && i !== null && typeof i.SourceName === 'string' && typeof i.DestinationName === 'string');
+  /** A peer's (or the file's) record, as strictly as the API's create: see admitIntention. A tombstone carries no value. */
+  protected override admitRecord(r: unknown): IntentionRecord | string {
+    const env = admitEnvelope(r);
+    if (typeof env === 'string') return env;
+    if (!UUID.test(env.id)) return `record id ${JSON.stringify(env.id.slice(0, 64))} is not a UUID`;
+    if (env.deleted) return env as IntentionRecord;
+    const intention = admitIntention((r as { intention?: unknown }).intention, env.id);
+    return typeof intention === 'string' ? intention : { ...env, intention };
   }
 }
 
-const pairKey = (i: Pick<Intention, 'SourceNS' | 'SourceName' | 'DestinationNS' | 'DestinationName'>) => `${i.SourceNS}\0${i.SourceName}\0${i.DestinationNS}\0${i.DestinationName}`;
+/** Names compare case-insensitively (as Consul's), so `web→api` and `WEB→Api` are one pair: a duplicate. */
+const pairKey = (i: Pick<Intention, 'SourceNS' | 'SourceName' | 'DestinationNS' | 'DestinationName'>) =>
+  foldName(`${i.SourceNS}\0${i.SourceName}\0${i.DestinationNS}\0${i.DestinationName}`);
 
 /**
  * One object layout for every intention, however it was built (spread, JSON from disk or a peer): the

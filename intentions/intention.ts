@@ -2,6 +2,7 @@
 
 import { createHash } from 'node:crypto';
 import { httpMatchErrors, type HttpMatchSpec } from './http-match.js';
+import { NAME_RULE, nameProblem, showName } from '../catalog/service-names.js';
 
 export type IntentionAction = 'allow' | 'deny';
 
@@ -56,8 +57,15 @@ export function validateIntention(i: IntentionInput): string[] {
   ];
   for (const [name, v] of fields) {
     if (!v) { errs.push(`${name} must be set`); continue; }
-    if (v.includes(WILDCARD) && v !== WILDCARD) errs.push(`${name}: wildcard character '*' cannot be used with partial values`);
-    if (v.length > 256 || /[\s\/\x00-\x1f]/.test(v)) errs.push(`${name}: must be at most 256 characters with no spaces, slashes or control characters`);
+    if (v.includes(WILDCARD)) {
+      if (v !== WILDCARD) errs.push(`${name}: wildcard character '*' cannot be used with partial values`);
+      continue;
+    }
+    if (v.length > 256) { errs.push(`${name}: must be at most 256 characters`); continue; }
+    // Names compare case-insensitively (ASCII): look-alike Unicode ('pаyments' with a Cyrillic 'а') could otherwise
+    // name a service no certificate can carry, and read as another one to whoever reviews the intention.
+    const problem = nameProblem(v);
+    if (problem) errs.push(`${name}: ${showName(v)} is not a valid ${name.endsWith('NS') ? 'namespace' : 'service name'} (${problem}): ${NAME_RULE}, or '*' alone`);
   }
   if (i.SourceNS === WILDCARD && i.SourceName && i.SourceName !== WILDCARD) errs.push('SourceName: exact value cannot follow wildcard namespace');
   if (i.DestinationNS === WILDCARD && i.DestinationName && i.DestinationName !== WILDCARD) errs.push('DestinationName: exact value cannot follow wildcard namespace');

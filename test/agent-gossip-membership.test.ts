@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runCli, spawnAgent, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { poolCa, runCli, spawnAgent, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { serfAvailable, serfCli, serfMembers, startSerf } from './helpers/serf-agent.js';
 import { waitFor } from './helpers/wait-for.js';
@@ -13,7 +13,7 @@ const cleanups: (() => Promise<unknown>)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c().catch(() => undefined); });
 
 async function agentAt(node: string, ip: string, extra: Record<string, unknown> = {}): Promise<TestAgent> {
-  const a = await startTestAgent({ node, bind: ip, ...extra });
+  const a = await startTestAgent({ node, bind: ip, ...await poolCa(), ...extra });
   cleanups.push(() => a.stop());
   return a;
 }
@@ -82,7 +82,10 @@ test('a restarted agent rejoins its last peers from the snapshot; after a gracef
   const base = ['--node', 'snap-b', '--bind', '127.0.7.22', '--data-dir', dataDir, '--serf-lan-port', String(await freePort('127.0.7.22'))];
   const peersOf = async (url: string) => ((await (await fetch(`${url}/v1/agent/members`)).json()) as MemberJson[]).filter((m) => m.Status === 1).map((m) => m.Name);
   let b = await spawnAgent([...base, '--join', `127.0.7.21:${seed.gossip.port}`]);
+  cleanups.push(async () => { b.proc.kill('SIGKILL'); }); // whichever run of b is current, should an assertion fail
   await waitFor(async () => assert.deepEqual(await peersOf(b.url), ['snap-b', 'snap-seed']));
+  // The crash comes once the snapshot holds the peer (it is written as the pool changes, not in the join's reply).
+  await waitFor(() => assert.match(readFileSync(join(dataDir, 'serf', 'peers.json'), 'utf8'), /127\.0\.7\.21:/, 'peers snapshot written'));
   b.proc.kill('SIGKILL');
   await b.exited;
 

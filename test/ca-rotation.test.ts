@@ -10,6 +10,7 @@ import { after, test } from 'node:test';
 import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
 import { defaultConfig } from '../agent/config/agent-config.js';
 import { createIntermediate, importPrivateKey } from '../agent/ca/x509-certs.js';
+import { nodeAuthorityUri } from '../agent/ca/authority-ids.js';
 import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { waitFor } from './helpers/wait-for.js';
 import { freePort } from './helpers/free-port.js';
@@ -98,7 +99,8 @@ test('a per-node intermediate: the agent presents leaf + intermediate, and a pee
   const dir = tempDir();
   const root = await CertificateAuthority.createRoot();
   const rootKey = (await importPrivateKey(root.keyPem)).key;
-  const inter = await createIntermediate({ issuerCertPem: root.certPem, issuerKey: rootKey, trustDomain: root.trustDomain });
+  // Named for its node (as `nodemesh ca issue-intermediate --node` makes it): leaves it signs speak only for that node's services.
+  const inter = await createIntermediate({ issuerCertPem: root.certPem, issuerKey: rootKey, trustDomain: root.trustDomain, uri: nodeAuthorityUri(root.trustDomain, 'node-1') });
   writeFileSync(join(dir, 'ca.pem'), inter.certPem + root.certPem);
   writeFileSync(join(dir, 'ca-key.pem'), inter.keyPem, { mode: 0o600 });
   const agent = await startTestAgent({ bind: '127.0.3.1', caFile: join(dir, 'ca.pem'), caKeyFile: join(dir, 'ca-key.pem') });

@@ -91,7 +91,10 @@ test('ca issue-intermediate: a per-node intermediate the agent then presents as 
   const r = await runCli(['ca', 'issue-intermediate', '--ca-file', join(dir, 'root', 'ca.pem'), '--ca-key-file', join(dir, 'root', 'ca-key.pem'), '--node', 'n1', '--out', join(dir, 'n1')]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(statSync(join(dir, 'n1', 'n1-ca-key.pem')).mode & 0o777, 0o600);
-  const a = await startTestAgent({ bind: '127.0.12.1', caFile: join(dir, 'n1', 'n1-ca.pem'), caKeyFile: join(dir, 'n1', 'n1-ca-key.pem') });
+  // The intermediate names its node: another node's agent refuses to start with it.
+  await assert.rejects(startTestAgent({ node: 'n9', bind: '127.0.12.1', caFile: join(dir, 'n1', 'n1-ca.pem'), caKeyFile: join(dir, 'n1', 'n1-ca-key.pem') }),
+    (e: Error & { code?: string }) => e.code === 'AUTHORITY_CREDENTIAL_INVALID' && /node n1's intermediate, but this agent is node n9/.test(e.message));
+  const a = await startTestAgent({ node: 'n1', bind: '127.0.12.1', caFile: join(dir, 'n1', 'n1-ca.pem'), caKeyFile: join(dir, 'n1', 'n1-ca-key.pem') });
   try {
     const roots = await (await a.api('/v1/agent/connect/ca/roots')).json() as { Roots: { IntermediateCerts: string[] | null; RootCert: string }[] };
     assert.equal(roots.Roots[0].RootCert, readFileSync(join(dir, 'root', 'ca.pem'), 'utf8'));
@@ -102,4 +105,29 @@ test('ca issue-intermediate: a per-node intermediate the agent then presents as 
   const bad = await runCli(['ca', 'issue-intermediate', '--ca-file', join(dir, 'nope.pem'), '--ca-key-file', join(dir, 'nope'), '--node', 'n2', '--out', dir]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /cannot load the root CA/);
+});
+
+test('ca issue-policy: a policy writer\'s credential; the agent holding it signs policy, a bad one stops the start with what to do', async () => {
+  const dir = tempDir();
+  assert.equal((await runCli(['ca', 'init', '--out', join(dir, 'root')])).code, 0);
+  const r = await runCli(['--format', 'json', 'ca', 'issue-policy', '--ca-file', join(dir, 'root', 'ca.pem'), '--ca-key-file', join(dir, 'root', 'ca-key.pem'), '--name', 'ops', '--out', join(dir, 'pol')]);
+  assert.equal(r.code, 0, r.stderr);
+  const files = JSON.parse(r.stdout) as { policyCertFile: string; policyKeyFile: string };
+  assert.equal(statSync(files.policyKeyFile).mode & 0o777, 0o600);
+  const n1 = await runCli(['ca', 'issue-intermediate', '--ca-file', join(dir, 'root', 'ca.pem'), '--ca-key-file', join(dir, 'root', 'ca-key.pem'), '--node', 'w1', '--out', join(dir, 'w1')]);
+  assert.equal(n1.code, 0, n1.stderr);
+  const a = await startTestAgent({ node: 'w1', bind: '127.0.12.2', policyPort: 0, caFile: join(dir, 'w1', 'w1-ca.pem'), caKeyFile: join(dir, 'w1', 'w1-ca-key.pem'), policyCertFile: files.policyCertFile, policyKeyFile: files.policyKeyFile });
+  try {
+    const c = await a.api('/v1/connect/intentions', { method: 'POST', body: JSON.stringify({ SourceName: 'web', DestinationName: 'db', Action: 'deny' }) });
+    assert.equal(c.status, 200);
+    const { ID } = await c.json() as { ID: string };
+    assert.ok(a.intentions.record(ID)?.sig, 'the record is signed by the policy key');
+    const posture = ((await (await a.api('/v1/agent/posture')).json()) as { Findings: { Check: string; Status: string }[] }).Findings;
+    assert.equal(posture.find((f) => f.Check === 'policy writer')?.Status, 'warn', 'no operator_token: warned');
+  } finally {
+    await a.stop();
+  }
+  // Another node's intermediate as the policy credential: refused at start.
+  await assert.rejects(startTestAgent({ node: 'w1', bind: '127.0.12.2', caFile: join(dir, 'w1', 'w1-ca.pem'), caKeyFile: join(dir, 'w1', 'w1-ca-key.pem'), policyCertFile: join(dir, 'w1', 'w1-ca.pem'), policyKeyFile: join(dir, 'w1', 'w1-ca-key.pem') }),
+    /not a policy credential/);
 });

@@ -6,15 +6,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ConfigEntryStore } from '../agent/config-entries/config-entry-store.js';
-import { put, runCli, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { poolCa, put, runCli, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { waitFor } from './helpers/wait-for.js';
 
 let a: TestAgent;
 let b: TestAgent;
 
 before(async () => {
-  b = await startTestAgent({ node: 'cfg-b', bind: '127.0.72.2' });
-  a = await startTestAgent({ node: 'cfg-a', bind: '127.0.72.1', join: [`127.0.72.2:${b.gossip.port}`] });
+  b = await startTestAgent({ node: 'cfg-b', bind: '127.0.72.2', ...await poolCa() });
+  a = await startTestAgent({ node: 'cfg-a', bind: '127.0.72.1', join: [`127.0.72.2:${b.gossip.port}`], ...await poolCa() });
 });
 after(async () => {
   await a?.stop();

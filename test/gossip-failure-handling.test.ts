@@ -2,19 +2,19 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { put, spawnAgent, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { poolCa, put, spawnAgent, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 import { waitFor } from './helpers/wait-for.js';
 
 const agents: TestAgent[] = [];
 after(async () => { for (const a of agents) await a.stop().catch(() => undefined); });
 
 test('a failed node is critical, then reaped from the catalog after reconnect_timeout; a peer that still has it cannot bring it back', async () => {
-  const a = await startTestAgent({ node: 'keeper', bind: '127.0.11.1', reconnectTimeoutMs: 2000 });
+  const a = await startTestAgent({ node: 'keeper', bind: '127.0.11.1', reconnectTimeoutMs: 2000, ...await poolCa() });
   agents.push(a);
   // A peer with the default 72 h keeps the failed node (critical) long after `keeper` forgot it.
-  const c = await startTestAgent({ node: 'rememberer', bind: '127.0.11.5', join: [`127.0.11.1:${a.gossip.port}`] });
+  const c = await startTestAgent({ node: 'rememberer', bind: '127.0.11.5', join: [`127.0.11.1:${a.gossip.port}`], ...await poolCa() });
   agents.push(c);
-  const b = await startTestAgent({ node: 'goner', bind: '127.0.11.2', join: [`127.0.11.1:${a.gossip.port}`] });
+  const b = await startTestAgent({ node: 'goner', bind: '127.0.11.2', join: [`127.0.11.1:${a.gossip.port}`], ...await poolCa() });
   agents.push(b); // stopped by after() too, should an assertion fail first
   await b.api('/v1/agent/service/register', put({ Name: 'gone-soon', Port: 1 }));
   for (const x of [a, c]) await waitFor(async () => assert.equal(((await (await x.api('/v1/catalog/service/gone-soon')).json()) as unknown[]).length, 1));

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { put, runCli, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { poolCa, put, runCli, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { waitFor } from './helpers/wait-for.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -14,7 +14,7 @@ after(async () => { for (const c of cleanups.reverse()) await c().catch(() => un
 const newKey = (bytes = 32) => randomBytes(bytes).toString('base64');
 
 async function agentAt(node: string, ip: string, extra: Parameters<typeof startTestAgent>[0] = {}): Promise<TestAgent> {
-  const a = await startTestAgent({ node, bind: ip, ...extra });
+  const a = await startTestAgent({ node, bind: ip, ...await poolCa(), ...extra });
   cleanups.push(() => a.stop());
   return a;
 }

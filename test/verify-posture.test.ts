@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { runCli, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { poolCredentials } from './helpers/pool-credentials.js';
 
 const agents: TestAgent[] = [];
 after(async () => { for (const a of agents) await a.stop(); });
@@ -22,9 +23,19 @@ test('a dev agent: warnings for plaintext gossip, no token and allow-by-default,
   assert.match(r.stdout, /\n0 failed, \d+ warning\(s\), \d+ ok\n$/);
 });
 
-test('a hardened agent is all ok; a CA key file readable by others fails verify with what to do', async () => {
-  const token = 'verify-token-123';
+test('an agent holding the pool\'s root key is warned that every such node is a policy authority', async () => {
   const { caFile, caKeyFile } = await sharedCa();
+  const a = await startTestAgent({ node: 'verify-root', bind: '127.0.76.3', dev: false, aclToken: 'verify-token-456', encrypt: randomBytes(32).toString('base64'), defaultIntentionPolicy: 'deny', caFile, caKeyFile });
+  agents.push(a);
+  const json = await (await a.api('/v1/agent/posture')).json() as { Findings: { Check: string; Status: string; Detail: string }[] };
+  const f = json.Findings.find((x) => x.Check === 'node authority');
+  assert.equal(f?.Status, 'warn');
+  assert.match(f!.Detail, /every node given this key is a policy authority/);
+});
+
+test('a hardened agent (its own node intermediate) is all ok; a CA key file readable by others fails verify with what to do', async () => {
+  const token = 'verify-token-123';
+  const { caFile, caKeyFile } = (await poolCredentials(['verify-prod'])).nodes['verify-prod'];
   const a = await startTestAgent({ node: 'verify-prod', bind: '127.0.76.2', dev: false, aclToken: token, encrypt: randomBytes(32).toString('base64'), defaultIntentionPolicy: 'deny', caFile, caKeyFile });
   agents.push(a);
   const cli = (...args: string[]) => runCli(['--http-addr', a.url, '--token', token, ...args], { NODEMESH_HTTP_TOKEN: '' });

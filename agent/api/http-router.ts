@@ -19,7 +19,10 @@ export interface RequestContext {
 
 export type Handler = (ctx: RequestContext) => Promise<void> | void;
 
-interface Route { method: string; pattern: RegExp; keys: string[]; name: string; handler: Handler; write: boolean }
+interface Route { method: string; pattern: RegExp; keys: string[]; name: string; handler: Handler; write: boolean; authorize?: WriteAuthorizer }
+
+/** A route's own rule for its writes (pool-wide policy needs the operator token, not the node's): given the request's token. */
+export type WriteAuthorizer = (token: string | undefined) => boolean;
 
 export interface RouterOptions {
   aclToken: string | undefined;
@@ -39,7 +42,7 @@ export function sendText(res: ServerResponse, status: number, text: string, head
 }
 
 /** The request's ACL token, from Consul's three places. */
-function requestToken(req: IncomingMessage, query: URLSearchParams): string | undefined {
+export function requestToken(req: IncomingMessage, query: URLSearchParams): string | undefined {
   const h = req.headers['x-consul-token'];
   if (typeof h === 'string' && h !== '') return h;
   const auth = req.headers.authorization;
@@ -48,7 +51,7 @@ function requestToken(req: IncomingMessage, query: URLSearchParams): string | un
 }
 
 /** Compares digests, so neither the content nor the length of the token leaks through timing. */
-function sameSecret(a: string, b: string): boolean {
+export function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
@@ -70,13 +73,13 @@ export class Router {
   constructor(private readonly opts: RouterOptions) {}
 
   /** Registers a route; `:name` segments become params. PUT/POST/DELETE routes are writes and need the token. */
-  on(method: string, path: string, handler: Handler): this {
+  on(method: string, path: string, handler: Handler, opts: { authorize?: WriteAuthorizer } = {}): this {
     const keys: string[] = [];
     const pattern = new RegExp(`^${path.replace(/\/:(\w+)(\*)?/g, (_, k: string, star?: string) => {
       keys.push(k);
       return star ? '/(.*)' : '/([^/]*)';
     })}$`);
-    this.routes.push({ method, pattern, keys, name: path, handler, write: method !== 'GET' && method !== 'HEAD' });
+    this.routes.push({ method, pattern, keys, name: path, handler, write: method !== 'GET' && method !== 'HEAD', authorize: opts.authorize });
     return this;
   }
 
@@ -137,7 +140,11 @@ export class Router {
         return sendText(res, 405, `method ${method} not allowed`, { Allow: [...new Set(matches.map((x) => x.r.method))].join(', ') });
       }
       routeName = hit.r.name;
-      if (hit.r.write && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
+      if (hit.r.write && hit.r.authorize) {
+        if (!hit.r.authorize(requestToken(req, url.searchParams))) {
+          return sendText(res, 403, 'Permission denied: a write of pool-wide policy (intentions, config entries) needs the operator token (X-Consul-Token header, ?token= or Authorization: Bearer)');
+        }
+      } else if (hit.r.write && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
         return sendText(res, 403, 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
       }
       const params: Record<string, string> = {};

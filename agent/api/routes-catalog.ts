@@ -1,15 +1,10 @@
 // /v1/catalog/*: services, their instances and nodes, as blocking queries.
 
 import { NodemeshError } from '../../catalog/errors.js';
-import type { ServiceRecord } from '../../catalog/types.js';
 import type { ApiDeps } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
 import type { Router } from './http-router.js';
 import { renderAgentService, renderNode, renderServiceNode } from './render.js';
-
-/** Connect-capable endpoints for a service: its proxies, and the service itself if Connect-native. */
-export const connectCapable = (name: string) => (s: ServiceRecord) =>
-  (s.Kind === 'connect-proxy' && s.Proxy?.DestinationServiceName === name) || (s.Service === name && s.Connect?.Native === true);
 
 export function catalogRoutes(r: Router, d: ApiDeps): void {
   const { catalog } = d;
@@ -27,13 +22,10 @@ export function catalogRoutes(r: Router, d: ApiDeps): void {
     }));
   });
 
-  r.on('GET', '/v1/catalog/connect/:name*', (ctx) => answerBlocking(ctx, catalog.feed, () => {
-    const match = connectCapable(ctx.params.name);
-    return {
-      index: catalog.tableIdx('services'),
-      body: catalog.allNodes().flatMap((n) => [...n.services.values()].filter(match).map((s) => renderServiceNode(n, s))),
-    };
-  }));
+  r.on('GET', '/v1/catalog/connect/:name*', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
+    index: catalog.tableIdx('services'),
+    body: catalog.connectNodes(ctx.params.name).map(({ node, service }) => renderServiceNode(node, service)),
+  })));
 
   r.on('GET', '/v1/catalog/nodes', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
     index: catalog.tableIdx('nodes'),

@@ -5,7 +5,8 @@ import type { ConfigEntryStore } from '../config-entries/config-entry-store.js';
 import { KINDS, type Kind } from '../config-entries/config-entry.js';
 import { answerBlocking } from './blocking-query.js';
 import type { Router } from './http-router.js';
-import { sendJson } from './http-router.js';
+import { requestToken, sendJson } from './http-router.js';
+import type { PolicyWrites } from '../authority/policy-writes.js';
 
 function kindOf(raw: string): Kind {
   const k = raw.toLowerCase();
@@ -13,7 +14,8 @@ function kindOf(raw: string): Kind {
   return k as Kind;
 }
 
-export function configRoutes(r: Router, store: ConfigEntryStore): void {
+export function configRoutes(r: Router, store: ConfigEntryStore, writes: PolicyWrites): void {
+  const authorize = (t: string | undefined) => writes.tokenAllows(t);
   r.on('PUT', '/v1/config', async (ctx) => {
     const text = await ctx.body();
     let raw: unknown;
@@ -28,8 +30,8 @@ export function configRoutes(r: Router, store: ConfigEntryStore): void {
       cas = Number(casText);
       if (!/^\d+$/.test(casText) || !Number.isSafeInteger(cas)) throw new NodemeshError('API_BAD_PARAM', `Invalid cas index: ${JSON.stringify(casText)}`, 400);
     }
-    sendJson(ctx.res, 200, await store.write(raw, cas));
-  });
+    sendJson(ctx.res, 200, (await writes.apply({ op: 'entry.write', raw, cas }, requestToken(ctx.req, ctx.query))).result);
+  }, { authorize });
 
   r.on('GET', '/v1/config/:kind', (ctx) => {
     const kind = kindOf(ctx.params.kind);
@@ -46,7 +48,7 @@ export function configRoutes(r: Router, store: ConfigEntryStore): void {
   });
 
   r.on('DELETE', '/v1/config/:kind/:name', async (ctx) => {
-    await store.delete(kindOf(ctx.params.kind), ctx.params.name);
+    await writes.apply({ op: 'entry.delete', kind: kindOf(ctx.params.kind), name: ctx.params.name }, requestToken(ctx.req, ctx.query));
     sendJson(ctx.res, 200, true);
-  });
+  }, { authorize });
 }

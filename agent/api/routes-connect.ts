@@ -2,7 +2,7 @@
 
 import { NodemeshError } from '../../catalog/errors.js';
 import { decide, matchIntentions, type Decision } from '../../intentions/decision.js';
-import type { IntentionInput } from '../../intentions/intention.js';
+import type { Intention, IntentionInput } from '../../intentions/intention.js';
 import type { IntentionStore } from '../../intentions/intention-store.js';
 import type { TrustBundle } from '../ca/trust-bundle.js';
 import type { LeafSource } from '../mesh-backend.js';
@@ -12,7 +12,8 @@ import type { ApiDeps } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
 import { checkLeafIsLocal, localIdentities } from './local-identities.js';
 import type { RequestContext, Router } from './http-router.js';
-import { sendJson, sendText, tokenAllows } from './http-router.js';
+import { requestToken, sendJson, sendText, tokenAllows } from './http-router.js';
+import type { PolicyWrites } from '../authority/policy-writes.js';
 import { decodeBody, type Schema } from './strict-json.js';
 
 export interface ConnectDeps {
@@ -22,6 +23,8 @@ export interface ConnectDeps {
   defaultPolicy: 'allow' | 'deny';
   /** The protocol a service speaks by config entries (L7 intentions need an HTTP-family one). */
   protocolOf?: (service: string) => string;
+  /** Intention writes: signed here on a policy writer, forwarded to one elsewhere. */
+  writes: PolicyWrites;
 }
 
 const INTENTION_SCHEMA: Schema = {
@@ -73,10 +76,10 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
   r.on('GET', '/v1/connect/intentions', (ctx) => answerBlocking(ctx, store.feed, () => ({ index: store.index, body: store.list() })));
 
   r.on('POST', '/v1/connect/intentions', async (ctx) => {
-    const created = await store.create(await intentionBody(ctx, c.protocolOf));
+    const created = (await c.writes.apply({ op: 'intention.create', input: await intentionBody(ctx, c.protocolOf) }, requestToken(ctx.req, ctx.query))).result as Intention;
     d.log.info({ id: created.ID, source: created.SourceName, destination: created.DestinationName, action: created.Action }, 'intention created');
     sendJson(ctx.res, 200, { ID: created.ID });
-  });
+  }, { authorize: (t) => c.writes.tokenAllows(t) });
 
   r.on('GET', '/v1/connect/intentions/match', (ctx) => {
     const by = required(ctx.query, 'by');
@@ -102,16 +105,16 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
   r.on('PUT', '/v1/connect/intentions/:id', async (ctx) => {
     const body = await intentionBody(ctx, c.protocolOf);
     delete body.ID; // the URL's ID wins
-    const updated = await store.update(ctx.params.id, body);
+    const updated = (await c.writes.apply({ op: 'intention.update', id: ctx.params.id, input: body }, requestToken(ctx.req, ctx.query))).result as Intention;
     d.log.info({ id: updated.ID, action: updated.Action }, 'intention updated');
     sendJson(ctx.res, 200, true);
-  });
+  }, { authorize: (t) => c.writes.tokenAllows(t) });
 
   r.on('DELETE', '/v1/connect/intentions/:id', async (ctx) => {
-    await store.delete(ctx.params.id);
+    await c.writes.apply({ op: 'intention.delete', id: ctx.params.id }, requestToken(ctx.req, ctx.query));
     d.log.info({ id: ctx.params.id }, 'intention deleted');
     sendJson(ctx.res, 200, true);
-  });
+  }, { authorize: (t) => c.writes.tokenAllows(t) });
 
   const roots = (ctx: RequestContext) => answerBlocking(ctx, c.trust.feed, () => ({ index: c.trust.index, body: c.trust.rootsView() }));
   r.on('GET', '/v1/agent/connect/ca/roots', roots);

@@ -1,13 +1,13 @@
 // /v1/health/*: instances with their checks, checks by service, node or state, as blocking queries.
 
 import { NodemeshError } from '../../catalog/errors.js';
+import { foldName, sameName } from '../../catalog/service-names.js';
 import type { NodeEntry, ServiceRecord } from '../../catalog/types.js';
 import type { ApiDeps } from './api-deps.js';
 import { queryFlag } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
 import type { Router } from './http-router.js';
 import { renderCheck, renderHealthService, renderNode } from './render.js';
-import { connectCapable } from './routes-catalog.js';
 
 export function healthRoutes(r: Router, d: ApiDeps): void {
   const { catalog } = d;
@@ -32,19 +32,19 @@ export function healthRoutes(r: Router, d: ApiDeps): void {
     const name = ctx.params.name;
     if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     const passing = queryFlag(ctx.query, 'passing', 'Invalid value for ?passing');
-    const match = connectCapable(name);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.tableIdx('services', 'checks'),
-      body: entries(catalog.allNodes().flatMap((node) => [...node.services.values()].filter(match).map((service) => ({ node, service }))), passing),
+      body: entries(catalog.connectNodes(name), passing),
     }));
   });
 
   r.on('GET', '/v1/health/checks/:service*', (ctx) => {
     const name = ctx.params.service;
     if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+    const folded = foldName(name);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.serviceIdx(name),
-      body: catalog.allChecks().filter((c) => c.ServiceName === name).map(renderCheck),
+      body: catalog.allChecks().filter((c) => sameName(c.ServiceName, folded)).map(renderCheck),
     }));
   });
 

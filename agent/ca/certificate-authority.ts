@@ -1,6 +1,6 @@
 // The agent's CA: its root (made on first start, or loaded from ca_file/ca_key_file), trust domain and trust bundle.
 
-import { createPublicKey, randomUUID, X509Certificate } from 'node:crypto';
+import { createPublicKey, randomUUID, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NodemeshError } from '../../catalog/errors.js';
@@ -48,6 +48,8 @@ export class CertificateAuthority {
     /** The certificate that signs leaves (a root or an intermediate) followed by intermediates up to a root. */
     private readonly signingChain: string[],
     private readonly signingKey: CryptoKey,
+    /** The same key for node:crypto, which signs replicated records (agent/authority). */
+    readonly signingKeyObject: KeyObject,
   ) {}
 
   /** Creates a new CA for a cluster: a root and its trust domain. */
@@ -103,15 +105,27 @@ export class CertificateAuthority {
     if (roots.length === 0) throw caError(`${where}: holds an intermediate but not its root: append the root certificate after the intermediate`);
     const trustDomain = trustDomainOf(certInfo(roots[0]), where);
     let key: CryptoKey;
+    let keyObject: KeyObject;
     try {
       const imported = await importPrivateKey(keyPem);
       key = imported.key;
+      keyObject = imported.object;
       const signer = new X509Certificate(chain[0]);
       if (!signer.publicKey.equals(createPublicKey(imported.object))) throw new Error('the key does not belong to the first certificate');
     } catch (e) {
       throw caError(`CA key for ${where}: ${(e as Error).message}`);
     }
-    return new CertificateAuthority(trustDomain, roots, chain, key);
+    return new CertificateAuthority(trustDomain, roots, chain, key, keyObject);
+  }
+
+  /** The signing certificate, then its chain up to a root (the root alone when a root signs). */
+  get signingPems(): string[] {
+    return this.signingChain;
+  }
+
+  /** Whether this agent holds a root key (every identity and all policy are its to sign), not a node's intermediate. */
+  get holdsRootKey(): boolean {
+    return this.rootPems.includes(this.signingChain[0]);
   }
 
   /** Intermediates that must travel with each leaf (empty when a root signs directly). */

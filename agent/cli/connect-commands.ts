@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { CertificateAuthority, writePrivate } from '../ca/certificate-authority.js';
-import { certInfo, createIntermediate, importPrivateKey, splitPem } from '../ca/x509-certs.js';
+import { nodeAuthorityUri, policyAuthorityUri } from '../ca/authority-ids.js';
+import { certInfo, createIntermediate, createPolicyCert, importPrivateKey, splitPem } from '../ca/x509-certs.js';
 import { isSpiffeSafe } from '../proxy/spiffe-id.js';
 import type { ClientOptions } from './api-client.js';
 import { apiCall } from './api-client.js';
@@ -30,6 +31,22 @@ function chainVerifies(leafPem: string, roots: string[]): boolean {
     if (!next || !cert.checkIssued(next) || !cert.verify(next.publicKey)) return false;
   }
   return false;
+}
+
+/** The cluster root and its key, as `ca init` wrote them. */
+async function loadRoot(caFile: string, caKeyFile: string): Promise<{ root: string; key: CryptoKey; trustDomain: string }> {
+  let rootPem: string;
+  let key: CryptoKey;
+  try {
+    rootPem = readFileSync(caFile, 'utf8');
+    key = (await importPrivateKey(readFileSync(caKeyFile, 'utf8'))).key;
+  } catch (e) {
+    throw new NodemeshError('CA_INVALID', `cannot load the root CA: ${(e as Error).message}`, 1);
+  }
+  const root = splitPem(rootPem)[0];
+  const td = certInfo(root ?? '').uris.find((u) => u.startsWith('spiffe://'));
+  if (!root || !td) throw new NodemeshError('CA_INVALID', `${caFile} holds no root with a spiffe:// trust domain (make one with nodemesh ca init)`, 1);
+  return { root, key, trustDomain: new URL(td).host };
 }
 
 export function connectCommands(program: Command, g: Globals): void {
@@ -58,18 +75,8 @@ export function connectCommands(program: Command, g: Globals): void {
     .requiredOption('--out <dir>', 'directory to write <node>-ca.pem (intermediate + root) and <node>-ca-key.pem into')
     .action(async (o: { caFile: string; caKeyFile: string; node: string; out: string }) => {
       if (!isSpiffeSafe(o.node)) throw new NodemeshError('CLI_USAGE', `--node ${JSON.stringify(o.node)}: use letters, digits, '.', '_' and '-'`, 2);
-      let rootPem: string;
-      let key: CryptoKey;
-      try {
-        rootPem = readFileSync(o.caFile, 'utf8');
-        key = (await importPrivateKey(readFileSync(o.caKeyFile, 'utf8'))).key;
-      } catch (e) {
-        throw new NodemeshError('CA_INVALID', `cannot load the root CA: ${(e as Error).message}`, 1);
-      }
-      const root = splitPem(rootPem)[0];
-      const td = certInfo(root ?? '').uris.find((u) => u.startsWith('spiffe://'));
-      if (!root || !td) throw new NodemeshError('CA_INVALID', `${o.caFile} holds no root with a spiffe:// trust domain (make one with nodemesh ca init)`, 1);
-      const inter = await createIntermediate({ issuerCertPem: root, issuerKey: key, trustDomain: new URL(td).host });
+      const { root, key, trustDomain } = await loadRoot(o.caFile, o.caKeyFile);
+      const inter = await createIntermediate({ issuerCertPem: root, issuerKey: key, trustDomain, uri: nodeAuthorityUri(trustDomain, o.node) });
       mkdirSync(o.out, { recursive: true, mode: 0o700 });
       const cert = join(o.out, `${o.node}-ca.pem`);
       const keyPath = join(o.out, `${o.node}-ca-key.pem`);
@@ -79,6 +86,28 @@ export function connectCommands(program: Command, g: Globals): void {
       if (g().format === 'json') return void process.stdout.write(`${JSON.stringify({ caFile: cert, caKeyFile: keyPath })}\n`);
       process.stdout.write(`Issued an intermediate CA for node ${o.node}\n  chain: ${cert}\n  key:   ${keyPath} (mode 0600)\n` +
         `Give that node: {"ca_file": "${cert}", "ca_key_file": "${keyPath}"}\n`);
+    });
+
+  ca.command('issue-policy').description('sign a policy writer\'s credential with the cluster root: the agent holding it signs intentions and config entries for the pool')
+    .requiredOption('--ca-file <file>', 'the cluster root certificate (from ca init)')
+    .requiredOption('--ca-key-file <file>', 'the cluster root key')
+    .option('--name <name>', 'a name for this writer (shows in logs and in signatures\' chains)', 'ops')
+    .requiredOption('--out <dir>', 'directory to write policy-<name>.pem (certificate + root) and policy-<name>-key.pem into')
+    .addHelpText('after', '\nExample:\n  nodemesh ca issue-policy --ca-file ca/ca.pem --ca-key-file ca/ca-key.pem --name ops --out ca/\n' +
+      '  then on the writer agent: {"policy_cert_file": "ca/policy-ops.pem", "policy_key_file": "ca/policy-ops-key.pem", "operator_token": "..."}\n')
+    .action(async (o: { caFile: string; caKeyFile: string; name: string; out: string }) => {
+      if (!isSpiffeSafe(o.name)) throw new NodemeshError('CLI_USAGE', `--name ${JSON.stringify(o.name)}: use letters, digits, '.', '_' and '-'`, 2);
+      const { root, key, trustDomain } = await loadRoot(o.caFile, o.caKeyFile);
+      const made = await createPolicyCert({ issuerCertPem: root, issuerKey: key, trustDomain, uri: policyAuthorityUri(trustDomain, o.name) });
+      mkdirSync(o.out, { recursive: true, mode: 0o700 });
+      const cert = join(o.out, `policy-${o.name}.pem`);
+      const keyPath = join(o.out, `policy-${o.name}-key.pem`);
+      if (existsSync(cert) || existsSync(keyPath)) throw new NodemeshError('CA_EXISTS', `${cert} already exists (EEXIST): choose another --out or --name`, 1);
+      writeFileSync(cert, made.certPem + root, { mode: 0o644, flag: 'wx' });
+      writePrivate(keyPath, made.keyPem);
+      if (g().format === 'json') return void process.stdout.write(`${JSON.stringify({ policyCertFile: cert, policyKeyFile: keyPath })}\n`);
+      process.stdout.write(`Issued policy writer credential "${o.name}"\n  certificate: ${cert}\n  key:         ${keyPath} (mode 0600)\n` +
+        `Give the writer agent: {"policy_cert_file": "${cert}", "policy_key_file": "${keyPath}", "operator_token": "<a token distinct from acl_token>"}\n`);
     });
 
   const connect = program.command('connect').description('inspect the service mesh');

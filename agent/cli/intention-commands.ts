@@ -2,6 +2,7 @@
 
 import type { Command } from 'commander';
 import { NodemeshError } from '../../catalog/errors.js';
+import { foldName, sameName } from '../../catalog/service-names.js';
 import type { Intention } from '../../intentions/intention.js';
 import type { ClientOptions } from './api-client.js';
 import { apiCall } from './api-client.js';
@@ -14,6 +15,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const short = (ns: string, name: string) => (ns === 'default' ? name : `${ns}/${name}`);
 const line = (i: Intention) => `${short(i.SourceNS, i.SourceName)} => ${short(i.DestinationNS, i.DestinationName)} (${i.Action})`;
 const collect = (v: string, prev: string[]) => [...prev, v];
+/** Names compare case-insensitively, as the agent's duplicate check does. */
+const samePair = (i: Intention, src: string, dst: string) => sameName(i.SourceName, foldName(src)) && sameName(i.DestinationName, foldName(dst));
 
 /** Finds an intention by ID, or by its exact source and destination. */
 async function find(g: ClientOptions, a: string, b?: string): Promise<Intention> {
@@ -22,7 +25,7 @@ async function find(g: ClientOptions, a: string, b?: string): Promise<Intention>
     return await apiCall(g, 'GET', `/v1/connect/intentions/${a}`) as Intention;
   }
   const all = await apiCall(g, 'GET', '/v1/connect/intentions') as Intention[];
-  const hit = all.find((i) => i.SourceName === a && i.DestinationName === b);
+  const hit = all.find((i) => samePair(i, a, b));
   if (!hit) throw new NodemeshError('INTENTION_NOT_FOUND', `Error: Intention with source "${a}" and destination "${b}" not found.`, 1);
   return hit;
 }
@@ -49,7 +52,7 @@ export function intentionCommands(program: Command, g: Globals): void {
       const desc = `${src} => ${dst} (${body.Action})`;
       let id: string;
       try {
-        const existing = o.replace ? (await apiCall(g(), 'GET', '/v1/connect/intentions') as Intention[]).find((i) => i.SourceName === src && i.DestinationName === dst) : undefined;
+        const existing = o.replace ? (await apiCall(g(), 'GET', '/v1/connect/intentions') as Intention[]).find((i) => samePair(i, src, dst)) : undefined;
         if (existing) {
           await apiCall(g(), 'PUT', `/v1/connect/intentions/${existing.ID}`, body);
           id = existing.ID;

@@ -1,12 +1,22 @@
 // The config entries this agent knows: written through the API, replicated by gossip (last writer wins per kind and name), durable on disk.
 
 import { NodemeshError } from '../../catalog/errors.js';
-import { LwwRecordStore, isLwwEnvelope, type LwwRecord } from '../../catalog/lww-record-store.js';
-import { KINDS, L7_PROTOCOLS, decodeConfigEntry, protocolOf, type ConfigEntry, type Kind } from './config-entry.js';
+import { LwwRecordStore, admitEnvelope, type LwwRecord } from '../../catalog/lww-record-store.js';
+import { KINDS, L7_PROTOCOLS, decodeConfigEntry, entryNameError, protocolOf, type ConfigEntry, type Kind } from './config-entry.js';
 
 export type ConfigEntryRecord = LwwRecord<'entry', ConfigEntry>;
 
 const key = (kind: string, name: string) => `${kind}/${name}`;
+
+/**
+ * The lookup a replicated entry is validated with: every service speaks HTTP, so decodeConfigEntry's only cross-entry
+ * check (a router or splitter needs an HTTP-family protocol from another entry) always holds and only the entry's own
+ * validity counts. Replicated state may be briefly inconsistent (a router may arrive before its service-defaults).
+ */
+const SELF_CONTAINED = (kind: Kind, name: string): ConfigEntry | undefined =>
+  kind === 'service-defaults' ? { Kind: 'service-defaults', Name: name, Protocol: 'http', CreateIndex: 0, ModifyIndex: 0 } : undefined;
+
+const isIndex = (v: unknown) => v === undefined || (Number.isSafeInteger(v) && (v as number) >= 0);
 
 export class ConfigEntryStore extends LwwRecordStore<'entry', ConfigEntry> {
   constructor(path: string, node: string) {
@@ -64,9 +74,30 @@ export class ConfigEntryStore extends LwwRecordStore<'entry', ConfigEntry> {
     }
   }
 
-  protected override isValidRecord(r: unknown): boolean {
-    if (!isLwwEnvelope(r)) return false;
-    const e = (r as ConfigEntryRecord).entry;
-    return r.deleted || (typeof e === 'object' && e !== null && (KINDS as readonly string[]).includes(e.Kind) && typeof e.Name === 'string' && r.id === key(e.Kind, e.Name));
+  /**
+   * A peer's (or the file's) record: the entry decoded and validated as PUT /v1/config does (decodeConfigEntry, which
+   * also drops CreateIndex/ModifyIndex), under its own kind/name id; or why it is refused. A tombstone carries no value.
+   */
+  protected override admitRecord(r: unknown): ConfigEntryRecord | string {
+    const env = admitEnvelope(r);
+    if (typeof env === 'string') return env;
+    const slash = env.id.indexOf('/');
+    const kind = env.id.slice(0, slash) as Kind;
+    const name = env.id.slice(slash + 1);
+    if (slash < 0 || !KINDS.includes(kind) || entryNameError(kind, name)) return `record id ${JSON.stringify(env.id.slice(0, 160))} is not a config entry's kind/name`;
+    if (env.deleted) return env as ConfigEntryRecord;
+    const raw = (r as { entry?: unknown }).entry;
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'a live config entry record carries no entry';
+    const { CreateIndex, ModifyIndex } = raw as { CreateIndex?: unknown; ModifyIndex?: unknown };
+    if (!isIndex(CreateIndex) || !isIndex(ModifyIndex)) return 'config entry CreateIndex and ModifyIndex must be non-negative integers';
+    let e: ReturnType<typeof decodeConfigEntry>;
+    try {
+      e = decodeConfigEntry(raw, SELF_CONTAINED);
+    } catch (err) {
+      if (err instanceof NodemeshError) return `invalid config entry: ${err.message.trim()}`;
+      throw err;
+    }
+    if (key(e.Kind, e.Name) !== env.id) return `config entry ${JSON.stringify(key(e.Kind, e.Name).slice(0, 160))} is not the record's id ${JSON.stringify(env.id.slice(0, 160))}`;
+    return { ...env, entry: { ...e, CreateIndex: (CreateIndex as number | undefined) ?? 0, ModifyIndex: (ModifyIndex as number | undefined) ?? 0 } };
   }
 }

@@ -176,6 +176,13 @@ function validateResolver(e: Rec, errs: string[]): void {
   }
 }
 
+/** What is wrong with an entry's name for its kind (the API's rule), or undefined. */
+export function entryNameError(kind: Kind, name: string): string | undefined {
+  if (!name) return 'Name is required';
+  if (kind === 'proxy-defaults') return name === 'global' ? undefined : `invalid name ("${name}"), only "global" is supported`;
+  return NAME.test(name) && name.length <= 128 ? undefined : `invalid name ${JSON.stringify(name)}: letters, digits, '.', '_' and '-'`;
+}
+
 /**
  * Decodes and validates one entry as PUT /v1/config takes it. `get` reads the other entries (a router or splitter
  * needs its service to speak an HTTP-family protocol, as Consul checks). Throws CONFIG_ENTRY_INVALID (400).
@@ -198,10 +205,8 @@ export function decodeConfigEntry(raw: unknown, get: (kind: Kind, name: string) 
   e.Kind = kind;
   const errs: string[] = [];
   const name = typeof e.Name === 'string' ? e.Name : '';
-  if (!name) errs.push('Name is required');
-  else if (kind === 'proxy-defaults' ? name !== 'global' : !NAME.test(name) || name.length > 128) {
-    errs.push(kind === 'proxy-defaults' ? `invalid name ("${name}"), only "global" is supported` : `invalid name ${JSON.stringify(name)}: letters, digits, '.', '_' and '-'`);
-  }
+  const nameErr = entryNameError(kind, name);
+  if (nameErr) errs.push(nameErr);
   if (e.Namespace !== undefined && e.Namespace !== '' && e.Namespace !== 'default') errs.push('Namespace: only "default" exists here');
   if (kind === 'service-defaults' && e.Protocol !== undefined && !(PROTOCOLS as readonly unknown[]).includes(e.Protocol)) {
     errs.push(`Protocol ${JSON.stringify(e.Protocol)} is not supported: one of ${PROTOCOLS.join(', ')}`);

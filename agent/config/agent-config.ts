@@ -53,6 +53,18 @@ export interface AgentConfig {
   nodeMeta: Record<string, string>;
   /** Protections a non-dev agent may start without, each named on purpose (logged as a warning at every start). */
   waive: Waiver[];
+  /** A policy writer's credential (`nodemesh ca issue-policy`): this agent signs intentions and config entries for the pool. */
+  policyCertFile: string | undefined;
+  policyKeyFile: string | undefined;
+  /** The token a policy write needs (distinct from a node's acl_token); without it, acl_token serves. */
+  operatorToken: string | undefined;
+  /** Where a policy writer takes writes forwarded by other agents (TLS, its policy certificate); 0 picks a free port. */
+  policyPort: number;
+  /**
+   * How long a leaf signed by a node's intermediate stays good for a service after the catalog stops listing it on
+   * that node (default 10 s, see identity-binding.ts). No config key: tests shorten it.
+   */
+  identityGraceMs?: number;
 }
 
 /** What `waive` may name: a gossip key, an ACL token, the shared CA files. */
@@ -98,6 +110,10 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   access_log: { kind: 'bool', field: 'accessLog' },
   node_meta: { kind: 'meta', field: 'nodeMeta' },
   waive: { kind: 'waivers', field: 'waive' },
+  policy_cert_file: { kind: 'string', field: 'policyCertFile' },
+  policy_key_file: { kind: 'string', field: 'policyKeyFile' },
+  operator_token: { kind: 'string', field: 'operatorToken' },
+  policy_port: { kind: 'port', field: 'policyPort' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -220,6 +236,10 @@ export function defaultConfig(): AgentConfig {
     accessLog: false,
     nodeMeta: {},
     waive: [],
+    policyCertFile: undefined,
+    policyKeyFile: undefined,
+    operatorToken: undefined,
+    policyPort: 8300,
   };
 }
 

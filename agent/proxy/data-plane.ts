@@ -75,6 +75,9 @@ export class DataPlane {
   start(): Promise<void> {
     this.unsubscribe.push(this.o.catalog.feed.subscribe(() => void this.reconcile()));
     this.unsubscribe.push(this.o.intentionsFeed.subscribe(() => this.revalidate()));
+    // A service left a node and its grace ran out: identities that node's intermediate vouched for it go, like a deny.
+    const binding = this.o.tls.binding;
+    if (binding) this.unsubscribe.push(binding.onRevoked(() => { for (const l of this.inbound.values()) l.revokeUnbound(); }));
     // A protocol change turns an upstream listener from bytes to HTTP or back.
     if (this.o.entries) this.unsubscribe.push(this.o.entries.feed.subscribe(() => void this.reconcile()));
     this.unsubscribe.push(this.o.trustFeed.subscribe(() => {

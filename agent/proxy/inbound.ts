@@ -11,6 +11,7 @@ import { HOP_BY_HOP, joinSockets, type PipeEnd } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { closeServer } from './close-server.js';
 import type { ServiceIdentity } from './spiffe-id.js';
+import { IdentityRefusal, type BoundIdentity } from './identity-binding.js';
 import { SourceLimits } from './source-limits.js';
 import type { ServiceTls } from './tls-identity.js';
 import { TUNNEL_ALPN } from './tunnel-frames.js';
@@ -28,7 +29,8 @@ export interface InboundTarget {
 }
 
 export type Authorize = (source: ServiceIdentity, destination: string) => Decision;
-export type RequestDecider = (intention: Intention, request: RequestFacts) => { allowed: boolean; reason: string };
+/** `error`: the intention could not be evaluated (the request is denied, and this is reported). */
+export type RequestDecider = (intention: Intention, request: RequestFacts) => { allowed: boolean; reason: string; error?: string };
 
 /** Which verified identity a connection handed to the L7 server belongs to. */
 const SOURCE = Symbol('nodemesh.source');
@@ -50,6 +52,8 @@ export class InboundListener {
   /** Every accepted TCP connection, handshaking or not, so close() can end them all. */
   private readonly raw = new Set<Socket>();
   private readonly tunnels = new Set<TunnelSession>();
+  /** The verified identity each open tunnel's streams act as. */
+  private readonly tunnelIds = new Map<TunnelSession, BoundIdentity>();
   /** remote address:port of connections that completed their handshake. */
   private readonly secured = new Set<string>();
   private draining = false;
@@ -145,6 +149,12 @@ export class InboundListener {
   private accept(client: TLSSocket): void {
     const destination = this.target.service;
     const id = this.tls.clientIdentity(client);
+    if (id instanceof IdentityRefusal) {
+      // Counted as from 'unknown': the refused leaf's service name is no bounded label.
+      this.tls.binding?.report({ direction: 'inbound', source: 'unknown', destination, peer: client.remoteAddress, refusal: id });
+      client.destroy();
+      return;
+    }
     if (typeof id === 'string') {
       this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination, reason: 'identity' });
       this.log.warn({ destination, peer: client.remoteAddress, reason: id }, 'inbound connection denied: bad client identity');
@@ -164,10 +174,20 @@ export class InboundListener {
         stream.destroy(new Error('client certificate expired'));
         return session.close(new Error('client certificate expired'));
       }
+      // Per stream: the node that vouched for the identity may have stopped hosting it since the handshake.
+      if (id.boundTo && !this.tls.binding?.holds(id.boundTo)) {
+        this.tls.binding?.report({ direction: 'inbound', source: id.service, destination: this.target.service, peer, refusal: unboundText(id) });
+        stream.destroy(new Error('identity unbound'));
+        return session.close(new Error('identity unbound'));
+      }
       this.serve(stream, id, peer);
       if (stream.destroyed) session.noteRefused(); // denied by intention
-    }, () => this.tunnels.delete(session));
+    }, () => {
+      this.tunnels.delete(session);
+      this.tunnelIds.delete(session);
+    });
     this.tunnels.add(session);
+    this.tunnelIds.set(session, id);
   }
 
   /** Decides one connection (a socket, or a stream of a tunnel) and joins it to a new connection to the app. */
@@ -242,14 +262,36 @@ export class InboundListener {
     this.http.emit('connection', client);
   }
 
+  /** Nothing a request (or the intention deciding it) holds may throw out of the HTTP server: that would stop the agent. */
   private l7Request(req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.decideAndForward(req, res);
+    } catch (e) {
+      const id = (req.socket as unknown as Record<symbol, ServiceIdentity | undefined>)[SOURCE];
+      this.metrics.denied.inc({ direction: 'inbound', source: id?.service ?? 'unknown', destination: this.target.service, reason: 'l7_error' });
+      this.log.error({ code: 'L7_REQUEST_FAILED', source: id?.service, destination: this.target.service, method: req.method, err: e instanceof Error ? e.message : String(e) },
+        'inbound request failed while it was decided or forwarded: denied');
+      if (!res.headersSent) res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied\n');
+      else res.destroy();
+    }
+  }
+
+  private decideAndForward(req: IncomingMessage, res: ServerResponse): void {
     const destination = this.target.service;
     const id = (req.socket as unknown as Record<symbol, ServiceIdentity>)[SOURCE];
     const url = new URL(req.url ?? '/', 'http://app');
     const facts: RequestFacts = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
     // Decided again per request: intentions may have changed since the connection opened.
     const d = this.authorize(id, destination);
-    const verdict = !d.allowed ? { allowed: false, reason: d.reason } : d.l7 && d.intention ? this.decideRequest!(d.intention, facts) : { allowed: true, reason: d.reason };
+    const verdict: ReturnType<RequestDecider> = !d.allowed ? { allowed: false, reason: d.reason } : d.l7 && d.intention ? this.decideRequest!(d.intention, facts) : { allowed: true, reason: d.reason };
+    if (verdict.error) {
+      // An intention this agent cannot evaluate: denied, counted apart and logged as an error (it needs fixing).
+      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'l7_error' });
+      this.log.error({ code: 'L7_INTENTION_UNEVALUABLE', source: id.service, destination, method: facts.method, path: facts.path, intention: d.intention?.ID, err: verdict.error },
+        `inbound request denied: ${verdict.reason}`);
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied\n');
+      return;
+    }
     if (!verdict.allowed) {
       this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'l7' });
       this.log.warn({ source: id.service, destination, method: facts.method, path: facts.path, intention: d.intention?.ID }, `inbound request denied: ${verdict.reason}`);
@@ -299,6 +341,39 @@ export class InboundListener {
     return closed;
   }
 
+  /**
+   * Closes open connections, L7 connections and tunnels whose identity was accepted on the strength of a node's
+   * intermediate for a service that node no longer hosts (its grace ran out): like a deny.
+   */
+  revokeUnbound(): number {
+    const binding = this.tls.binding;
+    if (!binding) return 0;
+    const lapsed = (id: BoundIdentity) => id.boundTo !== undefined && !binding.holds(id.boundTo);
+    const revoke = (id: BoundIdentity) => binding.report({ direction: 'inbound', source: id.service, destination: this.target.service, refusal: unboundText(id), revoked: true });
+    let closed = 0;
+    for (const c of [...this.open]) {
+      if (!lapsed(c.source)) continue;
+      closed++;
+      this.open.delete(c);
+      revoke(c.source);
+      c.client.destroy();
+      c.app.destroy();
+    }
+    for (const c of [...this.l7]) {
+      if (!lapsed(c.source)) continue;
+      closed++;
+      this.l7.delete(c);
+      revoke(c.source);
+      c.client.destroy();
+    }
+    for (const [session, id] of [...this.tunnelIds]) {
+      if (!lapsed(id)) continue;
+      this.tunnelIds.delete(session);
+      session.close(new Error('identity unbound'));
+    }
+    return closed;
+  }
+
   get openConnections(): number {
     return this.open.size;
   }
@@ -337,3 +412,6 @@ export class InboundListener {
     if (server) await closeServer(server);
   }
 }
+
+/** Why a bound identity lapsed, for the revocation log line. */
+const unboundText = (id: BoundIdentity) => `IDENTITY_UNBOUND: the catalog no longer lists ${id.service} on node ${id.boundTo?.node} (grace over)`;

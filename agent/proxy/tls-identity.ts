@@ -4,7 +4,9 @@ import { X509Certificate } from 'node:crypto';
 import { createSecureContext, type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Leaf } from '../ca/leaf-certs.js';
 import type { LeafSource, TrustSource } from '../mesh-backend.js';
+import { foldName } from '../../catalog/service-names.js';
 import { parseServiceId, uriSans, type ServiceIdentity } from './spiffe-id.js';
+import { IdentityRefusal, type BoundIdentity, type IdentityBinding } from './identity-binding.js';
 
 /** TLS 1.2 minimum (1.3 preferred by negotiation), ECDHE with AES-GCM or ChaCha20 only, as Consul's proxy. */
 export const TLS_SETTINGS = {
@@ -26,7 +28,12 @@ export class ServiceTls {
   /** Roots, and each root's trust domain by certificate fingerprint. */
   private trust: { index: number; roots: string[]; domainOfRoot: Map<string, string> } = { index: -1, roots: [], domainOfRoot: new Map() };
 
-  constructor(private readonly bundle: TrustSource, private readonly leaves: LeafSource) {}
+  constructor(
+    private readonly bundle: TrustSource,
+    private readonly leaves: LeafSource,
+    /** With it, a leaf signed by a node's intermediate is accepted only for a service the catalog lists on that node. */
+    readonly binding?: IdentityBinding,
+  ) {}
 
   /** The trust bundle's roots and domains, recomputed only when the bundle changes. */
   private current() {
@@ -69,20 +76,37 @@ export class ServiceTls {
     return ctx;
   }
 
-  /** The verified client's service identity, or why it is refused. The chain itself was verified by the handshake. */
-  clientIdentity(socket: TLSSocket): ServiceIdentity | string {
+  /**
+   * The verified client's service identity (with the node it is bound to, see identity-binding.ts), or why it is
+   * refused: a string for a bad certificate, an IdentityRefusal for one the catalog does not back. The chain itself
+   * was verified by the handshake.
+   */
+  clientIdentity(socket: TLSSocket): BoundIdentity | IdentityRefusal | string {
     const cert = socket.getPeerCertificate(true);
     if (!cert || !cert.raw) return 'no client certificate';
-    return this.identityOf(cert, CLIENT_AUTH, 'client');
+    const id: BoundIdentity | string = this.identityOf(cert, CLIENT_AUTH, 'client');
+    if (typeof id === 'string' || !this.binding) return id;
+    const bound = this.binding.check(cert, id);
+    if (bound instanceof IdentityRefusal) return bound;
+    if (bound) id.boundTo = bound;
+    return id;
   }
 
-  /** For tls.connect: accept the server only if its URI names `service` in a trusted domain. */
-  serverCheck(service: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  /**
+   * For tls.connect: accept the server only if its URI names `service` in a trusted domain (and, for a leaf of a
+   * node's intermediate, the catalog lists `service` on that node). `source` names the caller in a refusal's log.
+   */
+  serverCheck(service: string, source?: string): (host: string, cert: PeerCertificate) => Error | undefined {
     return (_host, cert) => {
       const id = this.identityOf(cert, SERVER_AUTH, 'server');
       if (typeof id === 'string') return new Error(id);
-      if (id.service.toLowerCase() !== service.toLowerCase()) {
+      if (foldName(id.service) !== foldName(service)) {
         return new Error(`peer certificate mismatch got ${id.uri}, want service ${service}`);
+      }
+      const bound = this.binding?.check(cert, id);
+      if (bound instanceof IdentityRefusal) {
+        this.binding!.report({ direction: 'outbound', source: source ?? 'unknown', destination: service, refusal: bound });
+        return Object.assign(new Error(`${bound.code}: ${bound.message}`), { code: bound.code });
       }
       return undefined;
     };
@@ -91,16 +115,27 @@ export class ServiceTls {
   private identityOf(cert: PeerCertificate, eku: string, role: string): ServiceIdentity | string {
     const usages = (cert as PeerCertificate & { ext_key_usage?: string[] }).ext_key_usage;
     if (!usages || !usages.includes(eku)) return `${role} certificate lacks the ${role === 'client' ? 'clientAuth' : 'serverAuth'} extended key usage`;
+    // A CA certificate is no workload: it may sign, and what it signs must not pass as a peer's own identity.
+    if (isCa(cert)) return `invalid leaf certificate: it is a CA (basic constraints CA:TRUE)`;
     const uris = uriSans(cert.subjectaltname);
     if (uris.length === 0) return `invalid leaf certificate: no URI SAN`;
+    // Exactly one identity per leaf, as Consul issues them: with two, which one decides would be a guess.
+    if (uris.length > 1) return `invalid leaf certificate: ${uris.length} URI SANs (one service identity per leaf)`;
     const id = parseServiceId(uris[0]);
-    if (!id) return `invalid leaf certificate URI ${uris[0]}`;
+    if (!id) return `invalid leaf certificate URI ${uris[0]}: not a canonical spiffe://<trust-domain>/ns/<ns>/dc/<dc>/svc/<service>`;
     // The URI's trust domain must be the one of the root this chain ends in: a second trusted root may
     // not mint identities in another root's domain.
     const anchor = this.current().domainOfRoot.get(anchorOf(cert as DetailedPeerCertificate).fingerprint256);
     if (anchor !== id.trustDomain) return `certificate URI ${id.uri} is not in the trust domain of the root that signed it (${anchor ?? 'unknown root'})`;
     return id;
   }
+}
+
+/** The peer certificate's CA:TRUE basic constraint (Node reports it as `ca`; parsed from the DER where it does not). */
+function isCa(cert: PeerCertificate): boolean {
+  const ca = (cert as PeerCertificate & { ca?: unknown }).ca;
+  if (typeof ca === 'boolean') return ca;
+  return cert.raw ? new X509Certificate(cert.raw).ca : true;
 }
 
 /** The last certificate of a verified peer chain (the trust anchor). */

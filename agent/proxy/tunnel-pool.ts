@@ -153,7 +153,7 @@ export class TunnelPool {
       // A plain socket first, so the TLS socket inherits allowHalfOpen and the connect timeout covers both steps.
       const raw = connect({ host: ep.host, port: ep.port, allowHalfOpen: true, localAddress: sourceAddressFor(this.bind, ep.host) });
       const s = tlsConnect({
-        socket: raw, secureContext, checkServerIdentity: this.tls.serverCheck(destination),
+        socket: raw, secureContext, checkServerIdentity: this.tls.serverCheck(destination, source),
         ...(tunnel ? { ALPNProtocols: [TUNNEL_ALPN] } : {}),
       });
       const timer = setTimeout(() => fail(new Error(`connect timeout after ${timeoutMs}ms`)), timeoutMs);

@@ -1,6 +1,7 @@
 // Connect-capable instances of a service with what subset filters read (the instance's meta and tags, its node's meta), cached per catalog change.
 
 import type { Catalog } from '../../catalog/catalog-store.js';
+import { foldName } from '../../catalog/service-names.js';
 import type { ServiceRecord } from '../../catalog/types.js';
 import type { Endpoint } from '../proxy/tunnel-pool.js';
 
@@ -35,18 +36,21 @@ export function instanceIndex(catalog: Catalog): InstanceIndex {
     passing.clear();
     index = catalog.index;
   };
+  // Keyed by the folded name: an upstream to `API` reaches the instances of `api`, as Consul's lookups do.
   const instances = (service: string) => {
     fresh();
-    let list = all.get(service);
-    if (!list) all.set(service, (list = scan(catalog, service)));
+    const key = foldName(service);
+    let list = all.get(key);
+    if (!list) all.set(key, (list = scan(catalog, key)));
     return list;
   };
   return {
     instances,
     endpoints: (service) => {
       fresh();
-      let list = passing.get(service);
-      if (!list) passing.set(service, (list = instances(service).filter((i) => i.passing).map((i) => i.endpoint)));
+      const key = foldName(service);
+      let list = passing.get(key);
+      if (!list) passing.set(key, (list = instances(key).filter((i) => i.passing).map((i) => i.endpoint)));
       return list;
     },
   };
@@ -54,20 +58,16 @@ export function instanceIndex(catalog: Catalog): InstanceIndex {
 
 function scan(catalog: Catalog, name: string): Instance[] {
   const out: Instance[] = [];
-  for (const node of catalog.allNodes()) {
-    for (const s of node.services.values()) {
-      const viaProxy = s.Kind === 'connect-proxy' && s.Proxy?.DestinationServiceName === name;
-      const native = s.Service === name && s.Connect?.Native === true;
-      if (!viaProxy && !native) continue;
-      const parent = viaProxy && s.Proxy?.DestinationServiceID ? node.services.get(s.Proxy.DestinationServiceID) : undefined;
-      const checks = catalog.checksForInstance(node, s.ID);
-      const host = s.Address || node.info.Address;
-      out.push({
-        endpoint: { host, port: s.Port }, key: `${host}:${s.Port}`, service: parent ?? s, nodeMeta: node.info.Meta ?? {},
-        passing: checks.every((c) => c.Status === 'passing'),
-        healthy: checks.every((c) => c.Status === 'passing' || c.Status === 'warning'),
-      });
-    }
+  for (const { node, service: s } of catalog.connectNodes(name)) {
+    const viaProxy = s.Kind === 'connect-proxy';
+    const parent = viaProxy && s.Proxy?.DestinationServiceID ? node.services.get(s.Proxy.DestinationServiceID) : undefined;
+    const checks = catalog.checksForInstance(node, s.ID);
+    const host = s.Address || node.info.Address;
+    out.push({
+      endpoint: { host, port: s.Port }, key: `${host}:${s.Port}`, service: parent ?? s, nodeMeta: node.info.Meta ?? {},
+      passing: checks.every((c) => c.Status === 'passing'),
+      healthy: checks.every((c) => c.Status === 'passing' || c.Status === 'warning'),
+    });
   }
   return out;
 }

@@ -19,6 +19,7 @@ const MAX_FINDINGS = 20;
 
 /** One input for a surface from the seeded generator. */
 export function inputFor(s: Surface, rng: Rng): Buffer | string {
+  if (s.generate) return s.generate(rng);
   if (s.kind === 'bytes') return mutateBytes(rng, s.seeds as Buffer[]);
   if (s.kind === 'json') return mutateJson(rng, s.seeds);
   return mutateBytes(rng, (s.seeds as string[]).map((x) => Buffer.from(x))).toString('utf8');

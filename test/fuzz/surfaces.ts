@@ -13,6 +13,8 @@ import { decodeCheckBody, decodeServiceBody, normalizeService } from '../../agen
 import { compileSubsetFilter } from '../../agent/traffic/subset-filter.js';
 import { httpMatcher } from '../../intentions/http-match.js';
 import { validateIntention, withDefaults } from '../../intentions/intention.js';
+import type { Rng } from './mutate.js';
+import { generateRecord, mergeRecord } from './replicated-policy-records.js';
 
 export interface Surface {
   name: string;
@@ -21,6 +23,8 @@ export interface Surface {
   /** Feeds one input; throws only `allowed` errors. */
   run(input: Buffer | string): void;
   allowed(e: unknown): boolean;
+  /** Builds each input itself (instead of mutating `seeds`). */
+  generate?(rng: Rng): Buffer | string;
 }
 
 const addr = Buffer.from([127, 0, 6, 9]);
@@ -114,6 +118,12 @@ export const SURFACES: Surface[] = [
     name: 'subset-filter', kind: 'text', seeds: ['Service.Meta.version == v1', 'Service.Tags contains canary and not Node.Meta.zone == z1', '"v2" in Service.Tags or Service.ID != x', 'Service.Meta.k is empty'],
     run: (t) => void compileSubsetFilter(t as string)({ service: { ID: 'a', Service: 's', Tags: ['canary'], Meta: { version: 'v1' } } as never, nodeMeta: { zone: 'z1' } }),
     allowed: plainError,
+  },
+  {
+    // Well-formed records with hostile values, merged into real stores; admitted ones are decided and matched.
+    name: 'replicated-policy-records', kind: 'json', seeds: [], generate: generateRecord,
+    run: (t) => mergeRecord(t as string),
+    allowed: () => false,
   },
   { name: 'go-duration', kind: 'text', seeds: ['72h', '1h30m', '1.5s', '300ms', '-2us', '0', '1µs', '9223372036854775807ns'], run: (t) => void parseGoDuration(t as string), allowed: plainError },
 ];

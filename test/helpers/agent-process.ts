@@ -65,6 +65,16 @@ export async function sharedCa(): Promise<{ caFile: string; caKeyFile: string; d
   return { caFile: join(dir, 'ca.pem'), caKeyFile: join(dir, 'ca-key.pem'), defaultIntentionPolicy: 'allow' };
 }
 
+let processCa: Promise<{ caFile: string; caKeyFile: string }> | undefined;
+/**
+ * One root for every agent of this test process that should share a pool: replicated state is taken only from
+ * agents whose signing chain ends at the same root (docs/security.md), so a pool needs one CA.
+ */
+export function poolCa(): Promise<{ caFile: string; caKeyFile: string }> {
+  processCa ??= sharedCa().then(({ caFile, caKeyFile }) => ({ caFile, caKeyFile }));
+  return processCa;
+}
+
 export const put = (body?: unknown, headers: Record<string, string> = {}): RequestInit => ({
   method: 'PUT', headers: { 'Content-Type': 'application/json', ...headers },
   body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
