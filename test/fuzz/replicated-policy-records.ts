@@ -1,4 +1,5 @@
-// The `replicated-policy-records` fuzz surface: well-formed but hostile intention and config-entry records merged into real stores, then every admitted one decided and matched.
+// The `replicated-policy-records` fuzz surface: well-formed, policy-signed but hostile intention and config-entry records merged
+// through the signature check into real stores, then every admitted one decided and matched.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,6 +14,21 @@ import type { RequestFacts } from '../../intentions/http-match.js';
 import { intentionHash, precedence, validateIntention, withDefaults, type Intention } from '../../intentions/intention.js';
 import { IntentionStore } from '../../intentions/intention-store.js';
 import { Rng, mutateJson } from './mutate.js';
+import { createPrivateKey } from 'node:crypto';
+import { policyAuthorityUri } from '../../agent/ca/authority-ids.js';
+import { CertificateAuthority } from '../../agent/ca/certificate-authority.js';
+import { createPolicyCert, importPrivateKey } from '../../agent/ca/x509-certs.js';
+import { AuthorityVerifier } from '../../agent/authority/authority-verifier.js';
+import { RecordSigner } from '../../agent/authority/record-signer.js';
+import { signedPolicySet } from '../../agent/authority/signed-policy-set.js';
+import { ChangeFeed } from '../../catalog/change-feed.js';
+import type { TrustSource } from '../../agent/mesh-backend.js';
+
+/** A pool's root and one policy writer: every case is signed by it, as a policy writer (or a stolen policy key) would. */
+const root = await CertificateAuthority.createRoot();
+const policy = await createPolicyCert({ issuerCertPem: root.certPem, issuerKey: (await importPrivateKey(root.keyPem)).key, trustDomain: root.trustDomain, uri: policyAuthorityUri(root.trustDomain, 'fuzz') });
+const signer = new RecordSigner(createPrivateKey(policy.keyPem), [policy.certPem, root.certPem]);
+const trust: TrustSource = { feed: new ChangeFeed(), index: 1, trustDomain: root.trustDomain, pems: () => [root.certPem], rootsView: () => { throw new Error('not used'); } };
 
 type Json = Record<string, any>;
 
@@ -114,12 +130,17 @@ export function generateRecord(rng: Rng): string {
   return JSON.stringify(rec);
 }
 
-let stores: { intentions: IntentionStore; entries: ConfigEntryStore; wall: number } | undefined;
+let stores: { intentions: IntentionStore; entries: ConfigEntryStore; wall: number; sets: ReturnType<typeof signedPolicySet>[] } | undefined;
 function open(): NonNullable<typeof stores> {
   if (stores) return stores;
   const dir = mkdtempSync(join(tmpdir(), 'nodemesh-fuzz-records-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  stores = { intentions: new IntentionStore(join(dir, 'intentions.json'), 'fuzz-self'), entries: new ConfigEntryStore(join(dir, 'config-entries.json'), 'fuzz-self'), wall: HLC.wall };
+  const intentions = new IntentionStore(join(dir, 'intentions.json'), 'fuzz-self');
+  const entries = new ConfigEntryStore(join(dir, 'config-entries.json'), 'fuzz-self');
+  const verifier = new AuthorityVerifier(trust);
+  verifier.learn(signer.chain);
+  const events = { unknownSigner: () => { throw new Error('the fuzz signer is known'); }, refused: () => undefined };
+  stores = { intentions, entries, wall: HLC.wall, sets: [signedPolicySet('intentions', intentions, verifier, events), signedPolicySet('config-entries', entries, verifier, events)] };
   return stores;
 }
 
@@ -152,8 +173,14 @@ export function mergeRecord(text: string): void {
   const s = open();
   // Each case must be newer than what the stores hold to be looked at at all (saved cases replay the same way).
   if (typeof rec === 'object' && rec !== null && typeof rec.hlc === 'object' && rec.hlc !== null && Number.isSafeInteger(rec.hlc.wall)) rec.hlc.wall = ++s.wall;
-  const tookIntention = s.intentions.merge(rec);
-  const tookEntry = s.entries.merge(rec);
+  // Signed by the policy key (a writer that validates nothing); one case in eight with its signature broken, which
+  // nothing may take.
+  const blob = signer.signBlob(JSON.stringify(rec));
+  const tampered = text.length % 8 === 0;
+  if (tampered) blob.sig = `${blob.sig.slice(0, 10)}${blob.sig[10] === 'A' ? 'B' : 'A'}${blob.sig.slice(11)}`;
+  const tookIntention = s.sets[0].merge([blob]) > 0;
+  const tookEntry = s.sets[1].merge([blob]) > 0;
+  assert.ok(!tampered || (!tookIntention && !tookEntry), 'a record with a broken signature was taken');
   assert.ok(!(tookIntention && tookEntry), 'one record admitted by both stores');
   if (tookIntention && !rec.deleted) {
     const i = s.intentions.get(rec.id);
