@@ -65,17 +65,15 @@ export async function createRoot(opts: { trustDomain: string; clusterId: string;
   return { certPem: pemOf(cert), keyPem: await privateKeyPem(keys.privateKey) };
 }
 
-/**
- * An intermediate CA, signed by a root; it signs leaves, not other CAs. `uri` names what it is an authority for
- * (a node's: `spiffe://<td>/agent/node/<node>`, see authority-ids.ts); without it, the trust domain alone.
- */
-export async function createIntermediate(opts: { issuerCertPem: string; issuerKey: CryptoKey; trustDomain: string; years?: number; uri?: string }): Promise<{ certPem: string; keyPem: string }> {
+/** A certificate for a new key, signed by a root for `years`: an intermediate or a policy credential (by `extensions`). */
+async function issueByRoot(opts: { issuerCertPem: string; issuerKey: CryptoKey; trustDomain: string; years?: number }, cnPrefix: string,
+  extensions: (keys: KeyPair) => x509.Extension[]): Promise<{ certPem: string; keyPem: string }> {
   const keys = await generateKeyPair();
   const issuer = new x509.X509Certificate(opts.issuerCertPem);
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
-    subject: `CN=int-${randomBytes(4).toString('hex')}.consul.ca.${opts.trustDomain.slice(0, 8)}.consul`,
+    subject: `CN=${cnPrefix}-${randomBytes(4).toString('hex')}.consul.ca.${opts.trustDomain.slice(0, 8)}.consul`,
     issuer: issuer.subject,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + (opts.years ?? 1) * 365 * 86_400_000),
@@ -83,9 +81,7 @@ export async function createIntermediate(opts: { issuerCertPem: string; issuerKe
     publicKey: keys.publicKey,
     signingAlgorithm: EC,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.uri ?? `spiffe://${opts.trustDomain}` }]),
+      ...extensions(keys),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(await issuer.publicKey.export()),
     ],
@@ -94,32 +90,28 @@ export async function createIntermediate(opts: { issuerCertPem: string; issuerKe
 }
 
 /**
+ * An intermediate CA, signed by a root; it signs leaves, not other CAs. `uri` names what it is an authority for
+ * (a node's: `spiffe://<td>/agent/node/<node>`, see authority-ids.ts); without it, the trust domain alone.
+ */
+export function createIntermediate(opts: { issuerCertPem: string; issuerKey: CryptoKey; trustDomain: string; years?: number; uri?: string }): Promise<{ certPem: string; keyPem: string }> {
+  return issueByRoot(opts, 'int', () => [
+    new x509.BasicConstraintsExtension(true, 0, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+    new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.uri ?? `spiffe://${opts.trustDomain}` }]),
+  ]);
+}
+
+/**
  * A policy writer's credential, signed by a root: not a CA (it cannot sign leaves), it signs intentions and config
  * entries, and serves forwarded policy writes over TLS. `uri` is `spiffe://<td>/agent/policy/<name>`.
  */
-export async function createPolicyCert(opts: { issuerCertPem: string; issuerKey: CryptoKey; trustDomain: string; uri: string; years?: number }): Promise<{ certPem: string; keyPem: string }> {
-  const keys = await generateKeyPair();
-  const issuer = new x509.X509Certificate(opts.issuerCertPem);
-  const now = Date.now();
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: `CN=policy-${randomBytes(4).toString('hex')}.consul.ca.${opts.trustDomain.slice(0, 8)}.consul`,
-    issuer: issuer.subject,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + (opts.years ?? 1) * 365 * 86_400_000),
-    signingKey: opts.issuerKey,
-    publicKey: keys.publicKey,
-    signingAlgorithm: EC,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.uri }]),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(await issuer.publicKey.export()),
-    ],
-  });
-  return { certPem: pemOf(cert), keyPem: await privateKeyPem(keys.privateKey) };
+export function createPolicyCert(opts: { issuerCertPem: string; issuerKey: CryptoKey; trustDomain: string; uri: string; years?: number }): Promise<{ certPem: string; keyPem: string }> {
+  return issueByRoot(opts, 'policy', () => [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+    new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.uri }]),
+  ]);
 }
 
 export interface SignedLeaf { certPem: string; keyPem: string; serial: string; notBefore: Date; notAfter: Date }
