@@ -171,6 +171,32 @@ test('an impostor joining under an existing node\'s name from another address ch
   await impostor.stop();
 });
 
+test('case variants of one intention are one name pool-wide: a forwarded WEB → Api next to web → api is a 409', async () => {
+  const r = await n2.api('/v1/connect/intentions', withToken(OPERATOR, { method: 'POST', body: JSON.stringify({ SourceName: 'WEB', DestinationName: 'Api', Action: 'deny' }) }));
+  assert.equal(r.status, 409, await r.clone().text());
+  assert.match(await r.text(), /duplicate intention found/);
+  assert.deepEqual(await json(n3, '/v1/connect/intentions/check?source=Web&destination=API'), { Allowed: true }, 'the existing allow decides for every spelling');
+});
+
+test('a policy-signed intention with a regex the API refuses is quarantined; the agent serves on and restarts clean', async () => {
+  const signer = new RecordSigner(createPrivateKey(creds.policy.keyPem), [creds.policy.certPem, creds.root.certPem]);
+  const id = randomUUID();
+  const now = new Date().toISOString();
+  const rec = {
+    id, hlc: { wall: Date.now(), logical: 0, node: 'n1' }, deleted: false,
+    intention: { ID: id, Description: '', SourceNS: 'default', SourceName: 'web', DestinationNS: 'default', DestinationName: 'shop', SourceType: 'consul', Action: '', Permissions: [{ Action: 'allow', HTTP: { PathRegex: '(' } }], DefaultAddr: '', DefaultPort: 0, Meta: {}, Precedence: 9, CreatedAt: now, UpdatedAt: now, Hash: 'x', CreateIndex: 1, ModifyIndex: 1 },
+  };
+  deliver(n2, { t: 'records', set: 'intentions', records: [signer.signBlob(JSON.stringify(rec))] });
+  assert.ok(!(await intentionsOf(n2)).some((i) => i.ID === id), 'not applied');
+  assert.ok(n2.intentions.quarantined().some((q) => q.id === id), 'quarantined');
+  assert.equal((await n2.api('/v1/agent/self')).status, 200, 'still serving');
+  const config = { ...hardened('n2', 2), dataDir: n2.dataDir, join: [`${ip(3)}:${n3.gossip.port}`] };
+  await n2.stop();
+  n2 = await startTestAgent(config);
+  assert.equal((await n2.api('/v1/agent/self')).status, 200, 'restarted');
+  assert.ok(!(await intentionsOf(n2)).some((i) => i.ID === id), 'never persisted');
+});
+
 test('with no policy writer reachable a forwarded write fails with 503 and nothing changes', async () => {
   const count = (await intentionsOf(n3)).length;
   await n1.stop();
