@@ -248,8 +248,17 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     // Records the stores refuse as the API would (from a peer, or found in their files at load, reported as this is
     // set): never applied, logged once per record and reason, counted.
     b.store.onRefused = b.entries.onRefused = (set, id, reason, from) => refused(set, id, reason, from);
+    // A record from a signer not learned yet prompts a pull from its writer's node, at most every 5 s per node: a
+    // peer sending records under made-up signers cannot turn each into a push/pull.
+    const lastPull = new Map<string, number>();
     const events = {
-      unknownSigner: (node: string) => gossipRef.current?.pull(node),
+      unknownSigner: (node: string) => {
+        const now = Date.now();
+        if (now - (lastPull.get(node) ?? 0) < 5000) return;
+        if (lastPull.size > 4096) lastPull.clear();
+        lastPull.set(node, now);
+        gossipRef.current?.pull(node);
+      },
       refused: (set: string, id: string, reason: string, from: string) => refused(set, id, reason, from),
     };
     policySets = [signedPolicySet('intentions', b.store, b.authority.verifier, events), signedPolicySet('config-entries', b.entries, b.authority.verifier, events)];
