@@ -295,7 +295,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => { resolveStopped = r; });
-  const router = new Router({ aclToken: config.aclToken, log, observe: metrics.observeHttp });
+  const router = new Router({ aclToken: config.aclToken, readsNeedToken: config.aclDefaultPolicy === 'deny', log, observe: metrics.observeHttp });
   let syncedWithPeer = false;
   const deps: ApiDeps = {
     config, catalog, local, log, metrics, version: VERSION, startedAt: new Date(),

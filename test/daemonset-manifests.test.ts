@@ -344,7 +344,8 @@ test('the DaemonSet\'s args, env and volumes start the real agent: config, gossi
   });
   const child = await spawnAgent(args, env);
   try {
-    const self = await (await fetch(`${child.url}/v1/agent/self`)).json() as { Config: { NodeName: string }; DebugConfig: { BindAddr: string; DataDir: string; ACLTokenSet: boolean } };
+    // With the token: the data dir is shown only to a caller that has it.
+    const self = await (await fetch(`${child.url}/v1/agent/self`, { headers: { 'X-Consul-Token': secretData['acl-token'] } })).json() as { Config: { NodeName: string }; DebugConfig: { BindAddr: string; DataDir: string; ACLTokenSet: boolean } };
     assert.equal(self.Config.NodeName, 'ds-node');
     assert.equal(self.DebugConfig.BindAddr, '127.0.9.2');
     assert.equal(self.DebugConfig.DataDir, local('/var/lib/nodemesh'));

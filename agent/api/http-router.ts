@@ -26,6 +26,8 @@ export type WriteAuthorizer = (token: string | undefined) => boolean;
 
 export interface RouterOptions {
   aclToken: string | undefined;
+  /** Reads need the token too (`acl_default_policy: "deny"`), except the probes' paths. */
+  readsNeedToken?: boolean;
   log: Logger;
   observe(route: string, method: string, code: number, seconds: number): void;
 }
@@ -61,6 +63,9 @@ export function tokenAllows(req: IncomingMessage, query: URLSearchParams, aclTok
   const token = requestToken(req, query);
   return token !== undefined && sameSecret(token, aclToken);
 }
+
+/** Reads that stay open whatever acl_default_policy says: what probes and Consul clients discovering the agent use. */
+const OPEN_READS = ['/v1/agent/ready', '/v1/status/'];
 
 export class Router {
   private readonly routes: Route[] = [];
@@ -119,6 +124,10 @@ export class Router {
         path = decodeURIComponent(url.pathname);
       } catch {
         throw new NodemeshError('API_BAD_PATH', `invalid request URL ${JSON.stringify(req.url)}`, 400);
+      }
+      if ((method === 'GET' || method === 'HEAD') && this.opts.readsNeedToken && !OPEN_READS.some((p) => path === p || path.startsWith(p))
+        && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
+        return sendText(res, 403, 'Permission denied: reads need the agent\'s ACL token here (acl_default_policy "deny"; X-Consul-Token header, ?token= or Authorization: Bearer)');
       }
       const mount = this.mounts.find((m) => m.prefixes.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`)));
       if (mount) {

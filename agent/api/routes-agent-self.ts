@@ -3,7 +3,10 @@
 import { isNodemeshError, NodemeshError } from '../../catalog/errors.js';
 import type { ApiDeps } from './api-deps.js';
 import type { Router } from './http-router.js';
-import { sendJson, sendText } from './http-router.js';
+import { sendJson, sendText, tokenAllows } from './http-router.js';
+
+/** What stands for a path when the caller has no token. */
+const REDACTED = '<redacted: needs the ACL token>';
 
 /** Consul's server RPC port, reported where clients expect a server address. */
 const RPC_PORT = 8300;
@@ -23,10 +26,11 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
 
   r.on('GET', '/v1/agent/self', (ctx) => {
     const c = d.config;
+    const trusted = tokenAllows(ctx.req, ctx.query, c.aclToken);
     sendJson(ctx.res, 200, {
       Config: { Datacenter: c.datacenter, NodeName: node().Node, NodeID: node().ID, Revision: '', Server: false, Version: d.version },
       DebugConfig: {
-        BindAddr: c.bind, ClientAddrs: [c.client], DataDir: c.dataDir, DevMode: c.dev, HTTPPort: c.httpPort,
+        BindAddr: c.bind, ClientAddrs: [c.client], DataDir: trusted ? c.dataDir : REDACTED, DevMode: c.dev, HTTPPort: c.httpPort,
         LogLevel: c.logLevel, ACLTokenSet: c.aclToken !== undefined,
         CheckReapInterval: `${c.checkReapIntervalMs}ms`, CheckDeregisterIntervalMin: `${c.checkDeregisterIntervalMinMs}ms`,
       },
@@ -44,7 +48,9 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
 
   // nodemesh: what `nodemesh verify` reports.
   r.on('GET', '/v1/agent/posture', (ctx) => {
-    const findings = d.posture();
+    // Paths (data dir, key files) only to a caller with the token: they tell an attacker where the keys are.
+    const trusted = tokenAllows(ctx.req, ctx.query, d.config.aclToken);
+    const findings = trusted ? d.posture() : d.posture().map((f) => ({ ...f, Detail: f.Detail.replace(/(^|[\s(`'"])\/[^\s`'":,)]+/g, `$1${REDACTED}`) }));
     sendJson(ctx.res, 200, { Findings: findings, Failed: findings.filter((f) => f.Status === 'fail').length, Warnings: findings.filter((f) => f.Status === 'warn').length });
   });
 

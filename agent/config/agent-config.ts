@@ -24,6 +24,8 @@ export interface AgentConfig {
   checkDeregisterIntervalMinMs: number;
   /** `allow` in dev, `deny` otherwise, unless set. */
   defaultIntentionPolicy: 'allow' | 'deny' | undefined;
+  /** What a request without the token may read: `allow` when the API listens on loopback, `deny` otherwise, unless set. */
+  aclDefaultPolicy: 'allow' | 'deny' | undefined;
   leafCertTtlMs: number;
   caFile: string | undefined;
   caKeyFile: string | undefined;
@@ -93,6 +95,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   check_reap_interval: { kind: 'duration', field: 'checkReapIntervalMs' },
   check_deregister_interval_min: { kind: 'duration', field: 'checkDeregisterIntervalMinMs' },
   default_intention_policy: { kind: 'policy', field: 'defaultIntentionPolicy' },
+  acl_default_policy: { kind: 'policy', field: 'aclDefaultPolicy' },
   leaf_cert_ttl: { kind: 'leafttl', field: 'leafCertTtlMs' },
   ca_file: { kind: 'string', field: 'caFile' },
   ca_key_file: { kind: 'string', field: 'caKeyFile' },
@@ -219,6 +222,7 @@ export function defaultConfig(): AgentConfig {
     checkReapIntervalMs: 30_000,
     checkDeregisterIntervalMinMs: 60_000,
     defaultIntentionPolicy: undefined,
+    aclDefaultPolicy: undefined,
     leafCertTtlMs: 72 * 3_600_000,
     caFile: undefined,
     caKeyFile: undefined,

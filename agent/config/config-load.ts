@@ -106,6 +106,9 @@ export function loadConfig(src: ConfigSources): AgentConfig {
     throw configError(`refusing to serve the HTTP API on non-loopback address ${cfg.client} without an ACL token: set acl_token (or --acl-token, or NODEMESH_ACL_TOKEN), or use --client 127.0.0.1`);
   }
   if (cfg.aclToken !== undefined && cfg.aclToken.length < 8) throw configError('invalid value for "acl_token": must be at least 8 characters');
+  // Reads: open on a loopback API (the node's own tools), token-only on any other address (Consul's default_policy).
+  cfg.aclDefaultPolicy ??= isLoopback(cfg.client) ? 'allow' : 'deny';
+  if (cfg.aclDefaultPolicy === 'deny' && !cfg.aclToken) throw configError('acl_default_policy "deny" needs acl_token: without a token nothing could read the API');
   if (src.env.NODEMESH_OPERATOR_TOKEN) cfg.operatorToken = src.env.NODEMESH_OPERATOR_TOKEN;
   if (cfg.operatorToken !== undefined && cfg.operatorToken.length < 8) throw configError('invalid value for "operator_token": must be at least 8 characters');
   if (cfg.operatorToken !== undefined && cfg.operatorToken === cfg.aclToken) throw configError('operator_token must differ from acl_token: a node\'s token must not be able to change the pool\'s policy');
