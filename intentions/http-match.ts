@@ -1,5 +1,7 @@
 // HTTP request matching shared by routes and L7 intentions: path (exact, prefix, regex), methods, headers (present, exact, prefix, suffix, regex, invert), query parameters.
 
+import { compileLinearRegex } from './linear-regex.js';
+
 export interface HeaderMatch { Name?: string; Present?: boolean; Exact?: string; Prefix?: string; Suffix?: string; Regex?: string; Invert?: boolean }
 export interface QueryMatch { Name?: string; Present?: boolean; Exact?: string; Regex?: string }
 export interface HttpMatchSpec {
@@ -15,12 +17,14 @@ export interface RequestFacts { method: string; path: string; query: URLSearchPa
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 
-/** A whole-string regular expression, as Envoy's safe_regex matches. */
-const fullRegex = (re: string) => new RegExp(`^(?:${re})$`);
+/** A whole-string regular expression, as Envoy's safe_regex (RE2) matches: linear time, compiled once per pattern. */
+const fullRegex = (re: string) => compileLinearRegex(re);
 
 function header(h: RequestFacts['headers'], name: string): string | undefined {
-  const v = h[name.toLowerCase()];
-  return Array.isArray(v) ? v.join(',') : v;
+  // Own properties only: a header named `constructor` or `__proto__` that was not sent is absent, not Object's.
+  const k = name.toLowerCase();
+  const v = Object.hasOwn(h, k) ? h[k] : undefined;
+  return Array.isArray(v) ? v.join(',') : v === undefined ? undefined : String(v);
 }
 
 /** Compiles a match; every part given must hold. Throws on a bad regular expression. */
@@ -29,7 +33,7 @@ export function httpMatcher(spec: HttpMatchSpec | undefined): (r: RequestFacts) 
   const tests: ((r: RequestFacts) => boolean)[] = [];
   if (m.PathExact) tests.push((r) => r.path === m.PathExact);
   if (m.PathPrefix) tests.push((r) => r.path.startsWith(m.PathPrefix!));
-  if (m.PathRegex) { const re = fullRegex(m.PathRegex); tests.push((r) => re.test(r.path)); }
+  if (m.PathRegex) { const re = fullRegex(m.PathRegex); tests.push((r) => re(r.path)); }
   if (m.Methods?.length) { const methods = m.Methods; tests.push((r) => methods.includes(r.method)); }
   for (const h of m.Header ?? []) {
     const name = String(h.Name);
@@ -41,7 +45,7 @@ export function httpMatcher(spec: HttpMatchSpec | undefined): (r: RequestFacts) 
       if (h.Exact !== undefined && h.Exact !== '') return v === h.Exact;
       if (h.Prefix) return v.startsWith(h.Prefix);
       if (h.Suffix) return v.endsWith(h.Suffix);
-      if (re) return re.test(v);
+      if (re) return re(v);
       return true;
     };
     tests.push(h.Invert ? (r) => !one(r) : one);
@@ -54,7 +58,7 @@ export function httpMatcher(spec: HttpMatchSpec | undefined): (r: RequestFacts) 
       if (q.Present) return v !== null;
       if (v === null) return false;
       if (q.Exact !== undefined && q.Exact !== '') return v === q.Exact;
-      return re ? re.test(v) : true;
+      return re ? re(v) : true;
     });
   }
   return (r) => tests.every((t) => t(r));
