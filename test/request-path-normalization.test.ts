@@ -1,0 +1,34 @@
+// The one normalized request path: the encodings an attacker uses to slip past a path rule decide as the application reads them, or are refused.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { normalizeRequestTarget, targetOf } from '../intentions/request-path.js';
+
+const norm = (t: string, o = {}) => {
+  const n = normalizeRequestTarget(t, o);
+  return 'error' in n ? `ERROR ${n.error}` : targetOf(n);
+};
+
+test('encodings of /admin normalize to /admin', () => {
+  for (const t of ['/admin', '/%61dmin', '/%61%64%6D%69%6E', '//admin', '///admin//', '/x/../admin', '/x/%2e%2e/admin', '/./admin', '/a/b/../../admin', '/../admin', '/%2E/admin']) {
+    assert.equal(norm(t).replace(/\/$/, ''), '/admin', t);
+  }
+});
+
+test('escaped slashes, backslashes, bad escapes and raw non-ASCII are refused', () => {
+  for (const t of ['/\\admin', '/x/..%2fadmin', '/x%2F..%2Fadmin', '/%5cadmin', '/%zzadmin', '/%4', '/adm\u00efn', '/a b', 'admin', '/a#frag']) {
+    assert.match(norm(t), /^ERROR /, t);
+  }
+  assert.equal(norm('/x/..%2fadmin', { allowEscapedSlashes: true }), '/x/..%2Fadmin', 'opt-in: the escape passes, not decoded');
+});
+
+test('the query is forwarded as sent; reserved escapes stay escaped (upper-case); merge_slashes can be turned off', () => {
+  assert.equal(norm('/a/b?x=1&y=%2F..'), '/a/b?x=1&y=%2F..');
+  assert.equal(norm('/a%3fb'), '/a%3Fb');
+  assert.equal(norm('/a%7e'), '/a~');
+  assert.equal(norm('//a//b', { mergeSlashes: false }), '//a//b');
+  assert.equal(norm('http://host:80/a/../b?q'), '/b?q');
+  assert.equal(norm('*'), '*');
+  assert.equal(norm('/a/b/'), '/a/b/');
+  assert.equal(norm('/a/.'), '/a/');
+});
