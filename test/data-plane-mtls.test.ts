@@ -193,7 +193,7 @@ test('one source address gets at most 64 unfinished handshakes; the agent\'s own
   const FLOOD = '127.0.0.10';
   const held: Socket[] = [];
   let refused = 0;
-  const tlsDenials = () => agent.api('/metrics').then((r) => r.text()).then((t) => Number(/nodemesh_proxy_denied_total\{[^}]*destination="api",reason="tls"\} (\d+)/.exec(t)?.[1] ?? 0));
+  const tlsDenials = () => agent.api('/metrics').then((r) => r.text()).then((t) => Number(/nodemesh_proxy_denied_total\{[^}]*destination="api",reason="tls_handshake"\} (\d+)/.exec(t)?.[1] ?? 0));
   const tlsBefore = await tlsDenials();
   // 64 connections that never say a word stay (each until its handshake timeout); the rest are closed at once.
   for (let i = 0; i < 80; i++) {

@@ -74,7 +74,7 @@ test('an L7 intention allows GET /public/* and denies POST /admin from the same 
   assert.equal((await call('GET', '/private')).status, 403);
   assert.deepEqual(reached, ['GET /public/items?page=2', 'GET /admin'], 'denied requests never reach the app');
   const metrics = await (await b.api('/metrics')).text();
-  assert.match(metrics, /nodemesh_proxy_denied_total\{direction="inbound",source="web",destination="api",reason="l7"\} 3/);
+  assert.match(metrics, /nodemesh_proxy_denied_total\{direction="inbound",source="web",destination="api",reason="l7_permission"\} 3/);
   // The L4 authorize endpoint, as Consul 1.9: an L7 intention does not authorize a bare connection.
   const authz = await (await b.api('/v1/agent/connect/authorize', { method: 'POST', body: JSON.stringify({ Target: 'api', ClientCertURI: `spiffe://${b.ca.trustDomain}/ns/default/dc/dc1/svc/web` }) })).json() as { Authorized: boolean; Reason: string };
   assert.equal(authz.Authorized, false);

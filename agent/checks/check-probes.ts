@@ -23,6 +23,18 @@ function splitHostPort(addr: string): { host: string; port: number } {
   return { host: m?.[1] ?? addr, port: Number(m?.[2] ?? 0) };
 }
 
+/**
+ * The local ends (address:port) of this agent's own TCP checks, so a listener of this agent can tell its own
+ * connect-and-leave probe from anyone else's. Bounded: the oldest are dropped past OWN_PROBES_MAX.
+ */
+const ownProbes = new Set<string>();
+const OWN_PROBES_MAX = 1024;
+
+/** Whether a connection from `address:port` is one of this agent's own TCP checks (each is recognized once). */
+export function isOwnTcpProbe(address: string | undefined, port: number | undefined): boolean {
+  return ownProbes.delete(`${address}:${port}`);
+}
+
 export function probeTcp(def: CheckDefinition): Promise<ProbeResult> {
   const addr = def.TCP ?? '';
   const { host, port } = splitHostPort(addr);
@@ -34,7 +46,11 @@ export function probeTcp(def: CheckDefinition): Promise<ProbeResult> {
       resolve(r);
     };
     const timer = setTimeout(() => finish({ status: 'critical', output: `dial tcp ${addr}: i/o timeout` }), def.Timeout ?? 10_000);
-    sock.once('connect', () => finish({ status: 'passing', output: `TCP connect ${addr}: Success` }));
+    sock.once('connect', () => {
+      ownProbes.add(`${sock.localAddress}:${sock.localPort}`);
+      if (ownProbes.size > OWN_PROBES_MAX) ownProbes.delete(ownProbes.values().next().value as string);
+      finish({ status: 'passing', output: `TCP connect ${addr}: Success` });
+    });
     sock.once('error', (e: NodeJS.ErrnoException) => finish({ status: 'critical', output: `dial tcp ${addr}: ${e.code ?? ''} ${e.message}`.trim() }));
   });
 }

@@ -10,10 +10,12 @@ import type { Intention } from '../../intentions/intention.js';
 import { HOP_BY_HOP, joinSockets, type PipeEnd } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { closeServer } from './close-server.js';
-import type { ServiceIdentity } from './spiffe-id.js';
+import { isOwnTcpProbe } from '../checks/check-probes.js';
+import { stripXfcc, XFCC, xfccValue } from './client-cert-header.js';
+import { uriSans, type ServiceIdentity } from './spiffe-id.js';
 import { IdentityRefusal, type BoundIdentity } from './identity-binding.js';
 import { SourceLimits } from './source-limits.js';
-import type { ServiceTls } from './tls-identity.js';
+import { NO_CLIENT_CERT, type ServiceTls } from './tls-identity.js';
 import { TUNNEL_ALPN } from './tunnel-frames.js';
 import { TunnelSession, type TunnelStream } from './tunnel-session.js';
 
@@ -34,6 +36,8 @@ export type RequestDecider = (intention: Intention, request: RequestFacts) => { 
 
 /** Which verified identity a connection handed to the L7 server belongs to. */
 const SOURCE = Symbol('nodemesh.source');
+/** The X-Forwarded-Client-Cert value of the verified peer of a connection handed to the L7 server. */
+const CLIENT_CERT = Symbol('nodemesh.client-cert');
 
 interface OpenConn { client: PipeEnd; app: Socket; source: ServiceIdentity }
 
@@ -117,8 +121,16 @@ export class InboundListener {
     });
     server.on('tlsClientError', (err, s) => {
       // A connection refused over a limit is counted under that limit, not again as a failed handshake.
-      if (this.refused.has((s as TLSSocket & { _parent?: Socket })._parent as Socket)) return;
-      this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination: this.target.service, reason: 'tls' });
+      const raw = (s as TLSSocket & { _parent?: Socket })._parent;
+      if (raw && this.refused.has(raw)) return;
+      const destination = this.target.service;
+      // A connection that left (or timed out) before sending a byte is a TCP check, not a failed handshake.
+      if (raw && raw.bytesRead === 0) {
+        this.metrics.probes.inc({ destination, source: isOwnTcpProbe(raw.remoteAddress, raw.remotePort) ? 'agent_check' : 'unknown' });
+        return;
+      }
+      const noCert = (err as NodeJS.ErrnoException).code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE';
+      this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination, reason: noCert ? 'no_client_cert' : 'tls_handshake' });
       this.log.debug({ destination: this.target.service, peer: s.remoteAddress, err: err.message }, 'inbound TLS handshake refused');
     });
     await new Promise<void>((resolve, reject) => {
@@ -156,15 +168,19 @@ export class InboundListener {
       return;
     }
     if (typeof id === 'string') {
-      this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination, reason: 'identity' });
+      this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination, reason: id === NO_CLIENT_CERT ? 'no_client_cert' : 'identity' });
       this.log.warn({ destination, peer: client.remoteAddress, reason: id }, 'inbound connection denied: bad client identity');
       client.destroy();
       return;
     }
-    if (client.alpnProtocol !== TUNNEL_ALPN) return this.serve(client, id, client.remoteAddress);
+    // Worked out once per TLS connection, and only if a request of it is read as HTTP.
+    let header: string | undefined;
+    const xfcc = () => (header ??= clientCertHeader(client, id));
+    if (client.alpnProtocol !== TUNNEL_ALPN) return this.serve(client, id, client.remoteAddress, xfcc);
     // A tunnel: every stream is one connection from the same verified identity, decided on its own.
     const peer = client.remoteAddress;
     const notAfter = Date.parse(client.getPeerCertificate().valid_to);
+    xfcc(); // read from the handshake now: the tunnel's streams come later
     const session = new TunnelSession(client, 'server', (stream) => {
       if (this.draining) {
         stream.destroy(new Error('draining'));
@@ -180,7 +196,7 @@ export class InboundListener {
         stream.destroy(new Error('identity unbound'));
         return session.close(new Error('identity unbound'));
       }
-      this.serve(stream, id, peer);
+      this.serve(stream, id, peer, xfcc);
       if (stream.destroyed) session.noteRefused(); // denied by intention
     }, () => {
       this.tunnels.delete(session);
@@ -191,7 +207,7 @@ export class InboundListener {
   }
 
   /** Decides one connection (a socket, or a stream of a tunnel) and joins it to a new connection to the app. */
-  private serve(client: PipeEnd, id: ServiceIdentity, peer: string | undefined): void {
+  private serve(client: PipeEnd, id: ServiceIdentity, peer: string | undefined, xfcc: () => string): void {
     const destination = this.target.service;
     const decision = this.authorize(id, destination);
     if (!decision.allowed) {
@@ -203,7 +219,7 @@ export class InboundListener {
       client.destroy();
       return;
     }
-    if (decision.l7) return this.serveHttp(client, id, decision);
+    if (decision.l7) return this.serveHttp(client, id, decision, xfcc);
     const labels = { direction: 'inbound' as const, source: id.service, destination };
     const app = connect({ host: this.target.appHost, port: this.target.appPort, allowHalfOpen: true, timeout: APP_CONNECT_TIMEOUT_MS });
     // Tracked from now, not from the app's connect: a deny that lands while the app is being dialled
@@ -244,7 +260,7 @@ export class InboundListener {
    * A connection whose source has an L7 intention: requests are read here and each is decided by the intention's
    * permissions before it goes to the app. Only an HTTP service can be seen this way; any other is refused.
    */
-  private serveHttp(client: PipeEnd, id: ServiceIdentity, decision: Decision): void {
+  private serveHttp(client: PipeEnd, id: ServiceIdentity, decision: Decision, xfcc: () => string): void {
     const destination = this.target.service;
     if (this.target.protocol !== 'http' || !this.decideRequest) {
       this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'intention' });
@@ -257,6 +273,7 @@ export class InboundListener {
     this.l7.add(conn);
     client.once('close', () => this.l7.delete(conn));
     (client as unknown as Record<symbol, ServiceIdentity>)[SOURCE] = id;
+    (client as unknown as Record<symbol, string>)[CLIENT_CERT] = xfcc();
     this.metrics.opened.inc({ direction: 'inbound', source: id.service, destination });
     this.http ??= createHttpServer({ keepAlive: true }, (req, res) => this.l7Request(req, res));
     this.http.emit('connection', client);
@@ -293,7 +310,7 @@ export class InboundListener {
       return;
     }
     if (!verdict.allowed) {
-      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'l7' });
+      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'l7_permission' });
       this.log.warn({ source: id.service, destination, method: facts.method, path: facts.path, intention: d.intention?.ID }, `inbound request denied: ${verdict.reason}`);
       res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied\n');
       return;
@@ -301,6 +318,9 @@ export class InboundListener {
     this.appAgent ??= new HttpAgent({ keepAlive: true, maxSockets: 256 });
     const headers: OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+    // The app learns who called from the verified peer only: whatever the caller sent under this name is dropped.
+    stripXfcc(headers);
+    headers[XFCC] = (req.socket as unknown as Record<symbol, string>)[CLIENT_CERT];
     const up = httpRequest({ host: this.target.appHost, port: this.target.appPort, method: req.method, path: req.url, headers, agent: this.appAgent }, (r) => {
       const out: OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(r.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
@@ -411,6 +431,12 @@ export class InboundListener {
     this.raw.clear();
     if (server) await closeServer(server);
   }
+}
+
+/** The verified peer in Envoy's XFCC format, By this listener's own leaf (the certificate this handshake presented). */
+function clientCertHeader(client: TLSSocket, id: ServiceIdentity): string {
+  const own = uriSans((client.getCertificate() as { subjectaltname?: string } | null)?.subjectaltname)[0] ?? '';
+  return xfccValue(own, client.getPeerCertificate().raw, id.uri);
 }
 
 /** Why a bound identity lapsed, for the revocation log line. */

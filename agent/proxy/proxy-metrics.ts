@@ -5,9 +5,22 @@ import type { LeafSource } from '../mesh-backend.js';
 
 export type Direction = 'inbound' | 'outbound';
 
+/**
+ * Every value `nodemesh_proxy_denied_total{reason}` takes (besides the per-source limits of source-limits.ts):
+ * a failed handshake, a handshake without a client certificate, a certificate that names no acceptable identity,
+ * one the catalog does not back, an L4 deny (by an intention or by the default policy), an L7 deny (or an L7
+ * intention that could not be evaluated), a connection revoked when intentions changed, and on the outbound side
+ * a caller that cannot be attributed, no endpoint, a failed dial or a circuit breaker's overflow.
+ */
+export type DenyReason =
+  | 'tls_handshake' | 'no_client_cert' | 'identity' | 'identity_unbound' | 'intention' | 'default_policy'
+  | 'l7_permission' | 'l7_error' | 'revoked' | 'attribution' | 'no_endpoint' | 'dial_failed' | 'overflow';
+
 export class ProxyMetrics {
   readonly opened: Counter<'direction' | 'source' | 'destination'>;
   readonly denied: Counter<'direction' | 'source' | 'destination' | 'reason'>;
+  /** Connections to a public listener that left before sending a byte (a TCP check): no denial. `source`: `agent_check` (this agent's own) or `unknown`. */
+  readonly probes: Counter<'destination' | 'source'>;
   readonly active: Gauge<'direction' | 'source' | 'destination'>;
   readonly bytes: Counter<'direction' | 'source' | 'destination' | 'flow'>;
   readonly handshake: Histogram<'source' | 'destination'>;
@@ -20,6 +33,7 @@ export class ProxyMetrics {
     const registers = [registry];
     this.opened = new Counter({ name: 'nodemesh_proxy_connections_total', help: 'Connections accepted and authorized, by direction, source and destination service.', labelNames: ['direction', 'source', 'destination'], registers });
     this.denied = new Counter({ name: 'nodemesh_proxy_denied_total', help: 'Connections refused or revoked, by reason.', labelNames: ['direction', 'source', 'destination', 'reason'], registers });
+    this.probes = new Counter({ name: 'nodemesh_proxy_probes_total', help: 'Connections to a public listener that left without sending a byte (TCP health checks; source="agent_check" for this agent\'s own): not denials.', labelNames: ['destination', 'source'], registers });
     this.active = new Gauge({ name: 'nodemesh_proxy_active_connections', help: 'Open proxied connections.', labelNames: ['direction', 'source', 'destination'], registers });
     this.bytes = new Counter({ name: 'nodemesh_proxy_bytes_total', help: 'Bytes proxied; flow=tx is toward the destination, rx back to the source.', labelNames: ['direction', 'source', 'destination', 'flow'], registers });
     this.handshake = new Histogram({ name: 'nodemesh_proxy_handshake_seconds', help: 'Outbound TCP connect plus mTLS handshake time.', labelNames: ['source', 'destination'], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers });

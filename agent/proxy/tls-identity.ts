@@ -20,6 +20,8 @@ export const TLS_SETTINGS = {
 };
 
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+/** What clientIdentity says of a handshake without a client certificate (counted as `no_client_cert`). */
+export const NO_CLIENT_CERT = 'no client certificate';
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 
 /** Secure contexts per local service, rebuilt whenever that service's leaf changes. */
@@ -83,7 +85,7 @@ export class ServiceTls {
    */
   clientIdentity(socket: TLSSocket): BoundIdentity | IdentityRefusal | string {
     const cert = socket.getPeerCertificate(true);
-    if (!cert || !cert.raw) return 'no client certificate';
+    if (!cert || !cert.raw) return NO_CLIENT_CERT;
     const id: BoundIdentity | string = this.identityOf(cert, CLIENT_AUTH, 'client');
     if (typeof id === 'string' || !this.binding) return id;
     const bound = this.binding.check(cert, id);

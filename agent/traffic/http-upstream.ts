@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { connect as h2connect, constants as h2, createServer as createH2Server, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
 import { HOP_BY_HOP, joinSockets, type PipeEnd } from '../proxy/byte-pipe.js';
+import { isXfcc, stripXfcc } from '../proxy/client-cert-header.js';
 import { closeListener } from '../proxy/close-server.js';
 import { UpstreamAttribution, type UpstreamSpec } from '../proxy/outbound.js';
 import type { ProxyMetrics } from '../proxy/proxy-metrics.js';
@@ -209,6 +210,8 @@ export class HttpUpstreamListener {
       }
       const out: H2Headers = {};
       for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined && k !== ':authority') out[k] = v;
+      // Only the callee's agent says who called (from the verified peer): a caller's own X-Forwarded-Client-Cert goes no further.
+      stripXfcc(out);
       out[':authority'] = headers[':authority'] ?? target.service;
       if (route.prefixRewrite && url.pathname.startsWith(route.prefixRewrite.from)) {
         out[':path'] = (route.prefixRewrite.to + url.pathname.slice(route.prefixRewrite.from.length)).replace(/^\/\//, '/') + url.search;
@@ -448,7 +451,7 @@ export class HttpUpstreamListener {
       }
       if (socket.destroyed) return void up.destroy();
       const lines = [`${req.method} ${url.pathname}${url.search} HTTP/1.1`];
-      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      for (let i = 0; i < req.rawHeaders.length; i += 2) if (!isXfcc(req.rawHeaders[i])) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       up.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (head.length) up.write(head);
       this.open.add(up);
@@ -486,6 +489,8 @@ export class HttpUpstreamListener {
     }
     const headers: OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+    // Only the callee's agent says who called (from the verified peer): a caller's own X-Forwarded-Client-Cert goes no further.
+    stripXfcc(headers);
     headers.traceparent = nextTraceparent(req.headers.traceparent);
     if (route.mirror && body !== undefined && Math.random() * 100 < route.mirror.percent) this.mirror(route.mirror.target, source, req.method ?? 'GET', path, headers, body);
     const deadline = Date.now() + route.timeoutMs;
