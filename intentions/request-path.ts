@@ -72,3 +72,19 @@ export function normalizeRequestTarget(target: string, opts: PathOptions = {}): 
 
 /** The target to forward: the normalized path and the query as it came. */
 export const targetOf = (n: { path: string; query: string }) => (n.query ? `${n.path}?${n.query}` : n.path);
+
+/** The normalized target as a URL (pathname and search as normalized), or why it is refused. */
+export function normalizedUrl(target: string, opts: PathOptions = {}): URL | { error: string } {
+  const n = normalizeRequestTarget(target, opts);
+  return 'error' in n ? n : new URL(targetOf(n), 'http://request');
+}
+
+/**
+ * Header names with `_`: refused on the L7 path (Envoy's headers_with_underscores_action REJECT_REQUEST), since many
+ * applications (CGI/WSGI, PHP) read `X_Debug` as `X-Debug` and a rule on one would not see the other. The first
+ * such name, or undefined.
+ */
+export function underscoreHeader(headers: Record<string, unknown>): string | undefined {
+  for (const k of Object.keys(headers)) if (k.includes('_')) return k;
+  return undefined;
+}

@@ -6,6 +6,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Decision } from '../../intentions/decision.js';
 import type { RequestFacts } from '../../intentions/http-match.js';
+import { normalizeRequestTarget, targetOf, underscoreHeader } from '../../intentions/request-path.js';
 import type { Intention } from '../../intentions/intention.js';
 import { HOP_BY_HOP, joinSockets, type PipeEnd } from './byte-pipe.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
@@ -296,8 +297,16 @@ export class InboundListener {
   private decideAndForward(req: IncomingMessage, res: ServerResponse): void {
     const destination = this.target.service;
     const id = (req.socket as unknown as Record<symbol, ServiceIdentity>)[SOURCE];
-    const url = new URL(req.url ?? '/', 'http://app');
-    const facts: RequestFacts = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
+    // One view of the request for the decision and for the app: the normalized path is what is decided and forwarded.
+    const target = normalizeRequestTarget(req.url ?? '/');
+    const underscore = underscoreHeader(req.headers);
+    if ('error' in target || underscore) {
+      const why = 'error' in target ? target.error : `header names with '_' are refused (${JSON.stringify(underscore)}): applications may read them as '-'`;
+      this.log.debug({ source: id.service, destination, method: req.method, err: why }, 'inbound request refused: 400');
+      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end(`bad request: ${why}\n`);
+      return;
+    }
+    const facts: RequestFacts = { method: req.method ?? 'GET', path: target.path, query: new URLSearchParams(target.query), headers: req.headers };
     // Decided again per request: intentions may have changed since the connection opened.
     const d = this.authorize(id, destination);
     const verdict: ReturnType<RequestDecider> = !d.allowed ? { allowed: false, reason: d.reason } : d.l7 && d.intention ? this.decideRequest!(d.intention, facts) : { allowed: true, reason: d.reason };
@@ -321,7 +330,13 @@ export class InboundListener {
     // The app learns who called from the verified peer only: whatever the caller sent under this name is dropped.
     stripXfcc(headers);
     headers[XFCC] = (req.socket as unknown as Record<symbol, string>)[CLIENT_CERT];
-    const up = httpRequest({ host: this.target.appHost, port: this.target.appPort, method: req.method, path: req.url, headers, agent: this.appAgent }, (r) => {
+    // Re-framed, never raw: a chunked body goes on chunked (Node encodes it), a sized one keeps its checked length;
+    // without either a request has no body. (Node's parser refuses CL with TE, duplicate lengths, obs-fold, bare CR/LF.)
+    if (req.headers['transfer-encoding'] !== undefined) {
+      delete headers['content-length'];
+      headers['transfer-encoding'] = 'chunked';
+    }
+    const up = httpRequest({ host: this.target.appHost, port: this.target.appPort, method: req.method, path: targetOf(target), headers, agent: this.appAgent }, (r) => {
       const out: OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(r.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
       res.writeHead(r.statusCode ?? 502, r.statusMessage, out);

@@ -20,6 +20,7 @@ import { GRPC_AS_HTTP, HTTP_AS_GRPC, readUpTo, stripPseudo } from './h2-streams.
 import { InstanceGates } from './instance-gate.js';
 import { ProxyAnswer } from './proxy-answer.js';
 import { hashKeyOf } from './request-hash.js';
+import { normalizedUrl } from '../../intentions/request-path.js';
 
 /** Request bodies up to this size are kept so the request can be retried; larger ones stream and are not retried. */
 const MAX_RETRY_BODY = 64 * 1024;
@@ -176,7 +177,8 @@ export class HttpUpstreamListener {
       finish(status);
     };
     if (!source) return answer(403, 'nodemesh: this address belongs to no service that declared the upstream');
-    const url = new URL(String(headers[':path'] ?? '/'), 'http://upstream');
+    const url = normalizedUrl(String(headers[':path'] ?? '/'));
+    if ('error' in url) return answer(400, `bad request: ${url.error}`);
     const { routes, policy } = this.compiled();
     const route = routes.find((r) => r.match({ method: String(headers[':method'] ?? 'GET'), path: url.pathname, query: url.searchParams, headers }))!;
     routeName = route.name;
@@ -396,7 +398,8 @@ export class HttpUpstreamListener {
     }
     this.budget.deposit();
     try {
-      const url = new URL(req.url ?? '/', 'http://upstream');
+      const url = normalizedUrl(req.url ?? '/');
+      if ('error' in url) throw new ProxyAnswer(400, `bad request: ${url.error}`);
       const { routes, policy } = this.compiled();
       const route = routes.find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
       routeName = route.name;
@@ -433,7 +436,8 @@ export class HttpUpstreamListener {
       socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`);
     };
     if (!source) return refuse(403, 'nodemesh: this address belongs to no service that declared the upstream');
-    const url = new URL(req.url ?? '/', 'http://upstream');
+    const url = normalizedUrl(req.url ?? '/');
+    if ('error' in url) return refuse(400, `bad request: ${url.error}`);
     const { routes } = this.compiled();
     const route = routes.find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
     const wanted = pickTarget(route.targets);
