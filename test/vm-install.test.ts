@@ -218,7 +218,7 @@ test('(b) install-vm.sh --root installs package, config, CA, token and unit; the
   // The unit's command line (ports picked free for the test) with the unit's environment file: the real installed agent.
   const agentStarted = Date.now();
   const agent = await startInstalled([...execStart.split(' '), '--http-port', '0', '--serf-lan-port', '0'], envFile(one(unit, 'Service', 'EnvironmentFile').slice(1)));
-  const self = await (await fetch(`${agent.url}/v1/agent/self`)).json() as { Config: { NodeName: string }; DebugConfig: { BindAddr: string; DataDir: string } };
+  const self = await (await fetch(`${agent.url}/v1/agent/self`, { headers: { 'X-Consul-Token': token } })).json() as { Config: { NodeName: string }; DebugConfig: { BindAddr: string; DataDir: string } };
   assert.equal(self.Config.NodeName, 'vm-test');
   assert.equal(self.DebugConfig.BindAddr, BIND);
   assert.equal(self.DebugConfig.DataDir, state);
