@@ -1,5 +1,6 @@
 // The input surfaces under fuzz: each decodes or validates untrusted input and may only fail with its own error types.
 
+import { RegexSyntaxError } from '../../intentions/linear-regex.js';
 import { randomBytes } from 'node:crypto';
 import { NodemeshError } from '../../catalog/errors.js';
 import { LzwError, lzwCompress, lzwDecompress } from '../../catalog/gossip/go-lzw.js';
@@ -101,7 +102,7 @@ export const SURFACES: Surface[] = [
     run: (t) => {
       const i = withDefaults(parseIntentionBody(t as string, () => 'http'));
       validateIntention(i);
-      for (const p of i.Permissions ?? []) if (p && typeof p === 'object' && p.HTTP) try { httpMatcher(p.HTTP)({ method: 'GET', path: '/p/x', query: new URLSearchParams('q=1'), headers: { x: 'abc' } }); } catch (e) { if (!(e instanceof SyntaxError)) throw e; }
+      for (const p of i.Permissions ?? []) if (p && typeof p === 'object' && p.HTTP) try { httpMatcher(p.HTTP)({ method: 'GET', path: '/p/x', query: new URLSearchParams('q=1'), headers: { x: 'abc' } }); } catch (e) { if (!(e instanceof RegexSyntaxError)) throw e; }
     },
     allowed: clientError,
   },
