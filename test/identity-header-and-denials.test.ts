@@ -3,15 +3,13 @@
 
 import assert from 'node:assert/strict';
 import { X509Certificate, createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { after, before, test } from 'node:test';
-import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
 import { importPrivateKey, signLeaf } from '../agent/ca/x509-certs.js';
-import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { poolCredentials } from './helpers/pool-credentials.js';
 import { freePort } from './helpers/free-port.js';
 import { waitFor } from './helpers/wait-for.js';
 
@@ -37,13 +35,10 @@ const spiffe = (service: string) => `spiffe://${td}/ns/default/dc/dc1/svc/${serv
 const derHash = (pem: string) => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
 
 before(async () => {
-  const dir = tempDir();
-  const root = await CertificateAuthority.createRoot();
-  writeFileSync(join(dir, 'ca.pem'), root.certPem);
-  writeFileSync(join(dir, 'ca-key.pem'), root.keyPem, { mode: 0o600 });
+  const { root } = await poolCredentials([]);
   caCert = root.certPem;
   caKey = (await importPrivateKey(root.keyPem)).key;
-  agent = await startTestAgent({ node: 'xfcc-1', bind: BIND, caFile: join(dir, 'ca.pem'), caKeyFile: join(dir, 'ca-key.pem'), defaultIntentionPolicy: 'allow' });
+  agent = await startTestAgent({ node: 'xfcc-1', bind: BIND, caFile: root.caFile, caKeyFile: root.caKeyFile, defaultIntentionPolicy: 'allow' });
   td = agent.ca.trustDomain;
   app = createServer((req, res) => {
     const xfcc: string[] = [];

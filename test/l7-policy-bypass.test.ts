@@ -4,14 +4,12 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, test } from 'node:test';
-import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
 import { importPrivateKey, signLeaf } from '../agent/ca/x509-certs.js';
-import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { poolCredentials } from './helpers/pool-credentials.js';
 import { freePort } from './helpers/free-port.js';
 import { waitFor } from './helpers/wait-for.js';
 
@@ -44,12 +42,9 @@ srv.serve_forever()
 `;
 
 before(async () => {
-  const dir = tempDir();
-  const root = await CertificateAuthority.createRoot();
-  writeFileSync(join(dir, 'ca.pem'), root.certPem);
-  writeFileSync(join(dir, 'ca-key.pem'), root.keyPem, { mode: 0o600 });
+  const { root } = await poolCredentials([]);
   rootPem = root.certPem;
-  agent = await startTestAgent({ node: 'bypass-1', bind: BIND, caFile: join(dir, 'ca.pem'), caKeyFile: join(dir, 'ca-key.pem'), defaultIntentionPolicy: 'deny' });
+  agent = await startTestAgent({ node: 'bypass-1', bind: BIND, caFile: root.caFile, caKeyFile: root.caKeyFile, defaultIntentionPolicy: 'deny' });
   const td = agent.ca.trustDomain;
   leaf = await signLeaf({ issuerCertPem: root.certPem, issuerKey: (await importPrivateKey(root.keyPem)).key, spiffeId: `spiffe://${td}/ns/default/dc/dc1/svc/web`, commonName: 'web', ttlMs: 3_600_000 });
   nodeApp = createServer((req, res) => {

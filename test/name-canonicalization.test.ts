@@ -3,19 +3,17 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
 import * as x509 from '@peculiar/x509';
-import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
 import { Catalog } from '../catalog/catalog-store.js';
 import type { ServiceRecord } from '../catalog/types.js';
 import { generateKeyPair, importPrivateKey, privateKeyPem, signLeaf } from '../agent/ca/x509-certs.js';
 import type { LeafSource, TrustSource } from '../agent/mesh-backend.js';
 import { isSpiffeSafe, parseServiceId } from '../agent/proxy/spiffe-id.js';
 import { ServiceTls } from '../agent/proxy/tls-identity.js';
-import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
+import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { poolCredentials } from './helpers/pool-credentials.js';
 import { freePort } from './helpers/free-port.js';
 import { echoApp, roundTrip, type App } from './helpers/tcp-apps.js';
 import { waitFor } from './helpers/wait-for.js';
@@ -33,14 +31,11 @@ let apiPublicPort: number;
 
 before(async () => {
   // The test holds the CA key (ca_file/ca_key_file) so it can mint leaves the agent's CA never would.
-  const dir = tempDir();
-  const root = await CertificateAuthority.createRoot();
-  writeFileSync(join(dir, 'ca.pem'), root.certPem);
-  writeFileSync(join(dir, 'ca-key.pem'), root.keyPem, { mode: 0o600 });
+  const { root } = await poolCredentials([]);
   caCert = root.certPem;
   caKey = (await importPrivateKey(root.keyPem)).key;
   // Allow by default: whatever is refused below is refused by an intention or by the identity checks, not by default.
-  agent = await startTestAgent({ bind: BIND, caFile: join(dir, 'ca.pem'), caKeyFile: join(dir, 'ca-key.pem'), defaultIntentionPolicy: 'allow' });
+  agent = await startTestAgent({ bind: BIND, caFile: root.caFile, caKeyFile: root.caKeyFile, defaultIntentionPolicy: 'allow' });
   app = await echoApp(API);
   const r = await agent.api('/v1/agent/service/register', put({ Name: 'api', Address: API, Port: app.port, Connect: { SidecarService: {} } }));
   assert.equal(r.status, 200, await r.text());
