@@ -36,6 +36,12 @@ export class AuthorityVerifier {
    */
   learn(chain: unknown): { by: string } | { error: string } {
     if (!Array.isArray(chain) || chain.length === 0 || chain.length > MAX_CHAIN || !chain.every((c) => typeof c === 'string' && c.length < 8192)) return { error: 'malformed chain' };
+    // Known, still valid under the same trust bundle: no parsing (every push/pull carries every signer's chain).
+    const first = fingerprintOf(Buffer.from(chain[0] as string, 'base64'));
+    const cached = this.known.get(first);
+    if (cached && cached.trustIndex === this.currentRoots().index && cached.notAfter > Date.now()) return { by: first };
+    const refused = this.rejected.get(first);
+    if (refused && refused.trustIndex === this.currentRoots().index) return { error: refused.reason };
     let certs: X509Certificate[];
     try {
       certs = (chain as string[]).map((c) => new X509Certificate(Buffer.from(c, 'base64')));
