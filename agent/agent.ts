@@ -40,6 +40,7 @@ import { NodeState } from '../catalog/gossip/wire-messages.js';
 import { Counter } from 'prom-client';
 import { PoolAuthority, loadPolicyCredential } from './authority/pool-authority.js';
 import { signedPolicySet } from './authority/signed-policy-set.js';
+import type { RecordSeal } from '../catalog/lww-record-store.js';
 import { LocalPolicyWrites, type PolicyWrites } from './authority/policy-writes.js';
 import { ForwardedPolicyWrites, startPolicyEndpoint } from './authority/policy-forwarding.js';
 import { ConsulBackend } from './consul/consul-backend.js';
@@ -187,10 +188,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
       await local.close();
       throw e;
     }
-    const policySigner = authority.policySigner(ca);
-    if (policySigner) {
-      store.sealer = (body) => policySigner.signBlob(body);
-      entries.sealer = (body) => policySigner.signBlob(body);
+    if (useSigner(authority, ca, store, entries)) {
       const resealed = await store.sealUnsigned() + await entries.sealUnsigned();
       if (resealed) log.info({ records: resealed }, 'signed policy records written before signing existed here');
     }
@@ -280,12 +278,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
       try {
         policyEndpoint = await startPolicyEndpoint({ bind: config.bind, port: config.policyPort, credential: b.authority.policy, writes: policyWrites, log });
       } catch (e) {
-        await dataPlane.stop();
-        leaves.stop();
-        b.bundle.stop();
-        await b.store.close();
-        await b.entries.close();
-        await local.close();
+        await closeParts();
         throw e;
       }
       log.info({ policyWriter: b.authority.policy.name, listen: `${config.bind}:${policyEndpoint.port}` }, 'policy writer: signing intentions and config entries for the pool, taking forwarded writes');
@@ -492,9 +485,7 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
         await leafCerts.rotate(nextCa);
         builtin.authority.rotate(nextCa);
         builtin.ca = nextCa;
-        const signer = builtin.authority.policySigner(nextCa);
-        builtin.store.sealer = signer ? (body) => signer.signBlob(body) : undefined;
-        builtin.entries.sealer = signer ? (body) => signer.signBlob(body) : undefined;
+        useSigner(builtin.authority, nextCa, builtin.store, builtin.entries);
       }
       caFiles = { caFile: next.caFile, caKeyFile: next.caKeyFile };
     } else {
@@ -515,6 +506,13 @@ async function startIn(config: AgentConfig, log: Logger, dataDir: string, tempDi
     get ca() { return builtin?.bundle.ca; },
     trust, leaves, intentions: builtin?.store, consul, configEntries: builtin?.entries, dataPlane, gossip, stop, stopped, reload, reloadFromSource,
   };
+}
+
+/** Seals the policy stores' local writes with this agent's policy key for `ca` (none: they stay unsigned); whether it has one. */
+function useSigner(authority: PoolAuthority, ca: CertificateAuthority, ...stores: { sealer?: (body: string) => RecordSeal }[]): boolean {
+  const signer = authority.policySigner(ca);
+  for (const s of stores) s.sealer = signer ? (body) => signer.signBlob(body) : undefined;
+  return signer !== undefined;
 }
 
 /** The CA files' contents, so a reload notices a file replaced in place. */

@@ -157,7 +157,11 @@ test('an impostor joining under an existing node\'s name from another address ch
     dev: false, node: 'n2', bind: ip(8), dataDir: tempDir(), encrypt: creds.encrypt, aclToken: 'impostor-token', waive: ['ca_files'],
     defaultIntentionPolicy: 'allow', join: [`${ip(1)}:${n1.gossip.port}`],
   }).catch((e: Error) => e);
-  if (impostor instanceof Error) return; // refused at join: also fine
+  if (impostor instanceof Error) {
+    // Refused at join is also a refusal — but only that one: any other start failure fails the test.
+    assert.equal((impostor as Error & { code?: string }).code, 'JOIN_FAILED', impostor.message);
+    return;
+  }
   extra.push(impostor);
   await impostor.api('/v1/agent/service/register', withToken('impostor-token', { method: 'PUT', body: JSON.stringify({ Name: 'payments', Port: 9999 }) }));
   for (let i = 0; i < 2; i++) {

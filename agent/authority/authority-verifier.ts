@@ -3,6 +3,7 @@
 import { verify, X509Certificate, type KeyObject } from 'node:crypto';
 import { parseAuthorityUri, type Authority } from '../ca/authority-ids.js';
 import type { TrustSource } from '../mesh-backend.js';
+import { uriSans } from '../proxy/spiffe-id.js';
 import { fingerprintOf, type Seal } from './record-signer.js';
 
 interface Known { chain: string[]; authority: Authority; key: KeyObject; notAfter: number; trustIndex: number }
@@ -12,7 +13,6 @@ const MAX_SIGNERS = 16_384;
 const MAX_CHAIN = 4;
 
 const selfSigned = (c: X509Certificate) => c.checkIssued(c) && c.verify(c.publicKey);
-const uriSans = (c: X509Certificate) => (c.subjectAltName ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
 
 export class AuthorityVerifier {
   private readonly known = new Map<string, Known>();
@@ -87,7 +87,7 @@ export class AuthorityVerifier {
     const last = certs[certs.length - 1];
     const anchor = roots.certs.find((r) => last.checkIssued(r) && last.verify(r.publicKey));
     if (!anchor || selfSigned(last)) return 'chain does not end at a root of this pool';
-    const uris = uriSans(signer);
+    const uris = uriSans(signer.subjectAltName);
     if (uris.length !== 1) return 'a signer names exactly one authority URI';
     const authority = parseAuthorityUri(uris[0]);
     if (!authority) return `signer URI ${uris[0]} is no node or policy authority`;

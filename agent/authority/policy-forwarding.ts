@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { NodemeshError, isNodemeshError } from '../../catalog/errors.js';
 import { parseAuthorityUri } from '../ca/authority-ids.js';
 import type { TrustSource } from '../mesh-backend.js';
+import { uriSans } from '../proxy/spiffe-id.js';
 import { TLS_SETTINGS } from '../proxy/tls-identity.js';
 import type { PolicyCredential } from './pool-authority.js';
 import type { PolicyOp, PolicyResult, PolicyWrites } from './policy-writes.js';
@@ -126,7 +127,7 @@ export class ForwardedPolicyWrites implements PolicyWrites {
         headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) },
         // The token goes only to a holder of a policy credential of this pool.
         checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-          const uris = (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+          const uris = uriSans(cert.subjectaltname);
           const a = uris.length === 1 ? parseAuthorityUri(uris[0]) : undefined;
           return a?.kind === 'policy' && a.trustDomain === td ? undefined : new Error(`not a policy writer of this pool (${uris.join(', ') || 'no URI'})`);
         },

@@ -10,6 +10,7 @@ import { parseAuthorityUri } from '../ca/authority-ids.js';
 import type { CertificateAuthority } from '../ca/certificate-authority.js';
 import { splitPem } from '../ca/x509-certs.js';
 import type { TrustSource } from '../mesh-backend.js';
+import { uriSans } from '../proxy/spiffe-id.js';
 import { AuthorityVerifier, isNodeAuthority } from './authority-verifier.js';
 import { RecordSigner } from './record-signer.js';
 
@@ -30,7 +31,7 @@ export function loadPolicyCredential(certFile: string, keyFile: string, trustDom
   const pems = splitPem(certText);
   if (pems.length === 0) throw credError(`${certFile}: no PEM certificate found (make one with \`nodemesh ca issue-policy\`)`);
   const cert = new X509Certificate(pems[0]);
-  const uris = (cert.subjectAltName ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+  const uris = uriSans(cert.subjectAltName);
   const authority = uris.length === 1 ? parseAuthorityUri(uris[0]) : undefined;
   if (authority?.kind !== 'policy') throw credError(`${certFile}: not a policy credential (its URI must be spiffe://<trust-domain>/agent/policy/<name>; make one with \`nodemesh ca issue-policy\`)`);
   if (authority.trustDomain !== trustDomain) throw credError(`${certFile}: a policy credential of trust domain ${authority.trustDomain}, but this agent's CA is ${trustDomain}`);
@@ -73,7 +74,7 @@ export class PoolAuthority implements CatalogAuthority {
 
   private signerFor(ca: CertificateAuthority): RecordSigner {
     if (!ca.holdsRootKey) {
-      const uris = (new X509Certificate(ca.signingPems[0]).subjectAltName ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+      const uris = uriSans(new X509Certificate(ca.signingPems[0]).subjectAltName);
       const authority = uris.map(parseAuthorityUri).find((a) => a !== undefined);
       if (authority?.kind === 'node' && authority.node.toLowerCase() !== this.node.toLowerCase()) {
         throw credError(`the CA in ca_file is node ${authority.node}'s intermediate, but this agent is node ${this.node}: give each node its own (\`nodemesh ca issue-intermediate --node ${this.node}\`)`);

@@ -1,7 +1,7 @@
 // Pool-wide policy (intentions, config entries) as a replicated set whose every record carries a policy writer's signature.
 
 import { compareHlc, type Hlc } from '../../catalog/hlc.js';
-import type { RecordSeal } from '../../catalog/lww-record-store.js';
+import { isLwwEnvelope, type RecordSeal } from '../../catalog/lww-record-store.js';
 import type { ReplicatedSet } from '../../catalog/replication.js';
 import { isPolicyAuthority, type AuthorityVerifier } from './authority-verifier.js';
 
@@ -19,11 +19,6 @@ export interface PolicySetEvents {
   unknownSigner(node: string): void;
   refused(set: string, id: string, reason: string, from: string): void;
 }
-
-const isHlc = (h: unknown): h is Hlc => {
-  const x = h as Partial<Hlc> | null;
-  return typeof x === 'object' && x !== null && Number.isFinite(x.wall) && Number.isFinite(x.logical) && typeof x.node === 'string';
-};
 
 /**
  * Only signed records travel: what this agent wrote (sealed by its policy key) and what it verified. A record is
@@ -44,14 +39,14 @@ export function signedPolicySet(name: string, store: SignedLwwStore, verifier: A
           events.refused(name, '?', 'not a signed record', '?');
           continue;
         }
-        let rec: { id?: unknown; hlc?: unknown; sig?: RecordSeal };
+        let rec: unknown;
         try {
-          rec = JSON.parse(blob.body) as typeof rec;
+          rec = JSON.parse(blob.body);
         } catch {
           events.refused(name, '?', 'unparsable record', '?');
           continue;
         }
-        if (typeof rec !== 'object' || rec === null || typeof rec.id !== 'string' || !isHlc(rec.hlc)) {
+        if (!isLwwEnvelope(rec)) {
           events.refused(name, '?', 'malformed record', '?');
           continue;
         }
@@ -71,8 +66,7 @@ export function signedPolicySet(name: string, store: SignedLwwStore, verifier: A
           events.refused(name, rec.id.slice(0, 128), `signed by node ${(verdict as { node?: string }).node ?? '?'}, not a policy authority`, from);
           continue;
         }
-        rec.sig = { body: blob.body, by: blob.by!, sig: blob.sig! };
-        if (store.merge(rec)) changed++;
+        if (store.merge({ ...rec, sig: { body: blob.body, by: blob.by!, sig: blob.sig! } })) changed++;
       }
       return changed;
     },
