@@ -1,13 +1,23 @@
 // One normalized view of an HTTP request target, used both to decide L7 intentions and routes and as what is forwarded:
 // unreserved percent-escapes decoded, dot segments resolved, slashes merged; escaped slashes and backslashes refused.
 
+/**
+ * What `%2F` / `%5C` in a path do (Envoy's path_with_escaped_slashes_action): `reject` the request (the default),
+ * `keep` them as escapes (the app must not decode them into separators), or `unescape` them into `/` and `\\` before
+ * the path is normalized (so the decision sees the separators the app would).
+ */
+export type EscapedSlashes = 'reject' | 'keep' | 'unescape';
+
 /** How strict the normalization is (Envoy's merge_slashes and path_with_escaped_slashes_action). */
 export interface PathOptions {
   /** `//a///b` → `/a/b` (default true). */
   mergeSlashes?: boolean;
-  /** Pass `%2F` / `%5C` through as escapes instead of refusing the request (default false). */
-  allowEscapedSlashes?: boolean;
+  /** Default `reject`. */
+  escapedSlashes?: EscapedSlashes;
 }
+
+/** What header names with `_` do (Envoy's headers_with_underscores_action): `reject` (400, the default), `drop` them, or `allow`. */
+export type UnderscoreAction = 'reject' | 'drop' | 'allow';
 
 /** The normalized path (starting with `/`, or `*`) and the query as sent (without `?`), or why the target is refused. */
 export type NormalizedTarget = { path: string; query: string } | { error: string };
@@ -61,8 +71,11 @@ export function normalizeRequestTarget(target: string, opts: PathOptions = {}): 
     const ch = String.fromCharCode(Number.parseInt(hex, 16));
     i += 2;
     if (ch === '/' || ch === '\\') {
-      if (!opts.allowEscapedSlashes) return { error: `an escaped ${ch === '/' ? 'slash (%2F)' : 'backslash (%5C)'} in the path is refused (an application may read it as a separator)` };
-      path += `%${hex.toUpperCase()}`;
+      const action = opts.escapedSlashes ?? 'reject';
+      if (action === 'reject') return { error: `an escaped ${ch === '/' ? 'slash (%2F)' : 'backslash (%5C)'} in the path is refused (an application may read it as a separator)` };
+      // Unescaped, a backslash is still refused: applications disagree on whether it separates segments.
+      if (action === 'unescape' && ch === '\\') return { error: 'an escaped backslash (%5C) in the path is refused (an application may read it as /)' };
+      path += action === 'unescape' ? '/' : `%${hex.toUpperCase()}`;
     } else if (UNRESERVED.test(ch)) path += ch;
     else path += `%${hex.toUpperCase()}`;
   }
@@ -86,5 +99,33 @@ export function normalizedUrl(target: string, opts: PathOptions = {}): URL | { e
  */
 export function underscoreHeader(headers: Record<string, unknown>): string | undefined {
   for (const k of Object.keys(headers)) if (k.includes('_')) return k;
+  return undefined;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+/** Field values: visible ASCII and obs-text, spaces and tabs inside; never CR, LF or NUL (RFC 9110 §5.5, RFC 9113 §8.2.1). */
+const FIELD_VALUE = /^[^\0\r\n]*$/;
+
+/**
+ * What is wrong with a request's header fields as received (names lower case, as both HTTP/1.1 and HTTP/2 parsers
+ * report them), or undefined. HTTP/1.1's parser refuses these already; HTTP/2 hands over what the peer encoded.
+ */
+export function headerFieldError(headers: Record<string, string | string[] | undefined>): string | undefined {
+  for (const [name, value] of Object.entries(headers)) {
+    if (!TOKEN.test(name)) return `invalid header name ${JSON.stringify(name.slice(0, 64))}`;
+    for (const v of Array.isArray(value) ? value : [value ?? '']) if (!FIELD_VALUE.test(v)) return `header ${name} holds CR, LF or NUL`;
+  }
+  return undefined;
+}
+
+/**
+ * Applies the underscore action to a request's headers before it is decided and forwarded: the refused name (reject),
+ * or undefined once `drop` has removed every such header (or `allow` kept them, matched exactly as written).
+ */
+export function applyUnderscoreAction(headers: Record<string, unknown>, action: UnderscoreAction = 'reject'): string | undefined {
+  if (action === 'allow') return undefined;
+  const name = underscoreHeader(headers);
+  if (name === undefined || action === 'reject') return name;
+  for (const k of Object.keys(headers)) if (k.includes('_')) delete headers[k];
   return undefined;
 }

@@ -178,3 +178,36 @@ test('gRPC retries: UNAVAILABLE counts as 503 for RetryOnStatusCodes, unary call
   }
   assert.match(await (await a.api('/metrics')).text(), /nodemesh_l7_retries_total\{source="web",destination="greeter",route="route-0",reason="status"\} [1-9]/);
 });
+
+test('an L7 intention on a gRPC service is decided per call through the tunnel: Say allowed, Chat denied with PERMISSION_DENIED', async () => {
+  const r = await a.api('/v1/connect/intentions', { method: 'POST', body: JSON.stringify({
+    SourceName: 'web', DestinationName: 'greeter', Permissions: [
+      { Action: 'deny', HTTP: { PathExact: '/demo.Greeter/Chat' } },
+      { Action: 'allow', HTTP: { PathPrefix: '/demo.Greeter/' } },
+    ] }) });
+  const text = await r.text();
+  assert.equal(r.status, 200, text);
+  const id = (JSON.parse(text) as { ID: string }).ID;
+  const client = new Greeter(`127.0.0.1:${port.greeter}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Say(req: Buffer, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): grpc.ClientUnaryCall;
+    Chat(): grpc.ClientDuplexStream<Buffer, Buffer>;
+  };
+  const chatStatus = () => new Promise<grpc.status>((resolve) => {
+    const chat = client.Chat();
+    chat.on('data', () => undefined);
+    chat.on('error', (e: grpc.ServiceError) => resolve(e.code));
+    chat.on('status', (s) => resolve(s.code));
+    chat.write(Buffer.from('ping'));
+    chat.end();
+  });
+  try {
+    // Replicated to B (where greeter's inbound decides) within a moment: then every Chat is denied per call.
+    await waitFor(async () => assert.equal(await chatStatus(), grpc.status.PERMISSION_DENIED), 15_000);
+    const say = await new Promise<string>((resolve, reject) => client.Say(Buffer.from('l7'), new grpc.Metadata(), (e, out) => (e ? reject(e) : resolve(out!.toString()))));
+    assert.match(say, /^hello l7/);
+    assert.match(await (await b.api('/metrics')).text(), /nodemesh_proxy_denied_total\{direction="inbound",source="web",destination="greeter",reason="l7_permission"\} [1-9]/);
+  } finally {
+    client.close();
+    await a.api(`/v1/connect/intentions/${id}`, { method: 'DELETE' });
+  }
+});

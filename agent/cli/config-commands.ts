@@ -25,11 +25,19 @@ function summary(e: ConfigEntry): string {
       Object.keys((e.Subsets as object | undefined) ?? {}).length ? `subsets ${Object.keys(e.Subsets as object).join(',')}` : '',
       (e.LoadBalancer as { Policy?: string } | undefined)?.Policy ? `lb ${(e.LoadBalancer as { Policy: string }).Policy}` : '',
     ].filter(Boolean).join('; ') || 'defaults';
+    case 'mesh': {
+      const rn = ((e.HTTP as { Incoming?: { RequestNormalization?: Record<string, unknown> } } | undefined)?.Incoming?.RequestNormalization) ?? {};
+      return [
+        `merge slashes ${rn.MergeSlashes === false ? 'off' : 'on'}`,
+        `escaped slashes ${String(rn.PathWithEscapedSlashesAction || 'REJECT_REQUEST')}`,
+        `underscores ${String(rn.HeadersWithUnderscoresAction || 'REJECT_REQUEST')}`,
+      ].join('; ');
+    }
   }
 }
 
 export function configCommands(program: Command, g: Globals): void {
-  const config = program.command('config').description('traffic configuration: Consul config entries (service-defaults, service-resolver, service-splitter, service-router, proxy-defaults)');
+  const config = program.command('config').description('traffic configuration: Consul config entries (service-defaults, service-resolver, service-splitter, service-router, proxy-defaults, mesh)');
 
   config.command('write <file>')
     .description('create or replace the config entry in a JSON file ("-" reads stdin)')

@@ -1,12 +1,13 @@
-// Consul's config entries (service-defaults, proxy-defaults, service-resolver, service-splitter, service-router): shapes, decoding and validation.
+// Consul's config entries (service-defaults, proxy-defaults, service-resolver, service-splitter, service-router, mesh): shapes, decoding and validation.
 
 import { NodemeshError, multiError } from '../../catalog/errors.js';
 import { DecodeError, decodeStruct, type FieldType, type Schema } from '../api/strict-json.js';
 import { parseGoDuration } from '../go-duration.js';
 import { compileSubsetFilter } from '../traffic/subset-filter.js';
 import { httpMatchErrors, type HttpMatchSpec } from '../../intentions/http-match.js';
+import type { EscapedSlashes, PathOptions, UnderscoreAction } from '../../intentions/request-path.js';
 
-export const KINDS = ['service-defaults', 'proxy-defaults', 'service-resolver', 'service-splitter', 'service-router'] as const;
+export const KINDS = ['service-defaults', 'proxy-defaults', 'service-resolver', 'service-splitter', 'service-router', 'mesh'] as const;
 export type Kind = (typeof KINDS)[number];
 export const PROTOCOLS = ['tcp', 'http', 'http2', 'grpc'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -31,7 +32,19 @@ const COMMON: Schema = { Kind: 'string', Name: 'string', Namespace: 'string', Me
 const HEADER_MATCH = S({ Name: 'string', Present: 'bool', Exact: 'string', Prefix: 'string', Suffix: 'string', Regex: 'string', Invert: 'bool' });
 const QUERY_MATCH = S({ Name: 'string', Present: 'bool', Exact: 'string', Regex: 'string' });
 
+/** Consul's names for the request normalization actions (mesh entry, HTTP.Incoming.RequestNormalization) → ours. */
+const ESCAPED_SLASH_ACTIONS: Record<string, EscapedSlashes | undefined> = { '': 'reject', DEFAULT: 'reject', REJECT_REQUEST: 'reject', KEEP_UNCHANGED: 'keep', UNESCAPE_AND_FORWARD: 'unescape', UNESCAPE_AND_REDIRECT: undefined };
+const UNDERSCORE_ACTIONS: Record<string, UnderscoreAction> = { '': 'reject', REJECT_REQUEST: 'reject', DROP_HEADER: 'drop', ALLOW: 'allow' };
+
 const SCHEMAS: Record<Kind, Schema> = {
+  // Only what nodemesh enforces: other mesh fields (TLS, TransparentProxy) are refused as unknown, not silently ignored.
+  mesh: {
+    ...COMMON,
+    HTTP: S({
+      SanitizeXForwardedClientCert: 'bool',
+      Incoming: S({ RequestNormalization: S({ InsecureDisablePathNormalization: 'bool', MergeSlashes: 'bool', PathWithEscapedSlashesAction: 'string', HeadersWithUnderscoresAction: 'string' }) }),
+    }),
+  },
   'service-defaults': { ...COMMON, Protocol: 'string', MeshGateway: MESH_GATEWAY, Expose: EXPOSE, ExternalSNI: 'string' },
   'proxy-defaults': { ...COMMON, Config: 'any', MeshGateway: MESH_GATEWAY, Expose: EXPOSE },
   'service-resolver': {
@@ -90,6 +103,33 @@ function durationError(field: string, v: unknown): string | undefined {
     return `${field}: ${(e as Error).message}`;
   }
   return undefined;
+}
+
+/** How L7 listeners normalize requests, from the mesh entry (nodemesh's strict defaults without one). */
+export interface RequestNormalization {
+  path: PathOptions;
+  underscores: UnderscoreAction;
+}
+
+export function requestNormalizationOf(get: (kind: Kind, name: string) => ConfigEntry | undefined): RequestNormalization {
+  const rn = (((get('mesh', 'mesh')?.HTTP as Rec | undefined)?.Incoming as Rec | undefined)?.RequestNormalization ?? {}) as Rec;
+  return {
+    path: { mergeSlashes: rn.MergeSlashes !== false, escapedSlashes: ESCAPED_SLASH_ACTIONS[String(rn.PathWithEscapedSlashesAction ?? '')] ?? 'reject' },
+    underscores: UNDERSCORE_ACTIONS[String(rn.HeadersWithUnderscoresAction ?? '')] ?? 'reject',
+  };
+}
+
+function validateMesh(e: Rec, errs: string[]): void {
+  const http = e.HTTP as Rec | undefined;
+  const rn = (http?.Incoming as Rec | undefined)?.RequestNormalization as Rec | undefined;
+  if (http?.SanitizeXForwardedClientCert === false) errs.push('HTTP.SanitizeXForwardedClientCert: nodemesh always replaces X-Forwarded-Client-Cert with the verified peer; it cannot be turned off');
+  if (!rn) return;
+  if (rn.InsecureDisablePathNormalization) errs.push('HTTP.Incoming.RequestNormalization.InsecureDisablePathNormalization: nodemesh always normalizes paths (an L7 decision on one path and an app serving another is a bypass); use MergeSlashes and PathWithEscapedSlashesAction to loosen it');
+  const esc = String(rn.PathWithEscapedSlashesAction ?? '');
+  if (esc === 'UNESCAPE_AND_REDIRECT') errs.push('HTTP.Incoming.RequestNormalization.PathWithEscapedSlashesAction UNESCAPE_AND_REDIRECT is not supported: use UNESCAPE_AND_FORWARD (the same decision, forwarded without a redirect)');
+  else if (!(esc in ESCAPED_SLASH_ACTIONS)) errs.push(`HTTP.Incoming.RequestNormalization.PathWithEscapedSlashesAction ${JSON.stringify(esc)}: one of ${Object.keys(ESCAPED_SLASH_ACTIONS).filter(Boolean).join(', ')}`);
+  const us = String(rn.HeadersWithUnderscoresAction ?? '');
+  if (!(us in UNDERSCORE_ACTIONS)) errs.push(`HTTP.Incoming.RequestNormalization.HeadersWithUnderscoresAction ${JSON.stringify(us)}: one of ${Object.keys(UNDERSCORE_ACTIONS).filter(Boolean).join(', ')}`);
 }
 
 /** The protocol a service speaks by config: its service-defaults, else proxy-defaults' Config.protocol, else tcp. */
@@ -180,6 +220,7 @@ function validateResolver(e: Rec, errs: string[]): void {
 export function entryNameError(kind: Kind, name: string): string | undefined {
   if (!name) return 'Name is required';
   if (kind === 'proxy-defaults') return name === 'global' ? undefined : `invalid name ("${name}"), only "global" is supported`;
+  if (kind === 'mesh') return name === 'mesh' ? undefined : `invalid name ("${name}"), only "mesh" is supported`;
   return NAME.test(name) && name.length <= 128 ? undefined : `invalid name ${JSON.stringify(name)}: letters, digits, '.', '_' and '-'`;
 }
 
@@ -203,6 +244,7 @@ export function decodeConfigEntry(raw: unknown, get: (kind: Kind, name: string) 
   delete e.CreateIndex;
   delete e.ModifyIndex;
   e.Kind = kind;
+  if (kind === 'mesh' && (e.Name === undefined || e.Name === '')) e.Name = 'mesh'; // Consul's mesh entry has one fixed name
   const errs: string[] = [];
   const name = typeof e.Name === 'string' ? e.Name : '';
   const nameErr = entryNameError(kind, name);
@@ -217,6 +259,7 @@ export function decodeConfigEntry(raw: unknown, get: (kind: Kind, name: string) 
     const p = (cfg as Rec | undefined)?.protocol;
     if (p !== undefined && !(PROTOCOLS as readonly unknown[]).includes(p)) errs.push(`Config.protocol ${JSON.stringify(p)} is not supported: one of ${PROTOCOLS.join(', ')}`);
   }
+  if (kind === 'mesh') validateMesh(e, errs);
   if (kind === 'service-router') validateRouter(e, errs);
   if (kind === 'service-splitter') validateSplitter(e, errs);
   if (kind === 'service-resolver') validateResolver(e, errs);

@@ -12,7 +12,8 @@ export class ConsulConfigEntries {
   private readonly watches: BlockingWatch<ConfigEntry[]>[];
 
   constructor(http: ConsulHttp, onError: (e: Error) => void, onOk: () => void) {
-    this.watches = KINDS.map((kind) => new BlockingWatch<ConfigEntry[]>(http, {
+    // Consul 1.8 has no mesh entry (a watch on it would only fail): in Consul mode nodemesh's strict request normalization applies.
+    this.watches = KINDS.filter((kind) => kind !== 'mesh').map((kind) => new BlockingWatch<ConfigEntry[]>(http, {
       path: `/config/${kind}`,
       onData: (list) => {
         onOk();

@@ -12,7 +12,7 @@ import type { ServiceTls } from './tls-identity.js';
 import { SourceLimits } from './source-limits.js';
 import { TunnelPool } from './tunnel-pool.js';
 import { CoalescingRunner } from '../coalescing-runner.js';
-import { protocolOf } from '../config-entries/config-entry.js';
+import { protocolOf, requestNormalizationOf } from '../config-entries/config-entry.js';
 import { HttpUpstreamListener, type EntrySource } from '../traffic/http-upstream.js';
 import { instanceIndex, type InstanceIndex } from '../traffic/service-instances.js';
 
@@ -113,6 +113,7 @@ export class DataPlane {
         port: p.Port,
         target: {
           proxyId: p.ID, service: dest, protocol: this.o.entries ? protocolOf(dest, this.o.entries.get) : 'tcp',
+          normalization: this.o.entries ? requestNormalizationOf(this.o.entries.get) : undefined,
           appHost: p.Proxy.LocalServiceAddress || parent?.Address || '127.0.0.1',
           appPort: p.Proxy.LocalServicePort || parent?.Port || 0,
         },

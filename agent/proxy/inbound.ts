@@ -1,18 +1,15 @@
 // The inbound side: a service's public mTLS listener — verify the client, decide by intention, forward to the app, revoke live.
 
-import { Agent as HttpAgent, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { Decision } from '../../intentions/decision.js';
-import type { RequestFacts } from '../../intentions/http-match.js';
-import { normalizeRequestTarget, targetOf, underscoreHeader } from '../../intentions/request-path.js';
-import type { Intention } from '../../intentions/intention.js';
-import { HOP_BY_HOP, joinSockets, type PipeEnd } from './byte-pipe.js';
+import type { RequestNormalization } from '../config-entries/config-entry.js';
+import { joinSockets, type PipeEnd } from './byte-pipe.js';
+import { InboundL7, type Authorize, type RequestDecider } from './inbound-l7.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
 import { closeServer } from './close-server.js';
 import { isOwnTcpProbe } from '../checks/check-probes.js';
-import { stripXfcc, XFCC, xfccValue } from './client-cert-header.js';
+import { xfccValue } from './client-cert-header.js';
 import { uriSans, type ServiceIdentity } from './spiffe-id.js';
 import { IdentityRefusal, type BoundIdentity } from './identity-binding.js';
 import { SourceLimits } from './source-limits.js';
@@ -27,18 +24,13 @@ export interface InboundTarget {
   service: string;
   appHost: string;
   appPort: number;
-  /** The service's protocol by config entries: an http service can take L7 intentions, decided per request. */
+  /** The service's protocol by config entries: an http, http2 or grpc service can take L7 intentions, decided per request. */
   protocol: string;
+  /** How requests are normalized before an L7 decision (the mesh entry); nodemesh's strict defaults without it. */
+  normalization?: RequestNormalization;
 }
 
-export type Authorize = (source: ServiceIdentity, destination: string) => Decision;
-/** `error`: the intention could not be evaluated (the request is denied, and this is reported). */
-export type RequestDecider = (intention: Intention, request: RequestFacts) => { allowed: boolean; reason: string; error?: string };
-
-/** Which verified identity a connection handed to the L7 server belongs to. */
-const SOURCE = Symbol('nodemesh.source');
-/** The X-Forwarded-Client-Cert value of the verified peer of a connection handed to the L7 server. */
-const CLIENT_CERT = Symbol('nodemesh.client-cert');
+export type { Authorize, RequestDecider };
 
 interface OpenConn { client: PipeEnd; app: Socket; source: ServiceIdentity }
 
@@ -49,6 +41,8 @@ interface OpenConn { client: PipeEnd; app: Socket; source: ServiceIdentity }
 const ALPN = [TUNNEL_ALPN, 'h2', 'http/1.1'];
 
 const APP_CONNECT_TIMEOUT_MS = 1000;
+/** Protocols whose requests can be read and decided one by one. */
+const L7_PROTOCOLS = new Set(['http', 'http2', 'grpc']);
 const HANDSHAKE_TIMEOUT_MS = 5000;
 
 export class InboundListener {
@@ -80,9 +74,7 @@ export class InboundListener {
   private readonly refused = new WeakSet<Socket>();
 
   /** Connections under an L7 intention: parsed as HTTP here, each request decided on its own. */
-  private readonly l7 = new Set<{ client: PipeEnd; source: ServiceIdentity }>();
-  private http?: HttpServer;
-  private appAgent?: HttpAgent;
+  private l7?: InboundL7;
 
   get service(): string {
     return this.target.service;
@@ -220,7 +212,17 @@ export class InboundListener {
       client.destroy();
       return;
     }
-    if (decision.l7) return this.serveHttp(client, id, decision, xfcc);
+    if (decision.l7) {
+      if (!L7_PROTOCOLS.has(this.target.protocol) || !this.decideRequest) {
+        this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'intention' });
+        this.log.warn({ source: id.service, destination, protocol: this.target.protocol, intention: decision.intention?.ID },
+          `inbound connection denied: an L7 intention applies but ${destination} is not an HTTP service (set Protocol "http", "http2" or "grpc" in its service-defaults)`);
+        client.destroy();
+        return;
+      }
+      this.l7 ??= new InboundL7(() => this.target, this.authorize, this.decideRequest, this.log, this.metrics);
+      return this.l7.serve(client, id, xfcc());
+    }
     const labels = { direction: 'inbound' as const, source: id.service, destination };
     const app = connect({ host: this.target.appHost, port: this.target.appPort, allowHalfOpen: true, timeout: APP_CONNECT_TIMEOUT_MS });
     // Tracked from now, not from the app's connect: a deny that lands while the app is being dialled
@@ -257,108 +259,9 @@ export class InboundListener {
     });
   }
 
-  /**
-   * A connection whose source has an L7 intention: requests are read here and each is decided by the intention's
-   * permissions before it goes to the app. Only an HTTP service can be seen this way; any other is refused.
-   */
-  private serveHttp(client: PipeEnd, id: ServiceIdentity, decision: Decision, xfcc: () => string): void {
-    const destination = this.target.service;
-    if (this.target.protocol !== 'http' || !this.decideRequest) {
-      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'intention' });
-      this.log.warn({ source: id.service, destination, protocol: this.target.protocol, intention: decision.intention?.ID },
-        `inbound connection denied: an L7 intention applies but ${destination} is not an HTTP service (set Protocol "http" in its service-defaults)`);
-      client.destroy();
-      return;
-    }
-    const conn = { client, source: id };
-    this.l7.add(conn);
-    client.once('close', () => this.l7.delete(conn));
-    (client as unknown as Record<symbol, ServiceIdentity>)[SOURCE] = id;
-    (client as unknown as Record<symbol, string>)[CLIENT_CERT] = xfcc();
-    this.metrics.opened.inc({ direction: 'inbound', source: id.service, destination });
-    this.http ??= createHttpServer({ keepAlive: true }, (req, res) => this.l7Request(req, res));
-    this.http.emit('connection', client);
-  }
-
-  /** Nothing a request (or the intention deciding it) holds may throw out of the HTTP server: that would stop the agent. */
-  private l7Request(req: IncomingMessage, res: ServerResponse): void {
-    try {
-      this.decideAndForward(req, res);
-    } catch (e) {
-      const id = (req.socket as unknown as Record<symbol, ServiceIdentity | undefined>)[SOURCE];
-      this.metrics.denied.inc({ direction: 'inbound', source: id?.service ?? 'unknown', destination: this.target.service, reason: 'l7_error' });
-      this.log.error({ code: 'L7_REQUEST_FAILED', source: id?.service, destination: this.target.service, method: req.method, err: e instanceof Error ? e.message : String(e) },
-        'inbound request failed while it was decided or forwarded: denied');
-      if (!res.headersSent) res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied\n');
-      else res.destroy();
-    }
-  }
-
-  private decideAndForward(req: IncomingMessage, res: ServerResponse): void {
-    const destination = this.target.service;
-    const id = (req.socket as unknown as Record<symbol, ServiceIdentity>)[SOURCE];
-    // One view of the request for the decision and for the app: the normalized path is what is decided and forwarded.
-    const target = normalizeRequestTarget(req.url ?? '/');
-    const underscore = underscoreHeader(req.headers);
-    if ('error' in target || underscore) {
-      const why = 'error' in target ? target.error : `header names with '_' are refused (${JSON.stringify(underscore)}): applications may read them as '-'`;
-      this.log.debug({ source: id.service, destination, method: req.method, err: why }, 'inbound request refused: 400');
-      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end(`bad request: ${why}\n`);
-      return;
-    }
-    const facts: RequestFacts = { method: req.method ?? 'GET', path: target.path, query: new URLSearchParams(target.query), headers: req.headers };
-    // Decided again per request: intentions may have changed since the connection opened.
-    const d = this.authorize(id, destination);
-    const verdict: ReturnType<RequestDecider> = !d.allowed ? { allowed: false, reason: d.reason } : d.l7 && d.intention ? this.decideRequest!(d.intention, facts) : { allowed: true, reason: d.reason };
-    if (verdict.error) {
-      // An intention this agent cannot evaluate: denied, counted apart and logged as an error (it needs fixing).
-      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'l7_error' });
-      this.log.error({ code: 'L7_INTENTION_UNEVALUABLE', source: id.service, destination, method: facts.method, path: facts.path, intention: d.intention?.ID, err: verdict.error },
-        `inbound request denied: ${verdict.reason}`);
-      res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied\n');
-      return;
-    }
-    if (!verdict.allowed) {
-      this.metrics.denied.inc({ direction: 'inbound', source: id.service, destination, reason: 'l7_permission' });
-      this.log.warn({ source: id.service, destination, method: facts.method, path: facts.path, intention: d.intention?.ID }, `inbound request denied: ${verdict.reason}`);
-      res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied\n');
-      return;
-    }
-    this.appAgent ??= new HttpAgent({ keepAlive: true, maxSockets: 256 });
-    const headers: OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-    // The app learns who called from the verified peer only: whatever the caller sent under this name is dropped.
-    stripXfcc(headers);
-    headers[XFCC] = (req.socket as unknown as Record<symbol, string>)[CLIENT_CERT];
-    // Re-framed, never raw: a chunked body goes on chunked (Node encodes it), a sized one keeps its checked length;
-    // without either a request has no body. (Node's parser refuses CL with TE, duplicate lengths, obs-fold, bare CR/LF.)
-    if (req.headers['transfer-encoding'] !== undefined) {
-      delete headers['content-length'];
-      headers['transfer-encoding'] = 'chunked';
-    }
-    const up = httpRequest({ host: this.target.appHost, port: this.target.appPort, method: req.method, path: targetOf(target), headers, agent: this.appAgent }, (r) => {
-      const out: OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(r.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
-      res.writeHead(r.statusCode ?? 502, r.statusMessage, out);
-      r.pipe(res);
-    });
-    up.on('error', (e) => {
-      this.log.warn({ source: id.service, destination, app: `${this.target.appHost}:${this.target.appPort}`, err: e.message }, 'inbound: cannot reach the local app');
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end('local app unreachable\n');
-      else res.destroy();
-    });
-    req.pipe(up);
-  }
-
   /** Re-decides every open connection (intentions changed) and closes the ones now denied. */
   revalidate(): number {
-    let closed = 0;
-    for (const c of [...this.l7]) {
-      if (this.authorize(c.source, this.target.service).allowed) continue;
-      closed++;
-      this.l7.delete(c);
-      c.client.destroy();
-    }
+    let closed = this.l7?.closeWhere((c) => !this.authorize(c.source, this.target.service).allowed) ?? 0;
     for (const c of [...this.open]) {
       const d = this.authorize(c.source, this.target.service);
       // A byte-path connection that now falls under an L7 intention must reconnect to be seen per request.
@@ -394,13 +297,7 @@ export class InboundListener {
       c.client.destroy();
       c.app.destroy();
     }
-    for (const c of [...this.l7]) {
-      if (!lapsed(c.source)) continue;
-      closed++;
-      this.l7.delete(c);
-      revoke(c.source);
-      c.client.destroy();
-    }
+    closed += this.l7?.closeWhere((c) => lapsed(c.source) && (revoke(c.source), true)) ?? 0;
     for (const [session, id] of [...this.tunnelIds]) {
       if (!lapsed(id)) continue;
       this.tunnelIds.delete(session);
@@ -439,9 +336,7 @@ export class InboundListener {
       c.app.destroy();
     }
     this.open.clear();
-    for (const c of this.l7) c.client.destroy();
-    this.l7.clear();
-    this.appAgent?.destroy();
+    this.l7?.close();
     for (const sock of this.raw) sock.destroy();
     this.raw.clear();
     if (server) await closeServer(server);

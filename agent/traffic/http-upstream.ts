@@ -21,6 +21,7 @@ import { InstanceGates } from './instance-gate.js';
 import { ProxyAnswer } from './proxy-answer.js';
 import { hashKeyOf } from './request-hash.js';
 import { normalizedUrl } from '../../intentions/request-path.js';
+import { requestNormalizationOf } from '../config-entries/config-entry.js';
 
 /** Request bodies up to this size are kept so the request can be retried; larger ones stream and are not retried. */
 const MAX_RETRY_BODY = 64 * 1024;
@@ -177,7 +178,7 @@ export class HttpUpstreamListener {
       finish(status);
     };
     if (!source) return answer(403, 'nodemesh: this address belongs to no service that declared the upstream');
-    const url = normalizedUrl(String(headers[':path'] ?? '/'));
+    const url = normalizedUrl(String(headers[':path'] ?? '/'), this.pathOptions());
     if ('error' in url) return answer(400, `bad request: ${url.error}`);
     const { routes, policy } = this.compiled();
     const route = routes.find((r) => r.match({ method: String(headers[':method'] ?? 'GET'), path: url.pathname, query: url.searchParams, headers }))!;
@@ -215,6 +216,7 @@ export class HttpUpstreamListener {
       // Only the callee's agent says who called (from the verified peer): a caller's own X-Forwarded-Client-Cert goes no further.
       stripXfcc(out);
       out[':authority'] = headers[':authority'] ?? target.service;
+      out[':path'] = url.pathname + url.search; // what was routed is what is sent
       if (route.prefixRewrite && url.pathname.startsWith(route.prefixRewrite.from)) {
         out[':path'] = (route.prefixRewrite.to + url.pathname.slice(route.prefixRewrite.from.length)).replace(/^\/\//, '/') + url.search;
       }
@@ -283,6 +285,11 @@ export class HttpUpstreamListener {
       }
       return finish(status);
     }
+  }
+
+  /** How paths are normalized before routing: the mesh entry's request normalization. */
+  private pathOptions() {
+    return requestNormalizationOf(this.entries.get).path;
   }
 
   /** The compiled chain and call policy, recompiled when config entries change. */
@@ -398,7 +405,7 @@ export class HttpUpstreamListener {
     }
     this.budget.deposit();
     try {
-      const url = normalizedUrl(req.url ?? '/');
+      const url = normalizedUrl(req.url ?? '/', this.pathOptions());
       if ('error' in url) throw new ProxyAnswer(400, `bad request: ${url.error}`);
       const { routes, policy } = this.compiled();
       const route = routes.find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
@@ -436,7 +443,7 @@ export class HttpUpstreamListener {
       socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`);
     };
     if (!source) return refuse(403, 'nodemesh: this address belongs to no service that declared the upstream');
-    const url = normalizedUrl(req.url ?? '/');
+    const url = normalizedUrl(req.url ?? '/', this.pathOptions());
     if ('error' in url) return refuse(400, `bad request: ${url.error}`);
     const { routes } = this.compiled();
     const route = routes.find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
