@@ -1,10 +1,10 @@
-# The nodemesh container image: compile with tsc in a build stage, run as uid 10001 in a slim Node 20 runtime.
+# The nodemesh container image: compile with tsc in a build stage, run as uid 10001 in a slim Node 24 (LTS) runtime.
 #
 #   docker build -t nodemesh:dev .
 #   docker run --rm nodemesh:dev version
 #
-# NODE_IMAGE lets a registry mirror stand in for Docker Hub: --build-arg NODE_IMAGE=mirror.example/node:20-bookworm-slim
-ARG NODE_IMAGE=node:20-bookworm-slim
+# NODE_IMAGE lets a registry mirror stand in for Docker Hub: --build-arg NODE_IMAGE=<mirror>/node:24-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---- build: full dependency tree, tsc, then drop the dev dependencies ----
 FROM ${NODE_IMAGE} AS build
@@ -15,9 +15,20 @@ COPY package.json package-lock.json ./
 # install script is esbuild (dev, used by tsx for the tests), which tsc does not need.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
-COPY agent ./agent
+# The layers, bottom to top (docs/ARCHITECTURE.md).
+COPY lib ./lib
+COPY model ./model
+COPY config ./config
+COPY membership ./membership
 COPY catalog ./catalog
-COPY intentions ./intentions
+COPY policy ./policy
+COPY identity ./identity
+COPY local ./local
+COPY backend ./backend
+COPY dataplane ./dataplane
+COPY api ./api
+COPY agent ./agent
+COPY cli ./cli
 RUN npm run build \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 

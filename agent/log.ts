@@ -2,7 +2,7 @@
 
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
-import type { LogLevel } from './config/agent-config.js';
+import type { LogLevel } from '../config/agent-config.js';
 
 export function createLogger(level: LogLevel, json: boolean | undefined): Logger {
   const asJson = json ?? !process.stdout.isTTY;

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startAgent } from '../dist/agent/agent.js';
-import { defaultConfig } from '../dist/agent/config/agent-config.js';
-import { decodeServiceObject } from '../dist/agent/service-definition.js';
+import { defaultConfig } from '../dist/config/agent-config.js';
+import { decodeServiceObject } from '../dist/model/service-definition.js';
 import { Authorizer, withDefault } from '../dist/intentions/authorizer.js';
 
 const LOCAL = 50;

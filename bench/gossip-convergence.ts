@@ -105,7 +105,7 @@ async function serf(n: number): Promise<{ converge: number }> {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(join(ROOT, 'dist', 'agent', 'cli', 'main.js'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
   const haveSerf = existsSync(SERF);
   if (!haveSerf) log('bench: .tools/bin/serf missing (run scripts/install-interop.sh): serf column skipped');
   const rows: string[][] = [['nodes', 'nodemesh: registration on all (ms)', 'serf: user event on all (ms)', 'nodemesh gossip at rest: pkts/s/node', 'bytes/s/node']];

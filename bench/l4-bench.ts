@@ -164,7 +164,7 @@ async function main(): Promise<void> {
     log('bench: installing the anchor (Consul 1.8.7), wrk and nginx into .tools…');
     execFileSync('bash', [join(ROOT, 'scripts', 'install-interop.sh')], { stdio: 'inherit' });
   }
-  if (!existsSync(join(ROOT, 'dist', 'agent', 'cli', 'main.js'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
   // wrk counts the bytes of completed responses: a file small enough to complete many times per run.
   const BULK = 64 * 1024 * 1024;
   log('bench: starting nginx, the Consul path and the nodemesh path (this takes about 15 s)…');

@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 // Entry point of the `nodemesh` command: runs the compiled CLI (built by `npm ci` / `npm run build`).
-import '../dist/agent/cli/main.js';
+import '../dist/cli/main.js';

@@ -1,10 +1,10 @@
 // The in-memory catalog of every known node, its service instances and checks, with Raft-style indexes.
 
-import { ChangeFeed } from './change-feed.js';
-import { foldName } from './service-names.js';
+import { ChangeFeed } from '../lib/change-feed.js';
+import { foldName } from '../model/service-names.js';
 import type {
   CheckRecord, HealthStatus, NodeEntry, NodeInfo, NodeSnapshot, ServiceRecord,
-} from './types.js';
+} from '../model/catalog-types.js';
 
 /** Operations on one node's entries, applied under a single new index. */
 export interface NodeTx {

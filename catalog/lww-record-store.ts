@@ -1,10 +1,10 @@
 // A replicated set of records, last writer wins by hybrid logical clock, tombstones kept, durable on disk; the base of the intention and config-entry stores.
 
-import { ChangeFeed } from './change-feed.js';
-import { NodemeshError } from './errors.js';
+import { ChangeFeed } from '../lib/change-feed.js';
+import { NodemeshError } from '../lib/errors.js';
 import type { Hlc } from './hlc.js';
 import { HybridClock, compareHlc } from './hlc.js';
-import { StateFile } from './state-file.js';
+import { StateFile } from '../lib/state-file.js';
 
 /** The record as its writer signed it (`body` is the record's JSON; `by` the signer's certificate fingerprint). */
 export interface RecordSeal { body: string; by: string; sig: string }

@@ -3,7 +3,7 @@
 // (intentions, config entries) ride along, merged and checked by their own rules.
 
 import type { Catalog } from './catalog-store.js';
-import type { NodeSnapshot } from './types.js';
+import type { NodeSnapshot } from '../model/catalog-types.js';
 
 /** Another replicated data set (intentions): exported whole in push/pull, merged by its own last-writer-wins rules. */
 export interface ReplicatedSet {

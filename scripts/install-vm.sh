@@ -112,7 +112,7 @@ check_package() {
     name="$(node -p 'require(process.argv[1]).name' "$PKG/package.json" 2>/dev/null || true)"
     [ "$name" = nodemesh ] || die 2 "--package $PKG: its package.json names \"$name\", not nodemesh: pass the nodemesh package"
     [ -f "$PKG/bin/nodemesh.js" ] || die 2 "--package $PKG: bin/nodemesh.js is missing: pass a complete nodemesh clone"
-    [ -f "$PKG/dist/agent/cli/main.js" ] || die 2 "--package $PKG: no compiled dist/ there: build it first (cd $PKG && npm ci && npm run build), then re-run"
+    [ -f "$PKG/dist/cli/main.js" ] || die 2 "--package $PKG: no compiled dist/ there: build it first (cd $PKG && npm ci && npm run build), then re-run"
     PKG_KIND=dir
   elif [ -f "$PKG" ]; then
     local list name
@@ -120,7 +120,7 @@ check_package() {
     grep -qx 'package/package.json' <<<"$list" || die 2 "--package $PKG: not an npm package tarball (no package/package.json): make one with $PROG --pack-only DIR"
     name="$(tar -xzOf "$PKG" package/package.json | node -e 'let s="";process.stdin.on("data",(c)=>s+=c).on("end",()=>{try{console.log(JSON.parse(s).name)}catch{console.log("")}})')"
     [ "$name" = nodemesh ] || die 2 "--package $PKG: a package named \"$name\", not nodemesh"
-    grep -qx 'package/dist/agent/cli/main.js' <<<"$list" || die 2 "--package $PKG has no compiled dist/ (a plain npm pack of the repository leaves it out: .gitignore lists dist/ and package.json has no \"files\"). On the machine with the built clone run: scripts/$PROG --pack-only OUTDIR, and install that tarball (or pass the built directory as --package)"
+    grep -qx 'package/dist/cli/main.js' <<<"$list" || die 2 "--package $PKG has no compiled dist/ (a plain npm pack of the repository leaves it out: .gitignore lists dist/ and package.json has no \"files\"). On the machine with the built clone run: scripts/$PROG --pack-only OUTDIR, and install that tarball (or pass the built directory as --package)"
     PKG_KIND=tgz
   else
     die 2 "--package $PKG: no such file or directory: pass the nodemesh .tgz or a built nodemesh directory"
@@ -144,7 +144,7 @@ pack_dir() { # src outdir → prints the tarball's path
   else warn "$src has no package-lock.json: dependency versions are whatever matches package.json's ranges today"
   fi
   if [ -d "$src/agent" ]; then
-    stale="$(find "$src/agent" "$src/catalog" "$src/intentions" -name '*.ts' -newer "$src/dist/agent/cli/main.js" 2>/dev/null | head -3 || true)"
+    stale="$(find "$src/lib" "$src/model" "$src/config" "$src/membership" "$src/catalog" "$src/policy" "$src/identity" "$src/local" "$src/backend" "$src/dataplane" "$src/api" "$src/agent" "$src/cli" -name '*.ts' -newer "$src/dist/cli/main.js" 2>/dev/null | head -3 || true)"
     [ -z "$stale" ] || warn "dist/ is older than some sources (e.g. ${stale%%$'\n'*}): you may be packing an old build; run npm run build in $src"
   fi
   mkdir -p "$out"

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { loadConfig } from '../agent/config/config-load.js';
+import { loadConfig } from '../config/config-load.js';
 import { startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 
 const TOKEN = 'read-access-token';

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { parseBlocking } from '../agent/api/blocking-query.js';
+import { parseBlocking } from '../api/blocking-query.js';
 import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 
 let agent: TestAgent;

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
+import { CertificateAuthority } from '../identity/ca/certificate-authority.js';
 import { put, spawnAgent, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { waitFor } from './helpers/wait-for.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ConfigEntryStore } from '../agent/config-entries/config-entry-store.js';
+import { ConfigEntryStore } from '../policy/config-entry-store.js';
 import { poolCa, put, runCli, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { waitFor } from './helpers/wait-for.js';
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadConfig } from '../agent/config/config-load.js';
+import { loadConfig } from '../config/config-load.js';
 import { runCli, spawnAgent, tempDir } from './helpers/agent-process.js';
 
 const base = { configFiles: [], configDirs: [], env: {} };

@@ -317,7 +317,7 @@ test('config entries made in Consul drive this agent\'s L7 routing (protocol htt
 });
 
 test('bad consul addresses are config errors with the expected form', { skip }, async () => {
-  const { loadConfig } = await import('../agent/config/config-load.js');
+  const { loadConfig } = await import('../config/config-load.js');
   assert.throws(() => loadConfig({ flags: { consul_addr: 'http://exa mple' }, configFiles: [], configDirs: [], env: {} }), /invalid value for "consul_addr".*http:\/\/127\.0\.0\.1:8500/);
   assert.throws(() => loadConfig({ flags: {}, configFiles: [], configDirs: [], env: { CONSUL_HTTP_ADDR: 'ftp://x/y' } }), /env CONSUL_HTTP_ADDR/);
   assert.equal(loadConfig({ flags: { dev: true }, configFiles: [], configDirs: [], env: { CONSUL_HTTP_ADDR: '127.0.0.1:8500' } }).consulAddr, 'http://127.0.0.1:8500');

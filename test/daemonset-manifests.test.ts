@@ -14,8 +14,8 @@ import type {
   V1SecurityContext, V1Service, V1ServiceAccount,
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { defaultConfig, isLoopback } from '../agent/config/agent-config.js';
-import { loadConfig } from '../agent/config/config-load.js';
+import { defaultConfig, isLoopback } from '../config/agent-config.js';
+import { loadConfig } from '../config/config-load.js';
 import { ROOT, runCli, spawnAgent, startTestAgent, tempDir } from './helpers/agent-process.js';
 
 const DIR = join(ROOT, 'daemonset');

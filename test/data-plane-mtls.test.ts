@@ -7,8 +7,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, createServer as tlsCreateServer, type TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
-import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
-import { importPrivateKey, signLeaf } from '../agent/ca/x509-certs.js';
+import { CertificateAuthority } from '../identity/ca/certificate-authority.js';
+import { importPrivateKey, signLeaf } from '../identity/ca/x509-certs.js';
 import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { sleep, waitFor } from './helpers/wait-for.js';
 import { freePort } from './helpers/free-port.js';
@@ -339,7 +339,7 @@ test('a second trusted root cannot mint identities in the first root\'s trust do
   const otherKey = (await importPrivateKey(other.keyPem)).key;
   const rootsFile = join(caDir, 'extra-roots.pem');
   writeFileSync(rootsFile, other.certPem);
-  const { defaultConfig } = await import('../agent/config/agent-config.js');
+  const { defaultConfig } = await import('../config/agent-config.js');
   const base = { ...defaultConfig(), dev: true, node: 'node-1', bind: BIND, caFile: join(caDir, 'ca.pem'), caKeyFile: join(caDir, 'ca-key.pem') };
   await agent.reload({ ...base, caTrustedRootsFile: rootsFile });
   try {

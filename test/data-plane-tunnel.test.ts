@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import { after, before, test } from 'node:test';
-import { FrameParser, FrameType, header, TUNNEL_ALPN } from '../agent/proxy/tunnel-frames.js';
-import type { AgentConfig } from '../agent/config/agent-config.js';
+import { FrameParser, FrameType, header, TUNNEL_ALPN } from '../dataplane/tunnel/tunnel-frames.js';
+import type { AgentConfig } from '../config/agent-config.js';
 import { put, sharedCa, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { echoApp, roundTrip, type App } from './helpers/tcp-apps.js';
@@ -212,7 +212,7 @@ test('a draining agent says GOAWAY: its open streams finish, new connections go 
 });
 
 test('what one tunnel holds for slow readers is bounded; reading again lets every stream through', async () => {
-  const { TunnelSession } = await import('../agent/proxy/tunnel-session.js');
+  const { TunnelSession } = await import('../dataplane/tunnel/tunnel-session.js');
   const streams: import('node:stream').Duplex[] = [];
   let reading = false;
   let total = 0;

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatGoDuration, parseGoDuration } from '../agent/go-duration.js';
+import { formatGoDuration, parseGoDuration } from '../lib/go-duration.js';
 
 test('parses Go durations to milliseconds', () => {
   const cases: [string, number][] = [['10s', 10_000], ['1m30s', 90_000], ['250ms', 250], ['1.5h', 5_400_000], ['0', 0], ['72h', 259_200_000], ['1us', 0.001], ['-2s', -2000], ['1h2m3s4ms', 3_723_004]];

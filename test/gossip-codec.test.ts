@@ -4,11 +4,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { test } from 'node:test';
-import { decode, encode } from '../catalog/gossip/go-msgpack.js';
-import { lzwCompress, lzwDecompress } from '../catalog/gossip/go-lzw.js';
-import { compound, crc32, decrypt, encrypt, splitCompound } from '../catalog/gossip/packet-codec.js';
-import { decodeTags, encodeTags } from '../catalog/gossip/serf-layer.js';
-import * as m from '../catalog/gossip/wire-messages.js';
+import { decode, encode } from '../membership/go-msgpack.js';
+import { lzwCompress, lzwDecompress } from '../membership/go-lzw.js';
+import { compound, crc32, decrypt, encrypt, splitCompound } from '../membership/packet-codec.js';
+import { decodeTags, encodeTags } from '../membership/serf-layer.js';
+import * as m from '../membership/wire-messages.js';
 
 const hex = (s: string) => s.replace(/\s+/g, '');
 const str = (s: string) => Buffer.from(s).toString('hex');

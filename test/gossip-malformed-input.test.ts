@@ -5,10 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { after, test } from 'node:test';
-import { encode } from '../catalog/gossip/go-msgpack.js';
-import { compress, withCrc } from '../catalog/gossip/packet-codec.js';
-import { SerfNode } from '../catalog/gossip/serf-layer.js';
-import * as m from '../catalog/gossip/wire-messages.js';
+import { encode } from '../membership/go-msgpack.js';
+import { compress, withCrc } from '../membership/packet-codec.js';
+import { SerfNode } from '../membership/serf-layer.js';
+import * as m from '../membership/wire-messages.js';
 import { waitFor } from './helpers/wait-for.js';
 
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
@@ -87,7 +87,7 @@ test('thousands of hostile datagrams and streams: no crash, member table unchang
 });
 
 test('a forged far-future Lamport time and a decompression bomb are shrugged off', async () => {
-  const { lzwCompress } = await import('../catalog/gossip/go-lzw.js');
+  const { lzwCompress } = await import('../membership/go-lzw.js');
   const a = await start('clockwise', '127.0.6.11');
   const udp = createSocket('udp4');
   await new Promise<void>((r) => udp.bind(0, '127.0.6.13', r));

@@ -2,8 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Awareness } from '../catalog/gossip/awareness.js';
-import { remainingSuspicionMs, Suspicion, suspicionTimeoutMs } from '../catalog/gossip/suspicion.js';
+import { Awareness } from '../membership/awareness.js';
+import { remainingSuspicionMs, Suspicion, suspicionTimeoutMs } from '../membership/suspicion.js';
 import { waitFor } from './helpers/wait-for.js';
 
 test('the suspicion timeout falls on a log curve from max to min as confirmations arrive', () => {

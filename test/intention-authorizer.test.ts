@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Authorizer, withDefault } from '../intentions/authorizer.js';
-import { IntentionStore } from '../intentions/intention-store.js';
+import { Authorizer, withDefault } from '../policy/authorizer.js';
+import { IntentionStore } from '../policy/intention-store.js';
 import { tempDir } from './helpers/agent-process.js';
 
 const src = (service: string) => ({ service, namespace: 'default' });

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { decide, matchIntentions } from '../intentions/decision.js';
-import { IntentionStore } from '../intentions/intention-store.js';
-import { precedence } from '../intentions/intention.js';
+import { decide, matchIntentions } from '../policy/decision.js';
+import { IntentionStore } from '../policy/intention-store.js';
+import { precedence } from '../model/intention.js';
 import { tempDir } from './helpers/agent-process.js';
 
 // Consul 1.8.7, every row created and read back (consul-reference.md §3).

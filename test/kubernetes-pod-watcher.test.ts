@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
-import { PodWatcher } from '../agent/kubernetes/pod-watcher.js';
-import type { PodService } from '../agent/kubernetes/pod-registrations.js';
+import { PodWatcher } from '../local/kubernetes/pod-watcher.js';
+import type { PodService } from '../local/kubernetes/pod-registrations.js';
 import { put, startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { waitFor } from './helpers/wait-for.js';
 

@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import { connect as h2connect, createServer as createH2Server, type Http2Server, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, test } from 'node:test';
-import { importPrivateKey, signLeaf } from '../agent/ca/x509-certs.js';
+import { importPrivateKey, signLeaf } from '../identity/ca/x509-certs.js';
 import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 import { poolCredentials } from './helpers/pool-credentials.js';
 import { freePort } from './helpers/free-port.js';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CertificateAuthority } from '../agent/ca/certificate-authority.js';
+import { CertificateAuthority } from '../identity/ca/certificate-authority.js';
 import { put, spawnAgent, startTestAgent, tempDir, type AgentChild, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { echoApp, roundTrip } from './helpers/tcp-apps.js';

@@ -1,14 +1,14 @@
-// No user regex runs in super-linear time (issue 16): RE2 semantics for PathRegex / header / query Regex, refusal of what RE2 refuses, unchanged anchoring.
+// No user regex runs in super-linear time: RE2 semantics for PathRegex / header / query Regex, refusal of what RE2 refuses, unchanged anchoring.
 // Agents: A (caller `web`) 127.0.171.1, B (`api`, protocol http) 127.0.171.2; api's app 127.0.171.11, web 127.0.171.21.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createServer, request, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { decodeConfigEntry } from '../agent/config-entries/config-entry.js';
-import { httpMatchErrors, httpMatcher, type HttpMatchSpec, type RequestFacts } from '../intentions/http-match.js';
-import { admitIntention } from '../intentions/intention-record.js';
-import { compileLinearRegex, RegexSyntaxError } from '../intentions/linear-regex.js';
+import { decodeConfigEntry } from '../model/config-entry.js';
+import { httpMatchErrors, httpMatcher, type HttpMatchSpec, type RequestFacts } from '../model/http-match.js';
+import { admitIntention } from '../model/intention-record.js';
+import { compileLinearRegex, RegexSyntaxError } from '../lib/linear-regex.js';
 import { put, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { waitFor } from './helpers/wait-for.js';

@@ -7,11 +7,11 @@ import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'nod
 import { after, before, test } from 'node:test';
 import * as x509 from '@peculiar/x509';
 import { Catalog } from '../catalog/catalog-store.js';
-import type { ServiceRecord } from '../catalog/types.js';
-import { generateKeyPair, importPrivateKey, privateKeyPem, signLeaf } from '../agent/ca/x509-certs.js';
-import type { LeafSource, TrustSource } from '../agent/mesh-backend.js';
-import { isSpiffeSafe, parseServiceId } from '../agent/proxy/spiffe-id.js';
-import { ServiceTls } from '../agent/proxy/tls-identity.js';
+import type { ServiceRecord } from '../model/catalog-types.js';
+import { generateKeyPair, importPrivateKey, privateKeyPem, signLeaf } from '../identity/ca/x509-certs.js';
+import type { LeafSource, TrustSource } from '../identity/trust-sources.js';
+import { isSpiffeSafe, parseServiceId } from '../identity/spiffe-id.js';
+import { ServiceTls } from '../identity/tls-identity.js';
 import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 import { poolCredentials } from './helpers/pool-credentials.js';
 import { freePort } from './helpers/free-port.js';

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { RecordSigner } from '../agent/authority/record-signer.js';
+import { RecordSigner } from '../identity/authority/record-signer.js';
 import { startTestAgent, tempDir, type TestAgent } from './helpers/agent-process.js';
 import { poolCredentials, type PoolCredentials } from './helpers/pool-credentials.js';
 import { sleep, waitFor } from './helpers/wait-for.js';
@@ -134,7 +134,7 @@ test('node-name takeover and version-jump wipe: another node\'s entry, or a huge
   const body = JSON.stringify(wipe);
   // Signed by n3's intermediate (a compromised node), and by a foreign root (a gossip-key holder).
   const n3Signer = new RecordSigner(createPrivateKey(creds.nodes.n3.keyPem), [creds.nodes.n3.certPem, creds.root.certPem]);
-  const { CertificateAuthority } = await import('../agent/ca/certificate-authority.js');
+  const { CertificateAuthority } = await import('../identity/ca/certificate-authority.js');
   const foreign = await CertificateAuthority.createRoot();
   const foreignSigner = new RecordSigner(createPrivateKey(foreign.keyPem), [foreign.certPem]);
   for (const s of [n3Signer, foreignSigner]) {

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { applyUnderscoreAction, headerFieldError, normalizeRequestTarget, targetOf } from '../intentions/request-path.js';
+import { applyUnderscoreAction, headerFieldError, normalizeRequestTarget, targetOf } from '../model/request-path.js';
 
 const norm = (t: string, o = {}) => {
   const n = normalizeRequestTarget(t, o);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
-import { SerfNode } from '../catalog/gossip/serf-layer.js';
+import { SerfNode } from '../membership/serf-layer.js';
 import { serfAvailable, serfCli, serfMembers, startSerf, type SerfAgent } from './helpers/serf-agent.js';
 import { waitFor } from './helpers/wait-for.js';
 

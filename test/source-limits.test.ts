@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SourceLimits } from '../agent/proxy/source-limits.js';
+import { SourceLimits } from '../dataplane/inbound/source-limits.js';
 
 test('pending and open counts follow every path back to zero; each limit answers with its own reason', () => {
   const l = new SourceLimits((ip) => ip === '127.0.98.1', { perSourcePending: 2, totalPending: 3, perSourceOpen: 3 });

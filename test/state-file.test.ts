@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { StateFile } from '../catalog/state-file.js';
+import { StateFile } from '../lib/state-file.js';
 import { tempDir } from './helpers/agent-process.js';
 
 test('save writes the latest snapshot atomically with mode 0600 and leaves no temp file', async () => {

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { defaultConfig } from '../agent/config/agent-config.js';
+import { defaultConfig } from '../config/agent-config.js';
 import { ROOT, runCli, tempDir } from './helpers/agent-process.js';
 
 const INSTALLER = join(ROOT, 'scripts', 'install-vm.sh');
@@ -200,7 +200,7 @@ test('(b) install-vm.sh --root installs package, config, CA, token and unit; the
   assert.equal(readFileSync(join(etc, 'ca.pem'), 'utf8'), readFileSync(join(caDir, 'ca.pem'), 'utf8'));
   assert.equal(readFileSync(join(etc, 'ca-key.pem'), 'utf8'), readFileSync(join(caDir, 'ca-key.pem'), 'utf8'));
   assert.deepEqual(envFile(join(etc, 'nodemesh.env')), { NODEMESH_ACL_TOKEN: token });
-  assert.ok(existsSync(join(root, 'usr', 'local', 'lib', 'node_modules', 'nodemesh', 'dist', 'agent', 'cli', 'main.js')), 'a real copy, not a link to the clone');
+  assert.ok(existsSync(join(root, 'usr', 'local', 'lib', 'node_modules', 'nodemesh', 'dist', 'cli', 'main.js')), 'a real copy, not a link to the clone');
   assert.ok(!existsSync(join(root, 'usr', 'local', 'lib', 'node_modules', 'nodemesh', 'node_modules', 'typescript')), 'no dev dependencies');
 
   // The installed unit points into the root, and (its command existing now) verifies cleanly as it is.
@@ -242,7 +242,7 @@ test('(b) install-vm.sh --root installs package, config, CA, token and unit; the
   const [tgz] = readdirSync(packDir);
   assert.match(tgz, /^nodemesh-.*\.tgz$/);
   const listing = spawnSync('tar', ['-tzf', join(packDir, tgz)], { encoding: 'utf8' }).stdout.split('\n');
-  for (const f of ['package/package.json', 'package/bin/nodemesh.js', 'package/dist/agent/cli/main.js', 'package/npm-shrinkwrap.json',
+  for (const f of ['package/package.json', 'package/bin/nodemesh.js', 'package/dist/cli/main.js', 'package/npm-shrinkwrap.json',
     'package/scripts/nodemesh.service', 'package/scripts/install-vm.sh']) assert.ok(listing.includes(f), `${tgz} holds ${f}`);
   assert.ok(!listing.some((f) => /^package\/(test|agent|catalog|node_modules)\//.test(f)), 'no sources, tests or node_modules');
 

@@ -1,19 +1,19 @@
 // The input surfaces under fuzz: each decodes or validates untrusted input and may only fail with its own error types.
 
-import { RegexSyntaxError } from '../../intentions/linear-regex.js';
+import { RegexSyntaxError } from '../../lib/linear-regex.js';
 import { randomBytes } from 'node:crypto';
-import { NodemeshError } from '../../catalog/errors.js';
-import { LzwError, lzwCompress, lzwDecompress } from '../../catalog/gossip/go-lzw.js';
-import { MsgpackError, decode, encode } from '../../catalog/gossip/go-msgpack.js';
-import { PacketError, compound, compress, decompress, decrypt, encrypt, splitCompound } from '../../catalog/gossip/packet-codec.js';
-import * as m from '../../catalog/gossip/wire-messages.js';
-import { parseIntentionBody } from '../../agent/api/routes-connect.js';
-import { decodeConfigEntry } from '../../agent/config-entries/config-entry.js';
-import { parseGoDuration } from '../../agent/go-duration.js';
-import { decodeCheckBody, decodeServiceBody, normalizeService } from '../../agent/service-definition.js';
-import { compileSubsetFilter } from '../../agent/traffic/subset-filter.js';
-import { httpMatcher } from '../../intentions/http-match.js';
-import { validateIntention, withDefaults } from '../../intentions/intention.js';
+import { NodemeshError } from '../../lib/errors.js';
+import { LzwError, lzwCompress, lzwDecompress } from '../../membership/go-lzw.js';
+import { MsgpackError, decode, encode } from '../../membership/go-msgpack.js';
+import { PacketError, compound, compress, decompress, decrypt, encrypt, splitCompound } from '../../membership/packet-codec.js';
+import * as m from '../../membership/wire-messages.js';
+import { parseIntentionBody } from '../../api/routes-connect.js';
+import { decodeConfigEntry } from '../../model/config-entry.js';
+import { parseGoDuration } from '../../lib/go-duration.js';
+import { decodeCheckBody, decodeServiceBody, normalizeService } from '../../model/service-definition.js';
+import { compileSubsetFilter } from '../../model/subset-filter.js';
+import { httpMatcher } from '../../model/http-match.js';
+import { validateIntention, withDefaults } from '../../model/intention.js';
 import type { Rng } from './mutate.js';
 import { generateRecord, mergeRecord } from './replicated-policy-records.js';
 

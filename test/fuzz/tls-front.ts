@@ -7,7 +7,7 @@ import { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { pino } from 'pino';
 import { startAgent } from '../../agent/agent.js';
-import { defaultConfig } from '../../agent/config/agent-config.js';
+import { defaultConfig } from '../../config/agent-config.js';
 import { Rng, mutateBytes } from './mutate.js';
 
 const HOST = '127.0.77.1';

@@ -7,12 +7,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
-import type { AgentConfig } from '../../agent/config/agent-config.js';
-import { defaultConfig } from '../../agent/config/agent-config.js';
-import type { GossipMembership } from '../../agent/gossip-membership.js';
-import { CertificateAuthority } from '../../agent/ca/certificate-authority.js';
-import type { LeafCerts } from '../../agent/ca/leaf-certs.js';
-import type { IntentionStore } from '../../intentions/intention-store.js';
+import type { AgentConfig } from '../../config/agent-config.js';
+import { defaultConfig } from '../../config/agent-config.js';
+import type { GossipMembership } from '../../backend/gossip/gossip-membership.js';
+import { CertificateAuthority } from '../../identity/ca/certificate-authority.js';
+import type { LeafCerts } from '../../identity/ca/leaf-certs.js';
+import type { IntentionStore } from '../../policy/intention-store.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'bin', 'nodemesh.js');

@@ -3,9 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nodeAuthorityUri, policyAuthorityUri } from '../../agent/ca/authority-ids.js';
-import { CertificateAuthority } from '../../agent/ca/certificate-authority.js';
-import { createIntermediate, createPolicyCert, importPrivateKey } from '../../agent/ca/x509-certs.js';
+import { nodeAuthorityUri, policyAuthorityUri } from '../../identity/authority-ids.js';
+import { CertificateAuthority } from '../../identity/ca/certificate-authority.js';
+import { createIntermediate, createPolicyCert, importPrivateKey } from '../../identity/ca/x509-certs.js';
 import { tempDir } from './agent-process.js';
 
 export interface PoolCredentials {

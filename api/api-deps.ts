@@ -1,0 +1,37 @@
+// What the HTTP routes need from the running agent.
+
+import type { Logger } from 'pino';
+import type { Catalog } from '../catalog/catalog-store.js';
+import { NodemeshError } from '../lib/errors.js';
+import type { AgentConfig } from '../config/agent-config.js';
+import type { LocalState } from '../local/local-state.js';
+import type { AgentMetrics } from './metrics.js';
+
+export interface ApiDeps {
+  config: AgentConfig;
+  catalog: Catalog;
+  local: LocalState;
+  log: Logger;
+  metrics: AgentMetrics;
+  version: string;
+  startedAt: Date;
+  /** The gossip pool's members, in Consul's shape. */
+  members(): import('../backend/gossip/gossip-membership.js').ConsulMember[];
+  /** Starts a graceful shutdown (PUT /v1/agent/leave). */
+  leave(): void;
+  /** Re-reads the config files and applies them (PUT /v1/agent/reload); rejects with a 4xx error on a bad config. */
+  reload(): Promise<void>;
+  /** Why the agent is not ready to carry traffic yet; empty when it is (GET /v1/agent/ready). */
+  notReady(): string[];
+  /** Security posture findings (GET /v1/agent/posture, `nodemesh verify`). */
+  posture(): import('../config/posture.js').Finding[];
+}
+
+/** Consul's boolean query flags: present, "", "true" or "1" mean yes. */
+export function queryFlag(query: URLSearchParams, name: string, error: string): boolean {
+  if (!query.has(name)) return false;
+  const v = query.get(name) ?? '';
+  if (v === '' || v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new NodemeshError('API_BAD_QUERY', error, 400);
+}

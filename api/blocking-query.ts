@@ -1,0 +1,64 @@
+// Consul's blocking queries: ?index=&wait= parsing, the wait loop on catalog changes, and the index headers.
+
+import type { ChangeFeed } from '../lib/change-feed.js';
+import { NodemeshError } from '../lib/errors.js';
+import { parseGoDuration } from '../lib/go-duration.js';
+import type { RequestContext } from './http-router.js';
+import { sendJson } from './http-router.js';
+
+export const DEFAULT_WAIT_MS = 5 * 60_000;
+export const MAX_WAIT_MS = 10 * 60_000;
+
+export interface QueryResult { index: number; body: unknown }
+
+/** ?filter (Consul's bexpr) is not implemented: say so rather than answer unfiltered data. */
+export function rejectFilter(query: URLSearchParams): void {
+  if (query.get('filter')) {
+    throw new NodemeshError('API_FILTER_UNSUPPORTED', 'Failed to create boolean expression evaluator: ?filter is not supported by nodemesh yet; filter the result on the client', 400);
+  }
+}
+
+export function parseBlocking(query: URLSearchParams): { minIndex: number; waitMs: number } {
+  const rawIndex = query.get('index');
+  let minIndex = 0;
+  if (rawIndex !== null && rawIndex !== '') {
+    if (!/^\d+$/.test(rawIndex)) throw new NodemeshError('API_BAD_INDEX', 'Invalid index', 400);
+    minIndex = Number(rawIndex);
+  }
+  const rawWait = query.get('wait');
+  let waitMs = DEFAULT_WAIT_MS;
+  if (rawWait !== null && rawWait !== '') {
+    try {
+      waitMs = parseGoDuration(rawWait);
+    } catch {
+      throw new NodemeshError('API_BAD_WAIT', 'Invalid wait time', 400);
+    }
+    // As Consul: zero or negative means the default, and the wait is capped.
+    if (waitMs <= 0) waitMs = DEFAULT_WAIT_MS;
+  }
+  return { minIndex, waitMs: Math.min(waitMs, MAX_WAIT_MS) };
+}
+
+/**
+ * Answers `compute()` now, or — with ?index — as soon as its index passes the client's, or at the
+ * wait time plus up to 1/16 jitter. The index sent is never 0.
+ */
+export async function answerBlocking(ctx: RequestContext, feed: ChangeFeed, compute: () => QueryResult, status = 200): Promise<void> {
+  rejectFilter(ctx.query);
+  const { minIndex, waitMs } = parseBlocking(ctx.query);
+  let result = compute();
+  if (minIndex > 0 && result.index <= minIndex) {
+    const deadline = Date.now() + waitMs + Math.random() * (waitMs / 16);
+    while (result.index <= minIndex && Date.now() < deadline && !ctx.signal.aborted && !feed.isClosed) {
+      await feed.wait(deadline - Date.now(), ctx.signal);
+      result = compute();
+    }
+  }
+  if (ctx.res.destroyed) return;
+  sendJson(ctx.res, status, result.body, {
+    'X-Consul-Index': String(Math.max(1, result.index)),
+    'X-Consul-KnownLeader': 'true',
+    'X-Consul-LastContact': '0',
+    'X-Consul-Effective-Consistency': 'leader',
+  });
+}

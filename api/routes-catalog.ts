@@ -1,0 +1,45 @@
+// /v1/catalog/*: services, their instances and nodes, as blocking queries.
+
+import { NodemeshError } from '../lib/errors.js';
+import type { ApiDeps } from './api-deps.js';
+import { answerBlocking } from './blocking-query.js';
+import type { Router } from './http-router.js';
+import { renderAgentService, renderNode, renderServiceNode } from './render.js';
+
+export function catalogRoutes(r: Router, d: ApiDeps): void {
+  const { catalog } = d;
+
+  r.on('GET', '/v1/catalog/services', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
+    index: catalog.tableIdx('services'),
+    body: Object.fromEntries(catalog.serviceNames()),
+  })));
+
+  r.on('GET', '/v1/catalog/service/:name*', (ctx) => {
+    if (!ctx.params.name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.serviceIdx(ctx.params.name),
+      body: catalog.serviceNodes(ctx.params.name, ctx.query.getAll('tag')).map(({ node, service }) => renderServiceNode(node, service)),
+    }));
+  });
+
+  r.on('GET', '/v1/catalog/connect/:name*', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
+    index: catalog.tableIdx('services'),
+    body: catalog.connectNodes(ctx.params.name).map(({ node, service }) => renderServiceNode(node, service)),
+  })));
+
+  r.on('GET', '/v1/catalog/nodes', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
+    index: catalog.tableIdx('nodes'),
+    body: catalog.allNodes().map(renderNode),
+  })));
+
+  r.on('GET', '/v1/catalog/node/:node*', (ctx) => answerBlocking(ctx, catalog.feed, () => {
+    const n = catalog.getNode(ctx.params.node);
+    return {
+      index: catalog.tableIdx('nodes', 'services'),
+      body: n ? {
+        Node: renderNode(n),
+        Services: Object.fromEntries([...n.services.values()].map((s) => [s.ID, renderAgentService(s, n.info.Datacenter)])),
+      } : null,
+    };
+  }));
+}

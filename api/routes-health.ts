@@ -1,0 +1,64 @@
+// /v1/health/*: instances with their checks, checks by service, node or state, as blocking queries.
+
+import { NodemeshError } from '../lib/errors.js';
+import { foldName, sameName } from '../model/service-names.js';
+import type { NodeEntry, ServiceRecord } from '../model/catalog-types.js';
+import type { ApiDeps } from './api-deps.js';
+import { queryFlag } from './api-deps.js';
+import { answerBlocking } from './blocking-query.js';
+import type { Router } from './http-router.js';
+import { renderCheck, renderHealthService, renderNode } from './render.js';
+
+export function healthRoutes(r: Router, d: ApiDeps): void {
+  const { catalog } = d;
+
+  const entries = (pairs: { node: NodeEntry; service: ServiceRecord }[], passingOnly: boolean) =>
+    pairs
+      .map(({ node, service }) => ({ node, service, checks: catalog.checksForInstance(node, service.ID) }))
+      .filter((e) => !passingOnly || e.checks.every((c) => c.Status === 'passing'))
+      .map((e) => ({ Node: renderNode(e.node), Service: renderHealthService(e.service), Checks: e.checks.map(renderCheck) }));
+
+  r.on('GET', '/v1/health/service/:name*', (ctx) => {
+    const name = ctx.params.name;
+    if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+    const passing = queryFlag(ctx.query, 'passing', 'Invalid value for ?passing');
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.serviceIdx(name),
+      body: entries(catalog.serviceNodes(name, ctx.query.getAll('tag')), passing),
+    }));
+  });
+
+  r.on('GET', '/v1/health/connect/:name*', (ctx) => {
+    const name = ctx.params.name;
+    if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+    const passing = queryFlag(ctx.query, 'passing', 'Invalid value for ?passing');
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.tableIdx('services', 'checks'),
+      body: entries(catalog.connectNodes(name), passing),
+    }));
+  });
+
+  r.on('GET', '/v1/health/checks/:service*', (ctx) => {
+    const name = ctx.params.service;
+    if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+    const folded = foldName(name);
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.serviceIdx(name),
+      body: catalog.allChecks().filter((c) => sameName(c.ServiceName, folded)).map(renderCheck),
+    }));
+  });
+
+  r.on('GET', '/v1/health/node/:node*', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
+    index: catalog.tableIdx('checks'),
+    body: catalog.allChecks().filter((c) => c.Node === ctx.params.node).map(renderCheck),
+  })));
+
+  r.on('GET', '/v1/health/state/:state', (ctx) => {
+    const state = ctx.params.state;
+    if (!['any', 'passing', 'warning', 'critical'].includes(state)) throw new NodemeshError('API_BAD_STATE', `Invalid state: ${state}`, 400);
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.tableIdx('checks'),
+      body: catalog.allChecks().filter((c) => state === 'any' || c.Status === state).map(renderCheck),
+    }));
+  });
+}

@@ -1,0 +1,41 @@
+// The CLI's HTTP client for the agent API: address and token from flags or env, errors as one clear line.
+
+import { NodemeshError } from '../lib/errors.js';
+
+export interface ClientOptions { httpAddr: string; token?: string }
+
+export function resolveAddr(raw: string): string {
+  const withScheme = /^[a-z]+:\/\//i.test(raw) ? raw : `http://${raw}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new NodemeshError('CLI_BAD_ADDR', `invalid --http-addr ${JSON.stringify(raw)}: use host:port or http://host:port`, 2);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new NodemeshError('CLI_BAD_ADDR', `invalid --http-addr ${JSON.stringify(raw)}: scheme must be http or https`, 2);
+  return url.origin;
+}
+
+export async function apiCall(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  const base = resolveAddr(opts.httpAddr);
+  const headers: Record<string, string> = {};
+  if (opts.token) headers['X-Consul-Token'] = opts.token;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    const c = (e as { cause?: { code?: string; message?: string } }).cause;
+    const cause = c?.code ?? c?.message ?? (e as Error).message;
+    throw new NodemeshError('CLI_UNREACHABLE', `cannot reach the agent at ${base} (${cause}): is it running? start one with 'nodemesh agent --dev', or point --http-addr / NODEMESH_HTTP_ADDR at it`, 1);
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    const hint = res.status === 403 ? ' (pass --token or set NODEMESH_HTTP_TOKEN)' : '';
+    throw Object.assign(new NodemeshError('CLI_API_ERROR', `agent answered ${res.status}: ${text.trim() || res.statusText}${hint}`, 1), {
+      /** The agent's own error code (X-Nodemesh-Error), when it sent one. */
+      apiCode: res.headers.get('x-nodemesh-error') ?? undefined,
+    });
+  }
+  return text === '' ? undefined : JSON.parse(text);
+}

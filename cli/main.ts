@@ -1,0 +1,65 @@
+// The `nodemesh` command: global options, subcommands, and the one-line-error / exit-code contract.
+
+import { randomBytes } from 'node:crypto';
+import { Command, CommanderError, Option } from 'commander';
+import { isNodemeshError } from '../lib/errors.js';
+import { VERSION } from '../lib/version.js';
+import { agentCommand } from './agent-command.js';
+import { agentControlCommands } from './agent-control-commands.js';
+import { catalogCommands } from './catalog-commands.js';
+import { connectCommands } from './connect-commands.js';
+import { intentionCommands } from './intention-commands.js';
+import { configCommands } from './config-commands.js';
+import { keyringCommands } from './keyring-commands.js';
+import { verifyCommand } from './verify-command.js';
+import type { Format } from './table.js';
+
+const program = new Command('nodemesh')
+  .description('nodemesh: a service-mesh node agent with a Consul-compatible API')
+  .addOption(new Option('--http-addr <addr>', 'agent HTTP API address').env('NODEMESH_HTTP_ADDR').default('http://127.0.0.1:8500'))
+  .addOption(new Option('--token <token>', 'ACL token for API writes').env('NODEMESH_HTTP_TOKEN'))
+  .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+  .enablePositionalOptions(false)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+const globals = () => {
+  const o = program.opts<{ httpAddr: string; token?: string; format: Format }>();
+  return { httpAddr: o.httpAddr, token: o.token, format: o.format };
+};
+
+agentCommand(program);
+catalogCommands(program, globals);
+intentionCommands(program, globals);
+configCommands(program, globals);
+keyringCommands(program, globals);
+connectCommands(program, globals);
+agentControlCommands(program, globals);
+verifyCommand(program, globals);
+program.command('keygen').description('print a new gossip encryption key (base64, 32 bytes) for --encrypt').action(() => {
+  process.stdout.write(`${randomBytes(32).toString('base64')}\n`);
+});
+program.command('version').description('print the nodemesh version').action(() => {
+  if (globals().format === 'json') process.stdout.write(`${JSON.stringify({ version: VERSION })}\n`);
+  else process.stdout.write(`nodemesh v${VERSION}\n`);
+});
+
+// Subcommands share the parent's exit behaviour and accept the global options after the verb too.
+for (const c of program.commands) {
+  c.exitOverride();
+  for (const sub of c.commands) sub.exitOverride();
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exit(e.exitCode === 0 ? 0 : 2);
+  }
+  if (isNodemeshError(e)) {
+    process.stderr.write(`nodemesh: ${e.message}\n`);
+    process.exit(e.status === 2 ? 2 : 1);
+  }
+  process.stderr.write(`nodemesh: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,250 @@
+// The agent's configuration: its keys, their types and checks, and the defaults dev mode changes.
+
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { NodemeshError } from '../lib/errors.js';
+import { parseGoDuration } from '../lib/go-duration.js';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+export interface AgentConfig {
+  dev: boolean;
+  node: string;
+  datacenter: string;
+  dataDir: string | undefined;
+  bind: string;
+  client: string;
+  httpPort: number;
+  logLevel: LogLevel;
+  logJson: boolean | undefined;
+  aclToken: string | undefined;
+  /** Raw service definitions from config files, validated like API bodies. */
+  services: Record<string, unknown>[];
+  checkReapIntervalMs: number;
+  checkDeregisterIntervalMinMs: number;
+  /** `allow` in dev, `deny` otherwise, unless set. */
+  defaultIntentionPolicy: 'allow' | 'deny' | undefined;
+  /** What a request without the token may read: `allow` when the API listens on loopback, `deny` otherwise, unless set. */
+  aclDefaultPolicy: 'allow' | 'deny' | undefined;
+  leafCertTtlMs: number;
+  caFile: string | undefined;
+  caKeyFile: string | undefined;
+  /** Extra roots to trust (PEM bundle), e.g. the next root before a rotation. */
+  caTrustedRootsFile: string | undefined;
+  /** Gossip (UDP+TCP) port; 0 picks a free one. */
+  serfLanPort: number;
+  join: string[];
+  retryJoin: string[];
+  /** Gossip encryption key, base64 of 16, 24 or 32 bytes. */
+  encrypt: string | undefined;
+  /** Multiplex connections to other agents over pooled mTLS tunnels (false: one handshake per connection). */
+  dataPlaneTunnel: boolean;
+  /** On SIGTERM or leave, how long open data-plane connections may finish before they are closed. */
+  drainTimeoutMs: number;
+  /** After a graceful leave, rejoin the previous members on the next start anyway. */
+  rejoinAfterLeave: boolean;
+  /** How long a failed node stays in the catalog (critical) before it is forgotten. */
+  reconnectTimeoutMs: number;
+  /** Consul backend: catalog, CA and intentions from this Consul agent (http://host:port) instead of the gossip pool. */
+  consulAddr: string | undefined;
+  /** Token for the Consul backend's calls. */
+  consulToken: string | undefined;
+  /** Log each HTTP request through an upstream listener (source, destination, route, status, ms, traceparent). */
+  accessLog: boolean;
+  /** Node metadata (Consul's node_meta), e.g. {"zone": "eu-1a"}: the zone makes L7 routing prefer instances in it. */
+  nodeMeta: Record<string, string>;
+  /** Protections a non-dev agent may start without, each named on purpose (logged as a warning at every start). */
+  waive: Waiver[];
+  /** A policy writer's credential (`nodemesh ca issue-policy`): this agent signs intentions and config entries for the pool. */
+  policyCertFile: string | undefined;
+  policyKeyFile: string | undefined;
+  /** The token a policy write needs (distinct from a node's acl_token); without it, acl_token serves. */
+  operatorToken: string | undefined;
+  /** Where a policy writer takes writes forwarded by other agents (TLS, its policy certificate); 0 picks a free port. */
+  policyPort: number;
+  /**
+   * How long a leaf signed by a node's intermediate stays good for a service after the catalog stops listing it on
+   * that node (default 10 s, see identity-binding.ts). No config key: tests shorten it.
+   */
+  identityGraceMs?: number;
+}
+
+/** What `waive` may name: a gossip key, an ACL token, the shared CA files. */
+export const WAIVERS = ['gossip_key', 'acl_token', 'ca_files'] as const;
+export type Waiver = typeof WAIVERS[number];
+
+export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
+
+type Kind = 'bool' | 'string' | 'url' | 'meta' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key' | 'waivers';
+
+/** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
+export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
+  dev: { kind: 'bool', field: 'dev' },
+  node: { kind: 'name', field: 'node' },
+  node_name: { kind: 'name', field: 'node' },
+  datacenter: { kind: 'datacenter', field: 'datacenter' },
+  data_dir: { kind: 'string', field: 'dataDir' },
+  bind: { kind: 'ip', field: 'bind' },
+  bind_addr: { kind: 'ip', field: 'bind' },
+  client: { kind: 'ip', field: 'client' },
+  client_addr: { kind: 'ip', field: 'client' },
+  http_port: { kind: 'port', field: 'httpPort' },
+  log_level: { kind: 'loglevel', field: 'logLevel' },
+  log_json: { kind: 'bool', field: 'logJson' },
+  acl_token: { kind: 'string', field: 'aclToken' },
+  check_reap_interval: { kind: 'duration', field: 'checkReapIntervalMs' },
+  check_deregister_interval_min: { kind: 'duration', field: 'checkDeregisterIntervalMinMs' },
+  default_intention_policy: { kind: 'policy', field: 'defaultIntentionPolicy' },
+  acl_default_policy: { kind: 'policy', field: 'aclDefaultPolicy' },
+  leaf_cert_ttl: { kind: 'leafttl', field: 'leafCertTtlMs' },
+  ca_file: { kind: 'string', field: 'caFile' },
+  ca_key_file: { kind: 'string', field: 'caKeyFile' },
+  ca_trusted_roots_file: { kind: 'string', field: 'caTrustedRootsFile' },
+  serf_lan_port: { kind: 'port', field: 'serfLanPort' },
+  join: { kind: 'addrs', field: 'join' },
+  retry_join: { kind: 'addrs', field: 'retryJoin' },
+  encrypt: { kind: 'key', field: 'encrypt' },
+  reconnect_timeout: { kind: 'duration', field: 'reconnectTimeoutMs' },
+  rejoin_after_leave: { kind: 'bool', field: 'rejoinAfterLeave' },
+  drain_timeout: { kind: 'duration', field: 'drainTimeoutMs' },
+  data_plane_tunnel: { kind: 'bool', field: 'dataPlaneTunnel' },
+  consul_addr: { kind: 'url', field: 'consulAddr' },
+  consul_token: { kind: 'string', field: 'consulToken' },
+  access_log: { kind: 'bool', field: 'accessLog' },
+  node_meta: { kind: 'meta', field: 'nodeMeta' },
+  waive: { kind: 'waivers', field: 'waive' },
+  policy_cert_file: { kind: 'string', field: 'policyCertFile' },
+  policy_key_file: { kind: 'string', field: 'policyKeyFile' },
+  operator_token: { kind: 'string', field: 'operatorToken' },
+  policy_port: { kind: 'port', field: 'policyPort' },
+};
+
+const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
+
+/**
+ * Checks one value and converts it. `fromFlag` values arrive as strings (or booleans) and may be
+ * converted; file values must already have the right JSON type.
+ */
+export function convertValue(key: string, value: unknown, where: string, fromFlag: boolean): unknown {
+  const spec = CONFIG_KEYS[key];
+  const bad = (want: string) => configError(`invalid value for "${key}" in ${where}: ${JSON.stringify(value)} (${want})`);
+  switch (spec.kind) {
+    case 'bool':
+      if (typeof value === 'boolean') return value;
+      if (fromFlag && (value === 'true' || value === 'false')) return value === 'true';
+      throw bad('must be true or false');
+    case 'string':
+      if (typeof value !== 'string') throw bad('must be a string');
+      return value;
+    case 'meta': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('must be an object of strings, e.g. {"zone": "eu-1a"}');
+      const entries = Object.entries(value as Record<string, unknown>);
+      if (entries.length > 64 || entries.some(([k, v]) => typeof v !== 'string' || !/^[a-zA-Z0-9_-]{1,128}$/.test(k) || (v as string).length > 512)) {
+        throw bad('keys of letters, digits, "_" and "-" (at most 128), string values (at most 512), at most 64 pairs');
+      }
+      return Object.fromEntries(entries);
+    }
+    case 'url':
+      if (typeof value !== 'string' || !/^(https?:\/\/)?[^\s/:]+(:\d{1,5})?\/?$/.test(value)) throw bad('must be an address such as http://127.0.0.1:8500');
+      return /^https?:\/\//.test(value) ? value.replace(/\/$/, '') : `http://${value.replace(/\/$/, '')}`;
+    case 'name':
+      if (typeof value !== 'string' || value === '' || value.length > 128 || /[\s\x00-\x1f/]/.test(value)) {
+        throw bad('must be 1-128 characters, no spaces, slashes or control characters');
+      }
+      return value;
+    case 'datacenter':
+      if (typeof value !== 'string' || !/^[a-z0-9_-]+$/.test(value)) throw bad('must be lowercase letters, digits, "_" and "-"');
+      return value;
+    case 'ip':
+      if (typeof value !== 'string' || isIP(value) === 0) throw bad('must be an IP address, e.g. 127.0.0.1');
+      return value;
+    case 'port': {
+      const n = typeof value === 'number' ? value : fromFlag && typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN;
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw bad('must be an integer between 0 and 65535; 0 picks a free port');
+      return n;
+    }
+    case 'loglevel': {
+      const l = typeof value === 'string' ? LOG_LEVELS[value.toLowerCase()] : undefined;
+      if (!l) throw bad('must be one of trace, debug, info, warn, error');
+      return l;
+    }
+    case 'addrs': {
+      const list = typeof value === 'string' ? [value] : value;
+      if (!Array.isArray(list) || list.some((a) => typeof a !== 'string' || !/^[^\s:]+(:\d{1,5})?$/.test(a))) throw bad('must be host or host:port addresses');
+      return list;
+    }
+    case 'waivers': {
+      const list = typeof value === 'string' ? [value] : value;
+      if (!Array.isArray(list) || list.some((w) => !(WAIVERS as readonly unknown[]).includes(w))) throw bad(`must name protections to go without: ${WAIVERS.join(', ')}`);
+      return [...new Set(list)];
+    }
+    case 'key': {
+      const k = typeof value === 'string' ? Buffer.from(value, 'base64') : Buffer.alloc(0);
+      if (typeof value !== 'string' || ![16, 24, 32].includes(k.length) || k.toString('base64') !== value) throw bad('must be base64 of 16, 24 or 32 bytes (make one with `nodemesh keygen`)');
+      return value;
+    }
+    case 'policy':
+      if (value !== 'allow' && value !== 'deny') throw bad('must be "allow" or "deny"');
+      return value;
+    case 'leafttl': {
+      let ms = NaN;
+      try { ms = typeof value === 'string' ? parseGoDuration(value) : NaN; } catch { /* reported below */ }
+      if (!(ms >= 60_000 && ms <= 8760 * 3_600_000)) throw bad('must be a duration between 1m and 8760h, e.g. "72h"');
+      return ms;
+    }
+    case 'duration': {
+      if (typeof value !== 'string') throw bad('must be a duration string such as "30s"');
+      try {
+        const ms = parseGoDuration(value);
+        if (ms <= 0) throw new Error('must be positive');
+        return ms;
+      } catch (e) {
+        throw bad(`must be a positive duration such as "30s": ${(e as Error).message}`);
+      }
+    }
+  }
+}
+
+/** The configuration before files and flags are applied. */
+export function defaultConfig(): AgentConfig {
+  return {
+    dev: false,
+    node: hostname(),
+    datacenter: 'dc1',
+    dataDir: undefined,
+    bind: '',
+    client: '127.0.0.1',
+    httpPort: 8500,
+    logLevel: 'info',
+    logJson: undefined,
+    aclToken: undefined,
+    services: [],
+    checkReapIntervalMs: 30_000,
+    checkDeregisterIntervalMinMs: 60_000,
+    defaultIntentionPolicy: undefined,
+    aclDefaultPolicy: undefined,
+    leafCertTtlMs: 72 * 3_600_000,
+    caFile: undefined,
+    caKeyFile: undefined,
+    caTrustedRootsFile: undefined,
+    serfLanPort: 8301,
+    join: [],
+    retryJoin: [],
+    encrypt: undefined,
+    reconnectTimeoutMs: 72 * 3_600_000,
+    rejoinAfterLeave: false,
+    drainTimeoutMs: 20_000,
+    dataPlaneTunnel: true,
+    consulAddr: undefined,
+    consulToken: undefined,
+    accessLog: false,
+    nodeMeta: {},
+    waive: [],
+    policyCertFile: undefined,
+    policyKeyFile: undefined,
+    operatorToken: undefined,
+    policyPort: 8300,
+  };
+}
+
+export const isLoopback = (addr: string) => addr === '::1' || /^127\./.test(addr) || addr === 'localhost';

@@ -1,0 +1,219 @@
+// The outbound side: an upstream listener — attribute the caller to a local service, pick an instance, dial it over mTLS.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { joinSockets } from '../byte-pipe.js';
+import type { ProxyMetrics } from '../proxy-metrics.js';
+import { closeListener } from '../../lib/close-server.js';
+import type { TunnelPool } from '../tunnel/tunnel-pool.js';
+import type { TunnelStream } from '../tunnel/tunnel-session.js';
+
+export interface UpstreamDeclarer {
+  /** The connect-proxy registration that declares the upstream. */
+  proxyId: string;
+  /** The service connections from this declarer act as. */
+  sourceService: string;
+  /** The instance's address, used to tell declarers apart by source IP. */
+  address: string;
+}
+
+export interface UpstreamSpec {
+  bindAddress: string;
+  bindPort: number;
+  destination: string;
+  lb: 'round_robin' | 'least_conn';
+  connectTimeoutMs: number;
+  declarers: UpstreamDeclarer[];
+  /** The destination's protocol by config entries: tcp is proxied as bytes, http per request. */
+  protocol: string;
+}
+
+export type { Endpoint } from '../tunnel/tunnel-pool.js';
+import type { Endpoint } from '../tunnel/tunnel-pool.js';
+
+export type FindEndpoints = (destination: string) => Endpoint[];
+
+const MAX_ATTEMPTS = 3;
+
+export const isLoopbackAddress = (a: string) => a.startsWith('127.') || a === '::1' || a === 'localhost';
+export const plainIp = (a: string | undefined) => (a ?? '').replace(/^::ffff:/, '');
+
+/** Who is calling an upstream listener, from the declaring services: the one loopback owner, or source address → service. */
+export class UpstreamAttribution {
+  private owner: string | undefined;
+  private byAddress = new Map<string, string | null>();
+  private declarers: UpstreamDeclarer[] = [];
+
+  update(spec: UpstreamSpec): void {
+    this.declarers = spec.declarers;
+    const services = new Set(spec.declarers.map((d) => d.sourceService));
+    this.owner = services.size === 1 && isLoopbackAddress(spec.bindAddress) ? [...services][0] : undefined;
+    this.byAddress = new Map();
+    for (const d of spec.declarers) {
+      const have = this.byAddress.get(d.address);
+      // Two services behind one address cannot be told apart: that address is refused.
+      this.byAddress.set(d.address, have === undefined || have === d.sourceService ? d.sourceService : null);
+    }
+  }
+
+  get sources(): string[] {
+    return [...new Set(this.declarers.map((d) => d.sourceService))];
+  }
+
+  /**
+   * Who is calling: on a loopback listener declared by one service, that service; otherwise the
+   * declaring instance whose address is the connection's source IP.
+   */
+  sourceOf(remote: string | undefined): string | undefined {
+    return this.owner ?? this.byAddress.get(plainIp(remote)) ?? undefined;
+  }
+}
+
+export class UpstreamListener {
+  private server?: Server;
+  private rr = 0;
+  private readonly activeByEndpoint = new Map<string, number>();
+  private readonly sockets = new Set<{ destroy(): void }>();
+
+  constructor(
+    spec: UpstreamSpec,
+    private readonly tunnels: TunnelPool,
+    private readonly endpoints: FindEndpoints,
+    private readonly log: Logger,
+    private readonly metrics: ProxyMetrics,
+  ) {
+    this.spec = spec;
+    this.update(spec);
+  }
+
+  private spec: UpstreamSpec;
+
+  get key(): string {
+    return `${this.spec.bindAddress}:${this.spec.bindPort}`;
+  }
+
+  get destination(): string {
+    return this.spec.destination;
+  }
+
+  private readonly attribution = new UpstreamAttribution();
+
+  update(spec: UpstreamSpec): void {
+    this.spec = spec;
+    this.attribution.update(spec);
+  }
+
+  get sources(): string[] {
+    return this.attribution.sources;
+  }
+
+  get protocol(): string {
+    return 'tcp';
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => void this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.spec.bindPort, this.spec.bindAddress, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.log.error({ err: e.message, listen: this.key }, 'upstream listener error'));
+    this.server = server;
+    this.log.info({ listen: this.key, destination: this.spec.destination, sources: this.spec.declarers.map((d) => d.sourceService) }, 'upstream listener open');
+  }
+
+  sourceOf(remote: string): string | undefined {
+    return this.attribution.sourceOf(remote);
+  }
+
+  private order(list: Endpoint[]): Endpoint[] {
+    if (list.length <= 1) return list;
+    if (this.spec.lb === 'least_conn') {
+      return [...list].sort((a, b) => (this.activeByEndpoint.get(`${a.host}:${a.port}`) ?? 0) - (this.activeByEndpoint.get(`${b.host}:${b.port}`) ?? 0));
+    }
+    const start = this.rr++ % list.length;
+    return [...list.slice(start), ...list.slice(0, start)];
+  }
+
+  private async accept(client: Socket): Promise<void> {
+    this.sockets.add(client);
+    client.once('close', () => this.sockets.delete(client));
+    client.on('error', () => client.destroy());
+    const destination = this.spec.destination;
+    const remote = plainIp(client.remoteAddress);
+    const source = this.sourceOf(remote);
+    if (!source) {
+      this.metrics.denied.inc({ direction: 'outbound', source: 'unknown', destination, reason: 'attribution' });
+      this.log.warn({ listen: this.key, peer: remote, destination }, 'outbound connection refused: source address belongs to no declaring service');
+      client.destroy();
+      return;
+    }
+    const labels = { direction: 'outbound' as const, source, destination };
+    const candidates = this.order(this.endpoints(destination)).slice(0, MAX_ATTEMPTS);
+    if (candidates.length === 0) {
+      this.metrics.denied.inc({ ...labels, reason: 'no_endpoint' });
+      this.log.warn(labels, 'outbound: no healthy instance of the destination');
+      client.destroy();
+      return;
+    }
+    let upstream: TunnelStream | TLSSocket | undefined;
+    let picked: Endpoint | undefined;
+    for (const ep of candidates) {
+      if (client.destroyed) return;
+      try {
+        upstream = await this.dial(ep, source, destination);
+        picked = ep;
+        break;
+      } catch (e) {
+        this.log.warn({ ...labels, endpoint: `${ep.host}:${ep.port}`, err: (e as Error).message }, 'outbound: dial failed, trying the next instance');
+      }
+    }
+    if (!upstream || !picked) {
+      this.metrics.denied.inc({ ...labels, reason: 'dial_failed' });
+      client.destroy();
+      return;
+    }
+    if (client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    const epKey = `${picked.host}:${picked.port}`;
+    this.activeByEndpoint.set(epKey, (this.activeByEndpoint.get(epKey) ?? 0) + 1);
+    this.sockets.add(upstream);
+    this.metrics.opened.inc(labels);
+    this.metrics.active.inc(labels);
+    const up = upstream;
+    joinSockets(client, up, ({ fromA, fromB }) => {
+      this.sockets.delete(up);
+      this.activeByEndpoint.set(epKey, (this.activeByEndpoint.get(epKey) ?? 1) - 1);
+      this.metrics.active.dec(labels);
+      this.metrics.bytes.inc({ ...labels, flow: 'tx' }, fromA);
+      this.metrics.bytes.inc({ ...labels, flow: 'rx' }, fromB);
+    });
+  }
+
+  /** A stream on the pooled tunnel to that agent, or an mTLS connection of its own for a peer without the tunnel. */
+  private dial(ep: Endpoint, source: string, destination: string): Promise<TunnelStream | TLSSocket> {
+    return this.tunnels.open(ep, source, destination, this.spec.connectTimeoutMs);
+  }
+
+  /** Sockets still open (workload side and tunnels), for a drain. */
+  get busy(): number {
+    return this.sockets.size;
+  }
+
+  /** Stops taking new connections; open ones carry on (a drain). */
+  stopAccepting(): void {
+    this.server?.close();
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    await closeListener(server, this.sockets);
+  }
+}

@@ -1,0 +1,71 @@
+// The layering holds: every import points down the order docs/ARCHITECTURE.md writes once, no import cycles, every
+// source folder is a layer, every file says what it owns; and the check itself catches an upward import and a cycle.
+
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { importEdges, layeringProblems } from './helpers/import-graph.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** Folders beside the layers: not part of the agent's code. */
+const BESIDE = new Set(['test', 'bench', 'scripts', 'daemonset', 'docs', 'bin', 'dist', 'node_modules']);
+
+/** The order, from the one line of docs/ARCHITECTURE.md that states it. */
+function layerOrder(): string[] {
+  const line = readFileSync(join(ROOT, 'docs/ARCHITECTURE.md'), 'utf8').split('\n').find((l) => l.startsWith('**Layers, bottom to top:**'));
+  assert.ok(line, 'docs/ARCHITECTURE.md states the layer order on a "**Layers, bottom to top:**" line');
+  return [...line.matchAll(/`([a-z][a-z-]*)`/g)].map((m) => m[1]);
+}
+
+const hasTs = (dir: string): boolean => readdirSync(dir).some((n) => {
+  const p = join(dir, n);
+  return statSync(p).isDirectory() ? hasTs(p) : n.endsWith('.ts');
+});
+
+test('every import points down the layer order, and no files import each other in a cycle', () => {
+  const layers = layerOrder();
+  assert.ok(layers.length >= 10, `the order names the layers: ${layers.join(' → ')}`);
+  const problems = layeringProblems(ROOT, layers);
+  assert.deepEqual(problems, [], `layering problems:\n${problems.join('\n')}`);
+});
+
+test('every top-level folder with source is a layer with a README; every source file is kebab-case and opens with what it owns', () => {
+  const layers = layerOrder();
+  const withSource = readdirSync(ROOT).filter((n) => !n.startsWith('.') && !BESIDE.has(n) && statSync(join(ROOT, n)).isDirectory() && hasTs(join(ROOT, n)));
+  assert.deepEqual(withSource.sort(), [...layers].sort(), 'the folders holding source are exactly the layers');
+  const { files } = importEdges(ROOT, layers);
+  for (const layer of layers) assert.ok(readFileSync(join(ROOT, layer, 'README.md'), 'utf8').length > 40, `${layer}/README.md says what the layer holds`);
+  for (const f of files) {
+    assert.match(f.split('/').pop()!, /^[a-z0-9]+(-[a-z0-9]+)*\.ts$/, `${f}: kebab-case`);
+    assert.match(readFileSync(join(ROOT, f), 'utf8'), /^\/\/ \S.{10,}/, `${f}: opens with a one-line comment saying what it owns`);
+  }
+});
+
+test('the check fails on an upward import, an import into no layer, a missing file and a cycle', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nodemesh-layers-'));
+  try {
+    const write = (path: string, text: string) => {
+      mkdirSync(dirname(join(dir, path)), { recursive: true });
+      writeFileSync(join(dir, path), text);
+    };
+    write('low/base.ts', "// base\nexport const a = 1;\n");
+    write('high/user.ts', "// fine: high imports low\nimport { a } from '../low/base.js';\nexport const b = a;\n");
+    assert.deepEqual(layeringProblems(dir, ['low', 'high']), [], 'a downward import is fine');
+    write('low/climb.ts', "// climbs\nimport type { b } from '../high/user.js';\nexport type C = typeof b;\n");
+    write('low/stray.ts', "// strays\nexport * from '../elsewhere/x.js';\n");
+    write('low/gone.ts', "// dangles\nimport './missing.js';\n");
+    write('high/ping.ts', "// ping\nimport { pong } from './pong.js';\nexport const ping = () => pong;\n");
+    write('high/pong.ts', "// pong\nexport const pong = async () => (await import('./ping.js')).ping;\n");
+    const problems = layeringProblems(dir, ['low', 'high']);
+    assert.ok(problems.includes('upward import: low/climb.ts (low) imports high/user.ts (high)'), problems.join('\n'));
+    assert.ok(problems.includes('low/stray.ts imports elsewhere/x.ts, which is in no layer'), problems.join('\n'));
+    assert.ok(problems.includes('low/gone.ts imports low/missing.ts, which does not exist'), problems.join('\n'));
+    assert.ok(problems.includes('import cycle: high/ping.ts → high/pong.ts → high/ping.ts'), problems.join('\n'));
+    assert.equal(problems.length, 4, problems.join('\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
