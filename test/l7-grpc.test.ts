@@ -1,11 +1,15 @@
 // HTTP/2 and gRPC through two agents (protocol grpc / http2): unary and bidirectional streaming calls with metadata
 // and trailers (@grpc/grpc-js client and server), gRPC errors passed through, and an HTTP/2 header route to a canary.
-// Agents: A 127.0.75.1 (caller `web` 127.0.75.21), B 127.0.75.2; greeter 127.0.75.11, plain h2 v1/v2 127.0.75.12/.13.
+// HTTP/2 shares the L7 pipeline with HTTP/1.1: fault injection, mirroring and access logs on h2c and gRPC.
+// Agents: A 127.0.75.1 (caller `web` 127.0.75.21), B 127.0.75.2; greeter 127.0.75.11, plain h2 v1/v2 127.0.75.12/.13,
+// the mirror's h2 app 127.0.75.15.
 
 import assert from 'node:assert/strict';
 import { connect as h2connect, createServer as createH2Server, type Http2Server } from 'node:http2';
 import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { put, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { waitFor } from './helpers/wait-for.js';
@@ -16,6 +20,9 @@ let server: grpc.Server;
 const h2servers: Http2Server[] = [];
 const port = { greeter: 0, pages: 0 };
 let bad: grpc.Server | undefined;
+/** Agent A's log lines (access_log on): the access lines of HTTP/2 requests are read from here. */
+const logLines: Record<string, unknown>[] = [];
+const shadowSeen: string[] = [];
 
 const raw = (x: Buffer) => x;
 const def: grpc.ServiceDefinition = {
@@ -27,7 +34,8 @@ const Greeter = grpc.makeGenericClientConstructor(def, 'Greeter');
 before(async () => {
   const ca = await sharedCa();
   b = await startTestAgent({ node: 'grpc-b', bind: '127.0.75.2', ...ca });
-  a = await startTestAgent({ node: 'grpc-a', bind: '127.0.75.1', join: [`127.0.75.2:${b.gossip.port}`], ...ca });
+  const sink = new Writable({ write(chunk: Buffer, _e, cb) { for (const l of chunk.toString().split('\n')) if (l) logLines.push(JSON.parse(l) as Record<string, unknown>); cb(); } });
+  a = await startTestAgent({ node: 'grpc-a', bind: '127.0.75.1', join: [`127.0.75.2:${b.gossip.port}`], accessLog: true, ...ca }, pino({ level: 'info' }, sink));
   server = new grpc.Server();
   server.addService(def, {
     Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
@@ -57,7 +65,12 @@ before(async () => {
     h2servers.push(s);
     await b.api('/v1/agent/service/register', put({ Name: 'pages', ID: `pages-${version}`, Address: host, Port: (s.address() as { port: number }).port, Meta: { version }, Connect: { SidecarService: {} } }));
   }
+  const shadow = createH2Server((req, res) => { shadowSeen.push(String(req.headers[':authority'] ?? '') + req.url); res.writeHead(500).end('shadow'); });
+  await new Promise<void>((r) => shadow.listen(0, '127.0.75.15', r));
+  h2servers.push(shadow);
+  await b.api('/v1/agent/service/register', put({ Name: 'pages-shadow', Address: '127.0.75.15', Port: (shadow.address() as { port: number }).port, Connect: { SidecarService: {} } }));
   for (const body of [
+    { Kind: 'service-defaults', Name: 'pages-shadow', Protocol: 'http2' },
     { Kind: 'service-defaults', Name: 'greeter', Protocol: 'grpc' },
     { Kind: 'service-defaults', Name: 'pages', Protocol: 'http2' },
     { Kind: 'service-resolver', Name: 'pages', DefaultSubset: 'v1', Subsets: { v1: { Filter: 'Service.Meta.version == v1' }, v2: { Filter: 'Service.Meta.version == v2' } } },
@@ -210,4 +223,55 @@ test('an L7 intention on a gRPC service is decided per call through the tunnel: 
     client.close();
     await a.api(`/v1/connect/intentions/${id}`, { method: 'DELETE' });
   }
+});
+
+test('HTTP/2 and gRPC take the same L7 pipeline as HTTP/1.1: fault abort and delay, a mirror the caller never sees, access log lines', async () => {
+  for (const body of [
+    { Kind: 'service-router', Name: 'pages', Routes: [
+      { Match: { HTTP: { PathPrefix: '/abort' } }, Destination: { Nodemesh: { Fault: { AbortPercent: 100, AbortStatus: 418 } } } },
+      { Match: { HTTP: { PathPrefix: '/delay' } }, Destination: { Nodemesh: { Fault: { DelayPercent: 100, Delay: '200ms' } } } },
+      { Match: { HTTP: { PathPrefix: '/mirror' } }, Destination: { Nodemesh: { Mirror: { Service: 'pages-shadow', Percent: 100 } } } },
+    ] },
+    { Kind: 'service-router', Name: 'greeter', Routes: [{ Match: { HTTP: { PathExact: '/demo.Greeter/Say' } }, Destination: { Nodemesh: { Fault: { AbortPercent: 100, AbortStatus: 503 } } } }] },
+  ]) assert.equal((await a.api('/v1/config', put(body))).status, 200);
+  const session = h2connect(`http://127.0.0.1:${port.pages}`);
+  const ask = (path: string) => new Promise<{ status: number; body: string; code?: string }>((resolve, reject) => {
+    const r = session.request({ ':path': path });
+    let status = 0;
+    let code: string | undefined;
+    let body = '';
+    r.on('response', (h) => { status = Number(h[':status']); code = h['x-nodemesh-error'] as string | undefined; });
+    r.setEncoding('utf8');
+    r.on('data', (c: string) => { body += c; });
+    r.on('end', () => resolve({ status, body, code }));
+    r.on('error', reject);
+    r.end();
+  });
+  const client = new Greeter(`127.0.0.1:${port.greeter}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Say(req: Buffer, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): grpc.ClientUnaryCall;
+  };
+  try {
+    await waitFor(async () => assert.equal((await ask('/abort/x')).status, 418), 10_000);
+    assert.equal((await ask('/abort/y')).code, 'FAULT_ABORT');
+    const t0 = Date.now();
+    assert.equal((await ask('/delay')).body, 'v1 /delay');
+    assert.ok(Date.now() - t0 >= 200, 'held for the configured delay');
+    const before = shadowSeen.length;
+    const mirrored = await Promise.all(Array.from({ length: 10 }, (_, i) => ask(`/mirror/${i}`)));
+    assert.deepEqual([...new Set(mirrored.map((r) => r.status))], [200], 'the mirror\'s 500s never reach the caller');
+    await waitFor(() => assert.equal(shadowSeen.length - before, 10), 5000);
+    assert.ok(shadowSeen.slice(before).every((s) => /-shadow\/mirror\/\d$/.test(s)), shadowSeen.slice(before).join(','));
+    // gRPC: the fault's 503 reaches the client as UNAVAILABLE, as Envoy maps it.
+    const err = await waitFor(() => new Promise<grpc.ServiceError>((resolve, reject) => client.Say(Buffer.from('x'), new grpc.Metadata(), (e) => (e?.code === grpc.status.UNAVAILABLE ? resolve(e) : reject(new Error(`got ${e?.code ?? 'OK'}`))))), 10_000);
+    assert.match(err.details, /fault filter abort/);
+  } finally {
+    client.close();
+    session.close();
+    await a.api('/v1/config/service-router/pages', { method: 'DELETE' });
+    await a.api('/v1/config/service-router/greeter', { method: 'DELETE' });
+  }
+  const access = logLines.filter((l) => l.access === true);
+  assert.ok(access.some((l) => l.destination === 'pages' && l.path === '/delay' && l.status === 200 && l.method === 'GET'), 'an access line for the h2c request');
+  assert.ok(access.some((l) => l.destination === 'pages' && l.path === '/abort/x' && l.status === 418 && l.route === 'route-0'), 'an access line for the aborted one');
+  assert.ok(access.some((l) => l.destination === 'greeter' && l.path === '/demo.Greeter/Say' && l.status === 503), 'an access line for the gRPC call');
 });

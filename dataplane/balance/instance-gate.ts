@@ -17,7 +17,7 @@ export class InstanceGates {
     if (gate.active >= maxConnections) {
       const pending = gate.waiting.reduce((n, w) => n + (w.gone ? 0 : 1), 0);
       if (maxPending && pending >= maxPending) {
-        throw new ProxyAnswer(503, `upstream overflow: ${pending} requests waiting for a connection (MaxPendingRequests ${maxPending})`);
+        throw new ProxyAnswer(503, `upstream overflow: ${pending} requests waiting for a connection (MaxPendingRequests ${maxPending})`, 'UPSTREAM_OVERFLOW');
       }
       const entry = { go: () => undefined as void, gone: false };
       const timedOut = await new Promise<boolean>((resolve) => {
@@ -25,7 +25,7 @@ export class InstanceGates {
         entry.go = () => { clearTimeout(t); resolve(false); };
         gate.waiting.push(entry);
       });
-      if (timedOut) throw new ProxyAnswer(504, 'upstream request timeout (waiting for a connection)');
+      if (timedOut) throw new ProxyAnswer(504, 'upstream request timeout (waiting for a connection)', 'UPSTREAM_TIMEOUT');
     } else gate.active++;
     let released = false;
     return () => {

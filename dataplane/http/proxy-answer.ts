@@ -1,8 +1,8 @@
-// An answer the mesh itself gives a caller (429, 503, 504 …) instead of the instance's.
+// An answer the mesh itself gives a caller (429, 503, 504 …) instead of the instance's, with the code it is known by.
 
-/** What the caller gets when the mesh itself answers. */
+/** What the caller gets when the mesh itself answers; `code` goes out as X-Nodemesh-Error. */
 export class ProxyAnswer extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly code: string) {
     super(message);
   }
 }

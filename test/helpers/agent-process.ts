@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import type { AgentConfig } from '../../config/agent-config.js';
 import { defaultConfig } from '../../config/agent-config.js';
@@ -33,12 +33,12 @@ export interface TestAgent extends Omit<RunningAgent, 'gossip' | 'ca' | 'intenti
 }
 
 /** Starts a real agent in this process, HTTP on 127.0.0.1 and a free port. */
-export async function startTestAgent(overrides: Partial<AgentConfig> = {}): Promise<TestAgent> {
+export async function startTestAgent(overrides: Partial<AgentConfig> = {}, log?: Logger): Promise<TestAgent> {
   const config: AgentConfig = {
     ...defaultConfig(), dev: true, node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
     dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, drainTimeoutMs: 1000, ...overrides,
   };
-  const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
+  const agent = await startAgent(config, log ?? pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
   const url = `http://127.0.0.1:${agent.http.port}`;
   const api = (path: string, init?: RequestInit) => fetch(`${url}${path}`, init);
   if (agent.backend !== 'gossip') throw new Error('startTestAgent is for gossip-backend agents; use startConsulModeAgent');
