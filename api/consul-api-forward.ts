@@ -1,7 +1,7 @@
 // The HTTP API in Consul mode: catalog, health, intentions and CA requests go to Consul as they came (blocking queries included), so the CLI and Consul clients see Consul's own answers.
 
 import type { Handler } from './http-router.js';
-import { sendJson, sendText, tokenAllows } from './http-router.js';
+import { sendError, sendJson, sendText, tokenAllows } from './http-router.js';
 import { checkLeafIsLocal, type LocalIdentities } from './local-identities.js';
 import type { ConsulHttp } from '../backend/consul/consul-http.js';
 
@@ -17,7 +17,7 @@ export function consulForward(http: ConsulHttp, consulToken: () => string | unde
     // A leaf carries a private key: as in gossip mode, reading one needs the agent's token when one is set
     // (else any local caller would get a key through the agent's Consul token).
     if (ctx.params.path.startsWith('/v1/agent/connect/ca/leaf/')) {
-      if (!tokenAllows(ctx.req, ctx.query, aclToken)) return sendText(ctx.res, 403, 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
+      if (!tokenAllows(ctx.req, ctx.query, aclToken)) return sendError(ctx.res, 403, 'ACL_TOKEN_DENIED', 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
       // And, as in gossip mode, only for this node's services (Consul itself would sign any name the token may write).
       checkLeafIsLocal(ctx.params.path.slice('/v1/agent/connect/ca/leaf/'.length), local());
     }
@@ -40,6 +40,7 @@ export function consulForward(http: ConsulHttp, consulToken: () => string | unde
       const v = r.headers[h];
       if (typeof v === 'string') headers[h.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase())] = v;
     }
+    // Consul's own answer, errors included, goes back as Consul sent it (no X-Nodemesh-Error: the code would be Consul's).
     if (Buffer.isBuffer(r.body)) return sendText(ctx.res, r.status, r.body.toString('utf8'), headers);
     if (typeof r.body === 'string') return sendText(ctx.res, r.status, r.body, headers);
     if (r.body === undefined) return sendText(ctx.res, r.status, '', headers);

@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sameSecret } from '../lib/same-secret.js';
 import type { Logger } from 'pino';
-import { NodemeshError, isNodemeshError } from '../lib/errors.js';
+import { NodemeshError, isNodemeshError, type ErrorCode } from '../lib/errors.js';
 
 export const MAX_BODY_BYTES = 1 << 20;
 
@@ -41,6 +41,17 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 export function sendText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
   res.end(text);
+}
+
+/** The header every error answer of the API (4xx, 5xx) carries its code in, so scripts and the CLI need not match message text. */
+export const ERROR_HEADER = 'X-Nodemesh-Error';
+
+/** The header naming `code`, for an error answer sent some other way (JSON). */
+export const errorHeader = (code: ErrorCode): Record<string, string> => ({ [ERROR_HEADER]: code });
+
+/** The API's own error answer: text, with its registered code in X-Nodemesh-Error. */
+export function sendError(res: ServerResponse, status: number, code: ErrorCode, text: string, headers: Record<string, string> = {}): void {
+  sendText(res, status, text, { ...headers, ...errorHeader(code) });
 }
 
 /** The request's ACL token, from Consul's three places. */
@@ -124,34 +135,34 @@ export class Router {
       }
       if ((method === 'GET' || method === 'HEAD') && this.opts.readsNeedToken && !OPEN_READS.some((p) => path === p || path.startsWith(p))
         && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
-        return sendText(res, 403, 'Permission denied: reads need the agent\'s ACL token here (acl_default_policy "deny"; X-Consul-Token header, ?token= or Authorization: Bearer)');
+        return sendError(res, 403, 'ACL_TOKEN_DENIED', 'Permission denied: reads need the agent\'s ACL token here (acl_default_policy "deny"; X-Consul-Token header, ?token= or Authorization: Bearer)');
       }
       const mount = this.mounts.find((m) => m.prefixes.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`)));
       if (mount) {
         routeName = mount.name;
         if (method !== 'GET' && method !== 'HEAD' && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
-          return sendText(res, 403, 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
+          return sendError(res, 403, 'ACL_TOKEN_DENIED', 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
         }
         let bodyRead: Promise<string> | undefined;
         return await mount.handler({ req, res, params: { path }, query: url.searchParams, signal, body: () => (bodyRead ??= readBody(req)) });
       }
       let matches = this.routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
-      if (matches.length === 0) return sendText(res, 404, '404 page not found\n');
+      if (matches.length === 0) return sendError(res, 404, 'API_NOT_FOUND', '404 page not found\n');
       // A literal path (/v1/agent/service/register) beats a pattern that also matches it (/v1/agent/service/:id).
       const literal = matches.filter((x) => x.r.keys.length === 0);
       if (literal.length > 0) matches = literal;
       const hit = matches.find((x) => x.r.method === method) ?? (method === 'HEAD' ? matches.find((x) => x.r.method === 'GET') : undefined);
       if (!hit) {
         routeName = matches[0].r.name;
-        return sendText(res, 405, `method ${method} not allowed`, { Allow: [...new Set(matches.map((x) => x.r.method))].join(', ') });
+        return sendError(res, 405, 'API_BAD_METHOD', `method ${method} not allowed`, { Allow: [...new Set(matches.map((x) => x.r.method))].join(', ') });
       }
       routeName = hit.r.name;
       if (hit.r.write && hit.r.authorize) {
         if (!hit.r.authorize(requestToken(req, url.searchParams))) {
-          return sendText(res, 403, 'Permission denied: a write of pool-wide policy (intentions, config entries) needs the operator token (X-Consul-Token header, ?token= or Authorization: Bearer)');
+          return sendError(res, 403, 'POLICY_TOKEN_DENIED', 'Permission denied: a write of pool-wide policy (intentions, config entries) needs the operator token (X-Consul-Token header, ?token= or Authorization: Bearer)');
         }
       } else if (hit.r.write && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
-        return sendText(res, 403, 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
+        return sendError(res, 403, 'ACL_TOKEN_DENIED', 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
       }
       const params: Record<string, string> = {};
       hit.r.keys.forEach((k, i) => { params[k] = hit.m![i + 1]; });
@@ -166,13 +177,14 @@ export class Router {
         return;
       }
       // The stable code rides along in a header, so scripts and the CLI need not match message text.
-      if (isNodemeshError(e) && e.status < 500) return sendText(res, e.status, e.message, { 'X-Nodemesh-Error': e.code });
       if (isNodemeshError(e)) {
-        this.opts.log.warn({ code: e.code, route: routeName }, e.message);
-        return sendText(res, e.status, e.message);
+        // A status below 400 is a process exit code (a start-up error): over HTTP it is an internal failure.
+        const status = e.status >= 400 && e.status <= 599 ? e.status : 500;
+        if (status >= 500) this.opts.log.warn({ code: e.code, route: routeName }, e.message);
+        return sendError(res, status, e.code, e.message);
       }
       this.opts.log.error({ err: (e as Error).stack, route: routeName }, 'API handler failed');
-      sendText(res, 500, `internal error: ${(e as Error).message}`);
+      sendError(res, 500, 'INTERNAL', `internal error: ${(e as Error).message}`);
     }
   };
 }

@@ -3,7 +3,7 @@
 import { isNodemeshError, NodemeshError } from '../lib/errors.js';
 import type { ApiDeps } from './api-deps.js';
 import type { Router } from './http-router.js';
-import { sendJson, sendText, tokenAllows } from './http-router.js';
+import { errorHeader, sendJson, sendText, tokenAllows } from './http-router.js';
 
 /** What stands for a path when the caller has no token. */
 const REDACTED = '<redacted: needs the ACL token>';
@@ -43,7 +43,8 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
   // Readiness for probes (a DaemonSet's readinessProbe): 200 once synced with the pool and listening.
   r.on('GET', '/v1/agent/ready', (ctx) => {
     const reasons = d.notReady();
-    sendJson(ctx.res, reasons.length ? 503 : 200, reasons.length ? { Ready: false, Reasons: reasons } : { Ready: true });
+    if (reasons.length) return sendJson(ctx.res, 503, { Ready: false, Reasons: reasons }, errorHeader('AGENT_NOT_READY'));
+    sendJson(ctx.res, 200, { Ready: true });
   });
 
   // nodemesh: what `nodemesh verify` reports.

@@ -1,14 +1,14 @@
 // /v1/agent/service*: register, deregister and read this agent's services, and their aggregated health.
 
 import { createHash } from 'node:crypto';
-import { NodemeshError } from '../lib/errors.js';
+import { NodemeshError, type ErrorCode } from '../lib/errors.js';
 import type { CheckRecord, HealthStatus, ServiceRecord } from '../model/catalog-types.js';
 import { decodeServiceBody } from '../model/service-definition.js';
 import type { ApiDeps } from './api-deps.js';
 import { queryFlag } from './api-deps.js';
 import { parseBlocking, rejectFilter } from './blocking-query.js';
 import type { Router } from './http-router.js';
-import { sendJson, sendText } from './http-router.js';
+import { errorHeader, sendError, sendJson, sendText } from './http-router.js';
 import { renderAgentService, renderCheck } from './render.js';
 
 const RANK: Record<HealthStatus, number> = { passing: 0, warning: 1, critical: 2, maintenance: 3 };
@@ -20,6 +20,9 @@ export function aggregateStatus(checks: CheckRecord[]): HealthStatus {
 }
 
 const HEALTH_CODE: Record<HealthStatus, number> = { passing: 200, warning: 429, critical: 503, maintenance: 503 };
+/** The code a 429/503 health answer carries in X-Nodemesh-Error (the status is the health, as Consul's). */
+const HEALTH_ERROR: Record<HealthStatus, ErrorCode | undefined> = { passing: undefined, warning: 'HEALTH_WARNING', critical: 'HEALTH_CRITICAL', maintenance: 'HEALTH_MAINTENANCE' };
+const healthHeaders = (s: HealthStatus): Record<string, string> => { const c = HEALTH_ERROR[s]; return c ? errorHeader(c) : {}; };
 
 function contentHash(body: unknown): string {
   return createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
@@ -79,24 +82,24 @@ export function agentServiceRoutes(r: Router, d: ApiDeps): void {
   r.on('GET', '/v1/agent/health/service/id/:id*', (ctx) => {
     const s = d.local.service(ctx.params.id);
     if (!s) {
-      if (asText(ctx)) return sendText(ctx.res, 404, `ServiceId ${ctx.params.id} not found`);
+      if (asText(ctx)) return sendError(ctx.res, 404, 'SERVICE_UNKNOWN', `ServiceId ${ctx.params.id} not found`);
       throw new NodemeshError('SERVICE_UNKNOWN', `ServiceId ${ctx.params.id} not found`, 404);
     }
     const h = healthOf(s);
     const code = HEALTH_CODE[h.AggregatedStatus];
-    if (asText(ctx)) return sendText(ctx.res, code, h.AggregatedStatus);
-    sendJson(ctx.res, code, h);
+    if (asText(ctx)) return sendText(ctx.res, code, h.AggregatedStatus, healthHeaders(h.AggregatedStatus));
+    sendJson(ctx.res, code, h, healthHeaders(h.AggregatedStatus));
   });
 
   r.on('GET', '/v1/agent/health/service/name/:name*', (ctx) => {
     const list = d.local.services().filter((s) => s.Service === ctx.params.name).map(healthOf);
     if (list.length === 0) {
-      if (asText(ctx)) return sendText(ctx.res, 404, `ServiceName ${ctx.params.name} Not Found`);
+      if (asText(ctx)) return sendError(ctx.res, 404, 'SERVICE_UNKNOWN', `ServiceName ${ctx.params.name} Not Found`);
       throw new NodemeshError('SERVICE_UNKNOWN', `ServiceName ${ctx.params.name} Not Found`, 404);
     }
     const worst = aggregateStatus(list.map((h) => ({ Status: h.AggregatedStatus }) as CheckRecord));
     const code = HEALTH_CODE[worst];
-    if (asText(ctx)) return sendText(ctx.res, code, worst);
-    sendJson(ctx.res, code, list);
+    if (asText(ctx)) return sendText(ctx.res, code, worst, healthHeaders(worst));
+    sendJson(ctx.res, code, list, healthHeaders(worst));
   });
 }

@@ -12,7 +12,7 @@ import type { ApiDeps } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
 import { checkLeafIsLocal, localIdentities } from './local-identities.js';
 import type { RequestContext, Router } from './http-router.js';
-import { requestToken, sendJson, sendText, tokenAllows } from './http-router.js';
+import { requestToken, sendError, sendJson, tokenAllows } from './http-router.js';
 import type { PolicyWrites } from '../backend/gossip/policy-writes.js';
 import { decodeBody, type Schema } from '../lib/strict-json.js';
 
@@ -124,7 +124,7 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
     const service = ctx.params.service;
     if (!service) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     // A leaf carries a private key: with a token configured, reading one needs it too.
-    if (!tokenAllows(ctx.req, ctx.query, d.config.aclToken)) return sendText(ctx.res, 403, 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
+    if (!tokenAllows(ctx.req, ctx.query, d.config.aclToken)) return sendError(ctx.res, 403, 'ACL_TOKEN_DENIED', 'Permission denied: reading a leaf certificate needs the agent\'s ACL token');
     // This agent mints identities only for workloads on its own node (as ztunnel): another node's service gets none here.
     checkLeafIsLocal(service, localIdentities(d.local, d.config.node));
     await c.leaves.get(service);

@@ -5,7 +5,7 @@ import type { GossipMembership } from '../backend/gossip/gossip-membership.js';
 import { decodeOrThrow } from '../model/service-definition.js';
 import type { ApiDeps } from './api-deps.js';
 import type { RequestContext, Router } from './http-router.js';
-import { sendJson, sendText, tokenAllows } from './http-router.js';
+import { sendError, sendJson, sendText, tokenAllows } from './http-router.js';
 import { decodeBody } from '../lib/strict-json.js';
 
 /*
@@ -44,7 +44,7 @@ export function operatorKeyringRoutes(r: Router, d: ApiDeps, gossip: () => Gossi
   // Unlike other reads, the list needs the token: it returns the keys themselves (Consul's keyring:read).
   r.on('GET', '/v1/operator/keyring', (ctx) => {
     if (!tokenAllows(ctx.req, ctx.query, d.config.aclToken)) {
-      return sendText(ctx.res, 403, 'Permission denied: listing the gossip keyring returns the keys, so it needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
+      return sendError(ctx.res, 403, 'ACL_TOKEN_DENIED', 'Permission denied: listing the gossip keyring returns the keys, so it needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
     }
     const keys = membership().listKeys();
     const counted = (list: typeof keys) => Object.fromEntries(list.map((k) => [k.key, 1]));

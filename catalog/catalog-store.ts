@@ -1,6 +1,7 @@
 // The in-memory catalog of every known node, its service instances and checks, with Raft-style indexes.
 
 import { ChangeFeed } from '../lib/change-feed.js';
+import { NodemeshError } from '../lib/errors.js';
 import { foldName } from '../model/service-names.js';
 import type {
   CheckRecord, HealthStatus, NodeEntry, NodeInfo, NodeSnapshot, ServiceRecord,
@@ -109,7 +110,7 @@ export class Catalog {
    */
   mutate<T>(nodeName: string, fn: (tx: NodeTx) => T): T {
     const entry = this.nodes.get(nodeName);
-    if (!entry) throw new Error(`catalog: unknown node ${nodeName}`);
+    if (!entry) throw new NodemeshError('CATALOG_UNKNOWN_NODE', `catalog: unknown node ${nodeName}`, 500);
     const index = this.lastIndex + 1;
     const touched = new Set<Table>();
     const touchedServices = new Set<string>();

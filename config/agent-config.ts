@@ -196,7 +196,7 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
       if (typeof value !== 'string') throw bad('must be a duration string such as "30s"');
       try {
         const ms = parseGoDuration(value);
-        if (ms <= 0) throw new Error('must be positive');
+        if (ms <= 0) throw configError('must be positive');
         return ms;
       } catch (e) {
         throw bad(`must be a positive duration such as "30s": ${(e as Error).message}`);

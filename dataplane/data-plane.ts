@@ -13,7 +13,8 @@ import { SourceLimits } from './inbound/source-limits.js';
 import { TunnelPool } from './tunnel/tunnel-pool.js';
 import { CoalescingRunner } from '../lib/coalescing-runner.js';
 import { protocolOf, requestNormalizationOf } from '../model/config-entry.js';
-import { HttpUpstreamListener, type EntrySource } from './outbound/http-upstream.js';
+import { HttpUpstreamListener } from './outbound/http-upstream.js';
+import type { EntrySource } from './http/discovery-chain.js';
 import { instanceIndex, type InstanceIndex } from './balance/service-instances.js';
 
 /** What both kinds of upstream listener (bytes, or HTTP per request) offer the manager. */
@@ -216,10 +217,10 @@ export class DataPlane {
         have.update(w);
         continue;
       }
+      const zone = () => this.o.catalog.getNode(this.o.nodeName)?.info.Meta?.zone;
       const l: Upstream = listenerKind(w.protocol) !== 'tcp' && this.o.entries
-        ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, this.o.accessLog,
-          () => this.o.catalog.getNode(this.o.nodeName)?.info.Meta?.zone)
-        : new UpstreamListener(w, this.tunnels, this.index.endpoints, this.o.log, this.o.metrics);
+        ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, this.o.accessLog, zone)
+        : new UpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, zone);
       try {
         await l.start();
         this.outbound.set(key, l);

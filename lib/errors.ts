@@ -1,9 +1,14 @@
 // The project's error type: every error the agent reports carries a stable code.
 
+import type { ErrorCode } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
+
 export class NodemeshError extends Error {
-  readonly code: string;
+  /** Registered in lib/error-codes.ts: the compiler refuses an unregistered code. */
+  readonly code: ErrorCode;
   readonly status: number;
-  constructor(code: string, message: string, status = 500) {
+  constructor(code: ErrorCode, message: string, status = 500) {
     super(message);
     this.name = 'NodemeshError';
     this.code = code;

@@ -1,12 +1,14 @@
 // Go's time.Duration text format: parse ("1m30s", "250ms") and print, with Go's error texts.
 
+import { NodemeshError } from './errors.js';
+
 const UNITS: Record<string, number> = {
   ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 };
 
-/** Parses a Go duration string into milliseconds; throws Go's message on bad input. */
+/** Parses a Go duration string into milliseconds; throws Go's message on bad input (code DURATION_INVALID). */
 export function parseGoDuration(text: string): number {
-  const bad = () => new Error(`time: invalid duration ${JSON.stringify(text)}`);
+  const bad = () => new NodemeshError('DURATION_INVALID', `time: invalid duration ${JSON.stringify(text)}`, 400);
   let s = text;
   let sign = 1;
   if (s.startsWith('-') || s.startsWith('+')) {
@@ -21,9 +23,9 @@ export function parseGoDuration(text: string): number {
     if (!num || (num[1] === '' && (num[2] === undefined || num[2] === ''))) throw bad();
     s = s.slice(num[0].length);
     const unit = /^[^\d.]+/.exec(s)?.[0];
-    if (!unit) throw new Error(`time: missing unit in duration ${JSON.stringify(text)}`);
+    if (!unit) throw new NodemeshError('DURATION_INVALID', `time: missing unit in duration ${JSON.stringify(text)}`, 400);
     const mult = UNITS[unit];
-    if (mult === undefined) throw new Error(`time: unknown unit ${JSON.stringify(unit)} in duration ${JSON.stringify(text)}`);
+    if (mult === undefined) throw new NodemeshError('DURATION_INVALID', `time: unknown unit ${JSON.stringify(unit)} in duration ${JSON.stringify(text)}`, 400);
     s = s.slice(unit.length);
     total += Number(`${num[1] || '0'}.${num[2] || '0'}`) * mult;
   }

@@ -1,13 +1,14 @@
 // User-supplied regular expressions (PathRegex, header and query Regex): RE2 syntax, whole-string match in linear time, compiled once per pattern.
 
 import { RE2JS } from 're2js';
+import type { ErrorCode } from './error-codes.js';
 
 /** Whether a whole string matches; never backtracks (RE2's automata), so time is linear in the input. */
 export type LinearRegex = (input: string) => boolean;
 
 /** Why a pattern is refused, naming RE2 as the syntax required (the caller prefixes the field). */
 export class RegexSyntaxError extends Error {
-  readonly code = 'REGEX_NOT_RE2';
+  readonly code = 'REGEX_NOT_RE2' satisfies ErrorCode;
 }
 
 /** Compiled patterns by source text; bounded so patterns from churned config cannot grow it without end. */

@@ -56,7 +56,7 @@ export class LocalState {
 
   private get entry() {
     const e = this.catalog.getNode(this.nodeName);
-    if (!e) throw new Error('local node missing from catalog');
+    if (!e) throw new NodemeshError('LOCAL_NODE_MISSING', 'local node missing from catalog', 500);
     return e;
   }
 

@@ -3,6 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { NodemeshError } from '../lib/errors.js';
 import { StateFile } from '../lib/state-file.js';
 
 export interface PeerSnapshot {
@@ -27,7 +28,7 @@ export class PeerSnapshotFile {
     try {
       const s = await this.file.load();
       if (!s) return undefined;
-      if (typeof s.left !== 'boolean' || !Array.isArray(s.peers) || !s.peers.every((p) => typeof p === 'string' && /^[^\s:]+:\d{1,5}$/.test(p))) throw new Error('unexpected shape');
+      if (typeof s.left !== 'boolean' || !Array.isArray(s.peers) || !s.peers.every((p) => typeof p === 'string' && /^[^\s:]+:\d{1,5}$/.test(p))) throw new NodemeshError('GOSSIP_SNAPSHOT_INVALID', 'unexpected shape');
       this.current = { left: s.left, peers: s.peers.slice(0, 64) };
       return this.current;
     } catch (e) {

@@ -1,6 +1,7 @@
 // The Serf layer on top of memberlist: tags as node meta, Lamport clocks, join and leave intents; other Serf
 // messages (events, queries, key operations) are read and ignored without harm.
 
+import { NodemeshError } from '../lib/errors.js';
 import { asObject, decode, encode, str, uint, type GoValue } from './go-msgpack.js';
 import { BroadcastQueue } from './broadcast-queue.js';
 import { Memberlist, type GossipLog, type MemberlistConfig, type NodeRecord } from './memberlist.js';
@@ -20,7 +21,7 @@ class Lamport {
 
 export function encodeTags(tags: Record<string, string>): Buffer {
   const meta = Buffer.concat([Buffer.from([0xff]), encode(tags)]);
-  if (meta.length > 512) throw new Error(`serf tags are ${meta.length} bytes encoded; the limit is 512`);
+  if (meta.length > 512) throw new NodemeshError('SERF_TAGS_TOO_LARGE', `serf tags are ${meta.length} bytes encoded; the limit is 512`, 500);
   return meta;
 }
 

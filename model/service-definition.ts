@@ -1,6 +1,6 @@
 // Consul service and check definitions: the decoding schema, validation with Consul's texts, and normalization.
 
-import { NodemeshError, multiError } from '../lib/errors.js';
+import { NodemeshError, multiError, type ErrorCode } from '../lib/errors.js';
 import type { CheckDefinition, HealthStatus, ServiceRecord, Upstream } from './catalog-types.js';
 import { HEALTH_STATUSES } from './catalog-types.js';
 import type { Schema } from '../lib/strict-json.js';
@@ -76,7 +76,7 @@ export interface CheckSpec {
   Definition: CheckDefinition;
 }
 
-export const badRequest = (message: string, code = 'API_BAD_REQUEST') => new NodemeshError(code, message, 400);
+export const badRequest = (message: string, code: ErrorCode = 'API_BAD_REQUEST') => new NodemeshError(code, message, 400);
 
 /** Wraps a decode failure the way Consul does. */
 export function decodeOrThrow<T>(decode: () => unknown): T {

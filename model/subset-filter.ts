@@ -1,5 +1,6 @@
 // Service-resolver subset filters: the part of Consul's filter language subsets use — Service.Meta / Service.Tags / Node.Meta selectors, ==, !=, contains, in, and, or, not.
 
+import { NodemeshError } from '../lib/errors.js';
 import type { ServiceRecord } from './catalog-types.js';
 
 export interface FilterSubject { service: ServiceRecord; nodeMeta: Record<string, string> }
@@ -16,7 +17,7 @@ function selector(path: string): (s: FilterSubject) => string | string[] | undef
   if (p === 'Service.Tags') return (s) => s.service.Tags ?? [];
   if (p === 'Service.Service' || p === 'Service.Name') return (s) => s.service.Service;
   if (p === 'Service.ID') return (s) => s.service.ID;
-  throw new Error(`unsupported selector ${JSON.stringify(p)} (use Service.Meta.<key>, Service.Tags, Node.Meta.<key>, Service.ID)`);
+  throw new NodemeshError('SUBSET_FILTER_INVALID', `unsupported selector ${JSON.stringify(p)} (use Service.Meta.<key>, Service.Tags, Node.Meta.<key>, Service.ID)`, 400);
 }
 
 function clause(text: string): SubsetFilter {
@@ -45,7 +46,7 @@ function clause(text: string): SubsetFilter {
     const empty = !/not/i.test(m[2]);
     f = (s) => { const v = sel(s); return (v === undefined || v.length === 0) === empty; };
   } else {
-    throw new Error(`cannot parse ${JSON.stringify(text.trim())}: write e.g. Service.Meta.version == v1`);
+    throw new NodemeshError('SUBSET_FILTER_INVALID', `cannot parse ${JSON.stringify(text.trim())}: write e.g. Service.Meta.version == v1`, 400);
   }
   return negate ? (s) => !f(s) : f;
 }
@@ -53,7 +54,7 @@ function clause(text: string): SubsetFilter {
 /** Compiles a filter; throws with what is wrong. An empty filter matches every instance. */
 export function compileSubsetFilter(text: string | undefined): SubsetFilter {
   if (!text || !text.trim()) return () => true;
-  if (/[()]/.test(text)) throw new Error('parentheses are not supported in subset filters here; combine clauses with and / or');
+  if (/[()]/.test(text)) throw new NodemeshError('SUBSET_FILTER_INVALID', 'parentheses are not supported in subset filters here; combine clauses with and / or', 400);
   const anyOf = text.split(/\s+or\s+/i).map((part) => part.split(/\s+and\s+/i).map(clause));
   return (s) => anyOf.some((all) => all.every((c) => c(s)));
 }

@@ -33,9 +33,9 @@ function loadKeys(config: AgentConfig, dataDir: string, log: Logger): Buffer[] {
     let keys: string[];
     try {
       keys = JSON.parse(readFileSync(path, 'utf8')) as string[];
-      if (!Array.isArray(keys) || keys.length === 0) throw new Error('expected a JSON array of base64 keys');
+      if (!Array.isArray(keys) || keys.length === 0) throw new NodemeshError('KEYRING_INVALID', 'expected a JSON array of base64 keys', 2);
       for (const k of keys) {
-        if (typeof k !== 'string' || !GOSSIP_KEY_SIZES.includes(Buffer.from(k, 'base64').length)) throw new Error('every key must be base64 of 16, 24 or 32 bytes');
+        if (typeof k !== 'string' || !GOSSIP_KEY_SIZES.includes(Buffer.from(k, 'base64').length)) throw new NodemeshError('KEYRING_INVALID', 'every key must be base64 of 16, 24 or 32 bytes', 2);
       }
     } catch (e) {
       throw new NodemeshError('KEYRING_INVALID', `keyring file ${path} is unreadable (${(e as Error).message}); fix or remove it`, 2);

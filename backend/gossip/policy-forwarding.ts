@@ -4,7 +4,8 @@ import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { NodemeshError, isNodemeshError } from '../../lib/errors.js';
+import { NodemeshError, isNodemeshError, type ErrorCode } from '../../lib/errors.js';
+import { isErrorCode } from '../../lib/error-codes.js';
 import { parseAuthorityUri } from '../../identity/authority-ids.js';
 import type { TrustSource } from '../../identity/trust-sources.js';
 import { uriSans } from '../../identity/spiffe-id.js';
@@ -26,7 +27,7 @@ export async function startPolicyEndpoint(opts: { bind: string; port: number; cr
       res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
       res.end(text);
     };
-    const fail = (status: number, code: string, message: string) => answer(status, { error: { code, message } });
+    const fail = (status: number, code: ErrorCode, message: string) => answer(status, { error: { code, message } });
     if (req.method !== 'POST' || req.url !== POLICY_WRITE_PATH) return fail(404, 'POLICY_ENDPOINT_NOT_FOUND', 'not a policy write');
     const chunks: Buffer[] = [];
     let size = 0;
@@ -109,7 +110,8 @@ export class ForwardedPolicyWrites implements PolicyWrites {
       }
       if (answer.body.error || answer.status !== 200) {
         const err = answer.body.error ?? { code: 'POLICY_WRITE_FAILED', message: `policy writer answered ${answer.status}` };
-        throw new NodemeshError(err.code, err.message, answer.status);
+        // The code came over the wire: one this agent does not know (a newer writer's) goes on as POLICY_WRITE_FAILED.
+        throw new NodemeshError(isErrorCode(err.code) ? err.code : 'POLICY_WRITE_FAILED', err.message, answer.status);
       }
       const records = Array.isArray(answer.body.records) ? answer.body.records : [];
       this.take(records, answer.chain);

@@ -21,19 +21,15 @@ export interface Instance {
 export interface InstanceIndex {
   /** Every connect-capable instance of the service, with its health. */
   instances(service: string): Instance[];
-  /** The endpoints whose every check passes (as /v1/health/connect/:name?passing): the byte path's choice. */
-  endpoints(service: string): Endpoint[];
 }
 
 /** Computed once per catalog change and service rather than once per connection or request. */
 export function instanceIndex(catalog: Catalog): InstanceIndex {
   let index = -1;
   const all = new Map<string, Instance[]>();
-  const passing = new Map<string, Endpoint[]>();
   const fresh = () => {
     if (catalog.index === index) return;
     all.clear();
-    passing.clear();
     index = catalog.index;
   };
   // Keyed by the folded name: an upstream to `API` reaches the instances of `api`, as Consul's lookups do.
@@ -44,16 +40,7 @@ export function instanceIndex(catalog: Catalog): InstanceIndex {
     if (!list) all.set(key, (list = scan(catalog, key)));
     return list;
   };
-  return {
-    instances,
-    endpoints: (service) => {
-      fresh();
-      const key = foldName(service);
-      let list = passing.get(key);
-      if (!list) passing.set(key, (list = instances(key).filter((i) => i.passing).map((i) => i.endpoint)));
-      return list;
-    },
-  };
+  return { instances };
 }
 
 function scan(catalog: Catalog, name: string): Instance[] {

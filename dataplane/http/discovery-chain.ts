@@ -8,6 +8,9 @@ import { httpMatcher, type HttpMatchSpec, type RequestFacts } from '../../model/
 export type EntryLookup = (kind: Kind, name: string) => ConfigEntry | undefined;
 
 /** Where a request goes in the end: instances of `service` that pass `filter`. */
+/** Config entries as routing reads them, and an index that rises on every change. */
+export interface EntrySource { readonly index: number; get: EntryLookup }
+
 export interface Target {
   service: string;
   subset: string;

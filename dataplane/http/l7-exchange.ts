@@ -2,6 +2,7 @@
 
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import type { ErrorCode } from '../../lib/error-codes.js';
 
 /** A request from the workload, read by a front end. */
 export interface Exchange {
@@ -21,7 +22,7 @@ export interface Exchange {
   /** The body to stream when it was not read whole (what readBody already took comes first). */
   body(): Readable;
   /** The mesh's own answer (an error): status, message, and the code it is known by. */
-  answer(status: number, message: string, code: string): void;
+  answer(status: number, message: string, code: ErrorCode): void;
   /** Streams an instance's answer back; resolves when it is done (or the caller went away). */
   respond(up: UpstreamAnswer): Promise<void>;
 }

@@ -3,6 +3,7 @@
 import { Agent as HttpAgent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect as h2connect, constants as h2, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type Http2Session, type OutgoingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
+import type { ErrorCode } from '../../lib/error-codes.js';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Decision } from '../../policy/decision.js';
@@ -42,7 +43,7 @@ const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const H2_FORBIDDEN = HOP_BY_HOP;
 
 /** A request's verdict: forward it (the normalized target, headers as they will be decided and sent) or answer it. */
-type Verdict = { forward: { path: string; query: string } } | { status: number; message: string };
+type Verdict = { forward: { path: string; query: string } } | { status: number; message: string; code: ErrorCode };
 
 export class InboundL7 {
   readonly conns = new Set<L7Conn>();
@@ -117,9 +118,9 @@ export class InboundL7 {
       this.log.error({ code: 'L7_REQUEST_FAILED', source: peer?.id.service, destination, method, err: e instanceof Error ? e.message : String(e) },
         'inbound request failed while it was decided or forwarded: denied');
       if ('respond' in res) {
-        if (!res.headersSent && !res.destroyed) res.respond({ ':status': 403 }, { endStream: true });
+        if (!res.headersSent && !res.destroyed) res.respond({ ':status': 403, 'x-nodemesh-error': 'L7_DENIED' }, { endStream: true });
         else res.close(h2.NGHTTP2_INTERNAL_ERROR);
-      } else if (!res.headersSent) res.writeHead(403, { 'content-type': 'text/plain' }).end('RBAC: access denied\n');
+      } else if (!res.headersSent) res.writeHead(403, { 'content-type': 'text/plain', 'x-nodemesh-error': 'L7_DENIED' }).end('RBAC: access denied\n');
       else res.destroy();
     }
   }
@@ -138,7 +139,7 @@ export class InboundL7 {
     if ('error' in target || fieldError || underscore) {
       const why = 'error' in target ? target.error : fieldError ?? `header names with '_' are refused (${JSON.stringify(underscore)}): applications may read them as '-'`;
       this.log.debug({ source: peer.id.service, destination, method, err: why }, 'inbound request refused: 400');
-      return { status: 400, message: `bad request: ${why}` };
+      return { status: 400, message: `bad request: ${why}`, code: 'L7_BAD_REQUEST' };
     }
     const facts: RequestFacts = { method, path: target.path, query: new URLSearchParams(target.query), headers };
     const d = this.authorize(peer.id, destination);
@@ -148,12 +149,12 @@ export class InboundL7 {
       this.metrics.denied.inc({ direction: 'inbound', source: peer.id.service, destination, reason: 'l7_error' });
       this.log.error({ code: 'L7_INTENTION_UNEVALUABLE', source: peer.id.service, destination, method, path: facts.path, intention: d.intention?.ID, err: v.error },
         `inbound request denied: ${v.reason}`);
-      return { status: 403, message: 'RBAC: access denied' };
+      return { status: 403, message: 'RBAC: access denied', code: 'L7_DENIED' };
     }
     if (!v.allowed) {
       this.metrics.denied.inc({ direction: 'inbound', source: peer.id.service, destination, reason: 'l7_permission' });
       this.log.warn({ source: peer.id.service, destination, method, path: facts.path, intention: d.intention?.ID }, `inbound request denied: ${v.reason}`);
-      return { status: 403, message: 'RBAC: access denied' };
+      return { status: 403, message: 'RBAC: access denied', code: 'L7_DENIED' };
     }
     return { forward: target };
   }
@@ -162,7 +163,7 @@ export class InboundL7 {
     const peer = (req.socket as unknown as Record<symbol, Peer>)[PEER];
     const v = this.verdict(peer, req.method ?? 'GET', req.url ?? '/', req.headers);
     if ('status' in v) {
-      res.writeHead(v.status, { 'content-type': 'text/plain', ...(v.status === 400 ? { connection: 'close' } : {}) }).end(`${v.message}\n`);
+      res.writeHead(v.status, { 'content-type': 'text/plain', 'x-nodemesh-error': v.code, ...(v.status === 400 ? { connection: 'close' } : {}) }).end(`${v.message}\n`);
       return;
     }
     const headers = appHeaders(req.headers, peer);
@@ -177,7 +178,7 @@ export class InboundL7 {
       body.pipe(res);
     }, (e) => {
       this.appUnreachable(peer, e);
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end('local app unreachable\n');
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain', 'x-nodemesh-error': 'APP_UNREACHABLE' }).end('local app unreachable\n');
       else res.destroy();
     });
   }
@@ -185,25 +186,25 @@ export class InboundL7 {
   private h2Request(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: Peer): void {
     const method = String(headers[':method'] ?? '');
     const grpcCall = String(headers['content-type'] ?? '').startsWith('application/grpc');
-    const answer = (status: number, message: string) => {
+    const answer = (status: number, message: string, code: ErrorCode) => {
       if (stream.destroyed || stream.headersSent) return;
       // A gRPC client reads errors from grpc-status: a trailers-only answer, as a gRPC server (and Envoy's RBAC) gives.
-      if (grpcCall) stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(HTTP_AS_GRPC[status] ?? 2), 'grpc-message': encodeURIComponent(message) }, { endStream: true });
+      if (grpcCall) stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(HTTP_AS_GRPC[status] ?? 2), 'grpc-message': encodeURIComponent(message), 'x-nodemesh-error': code }, { endStream: true });
       else {
-        stream.respond({ ':status': status, 'content-type': 'text/plain' });
+        stream.respond({ ':status': status, 'content-type': 'text/plain', 'x-nodemesh-error': code });
         stream.end(`${message}\n`);
       }
     };
-    if (method === 'CONNECT' || headers[':path'] === undefined) return answer(400, 'bad request: CONNECT is not served on an L7 listener');
+    if (method === 'CONNECT' || headers[':path'] === undefined) return answer(400, 'bad request: CONNECT is not served on an L7 listener', 'L7_BAD_REQUEST');
     const plain: IncomingHttpHeaders = {};
     for (const [k, val] of Object.entries(headers)) if (!k.startsWith(':')) plain[k] = val;
     if (headers[':authority'] !== undefined) plain.host = String(headers[':authority']);
     const v = this.verdict(peer, method, String(headers[':path']), plain);
-    if ('status' in v) return answer(v.status, v.message);
+    if ('status' in v) return answer(v.status, v.message, v.code);
     const path = targetOf(v.forward);
     const onError = (e: Error) => {
       this.appUnreachable(peer, e);
-      if (!stream.headersSent) answer(502, 'local app unreachable');
+      if (!stream.headersSent) answer(502, 'local app unreachable', 'APP_UNREACHABLE');
       else stream.close(h2.NGHTTP2_INTERNAL_ERROR);
     };
     if (this.target().protocol === 'http') {
@@ -212,7 +213,7 @@ export class InboundL7 {
       const out = appHeaders(plain, peer);
       delete out['transfer-encoding'];
       if (stream.endAfterHeaders) {
-        if (out['content-length'] !== undefined && out['content-length'] !== '0') return answer(400, 'bad request: content-length without a body');
+        if (out['content-length'] !== undefined && out['content-length'] !== '0') return answer(400, 'bad request: content-length without a body', 'L7_BAD_REQUEST');
       } else if (out['content-length'] === undefined) out['transfer-encoding'] = 'chunked';
       this.toH1App(method, path, out, stream, (status, resHeaders, body) => {
         const h: H2Headers = { ':status': status };

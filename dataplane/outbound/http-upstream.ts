@@ -13,7 +13,7 @@ import { hashKeyOf } from '../balance/request-hash.js';
 import type { Instance } from '../balance/service-instances.js';
 import { joinSockets, type PipeEnd } from '../byte-pipe.js';
 import { isXfcc } from '../http/client-cert-header.js';
-import { callPolicy, compileChain, pickTarget, type CallPolicy, type CompiledRoute, type EntryLookup } from '../http/discovery-chain.js';
+import { callPolicy, compileChain, pickTarget, type CallPolicy, type CompiledRoute, type EntrySource } from '../http/discovery-chain.js';
 import type { ProxyMetrics } from '../proxy-metrics.js';
 import type { TunnelPool } from '../tunnel/tunnel-pool.js';
 import { H1Transport } from './h1-transport.js';
@@ -25,8 +25,6 @@ import { UpstreamAttribution, type UpstreamSpec } from './outbound.js';
 
 /** Instances tried after connect failures, per upgrade. */
 const MAX_CONNECT_ATTEMPTS = 3;
-
-export interface EntrySource { readonly index: number; get: EntryLookup }
 
 export class HttpUpstreamListener {
   private server?: Server;

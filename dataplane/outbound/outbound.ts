@@ -1,9 +1,12 @@
-// The outbound side: an upstream listener — attribute the caller to a local service, pick an instance, dial it over mTLS.
+// The outbound side: an L4 upstream listener — attribute the caller to a local service, pick an instance (the resolver's subsets and failover, zones, ejection), dial it over mTLS.
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { InstancePicker } from '../balance/instance-picker.js';
+import type { Instance } from '../balance/service-instances.js';
 import { joinSockets } from '../byte-pipe.js';
+import { callPolicy, compileChain, pickTarget, type CallPolicy, type EntrySource, type Target } from '../http/discovery-chain.js';
 import type { ProxyMetrics } from '../proxy-metrics.js';
 import { closeListener } from '../../lib/close-server.js';
 import type { TunnelPool } from '../tunnel/tunnel-pool.js';
@@ -31,8 +34,6 @@ export interface UpstreamSpec {
 
 export type { Endpoint } from '../tunnel/tunnel-pool.js';
 import type { Endpoint } from '../tunnel/tunnel-pool.js';
-
-export type FindEndpoints = (destination: string) => Endpoint[];
 
 const MAX_ATTEMPTS = 3;
 
@@ -70,21 +71,46 @@ export class UpstreamAttribution {
   }
 }
 
+/** The byte path takes only instances whose every check passes (as /v1/health/connect/:name?passing), failover included. */
+const passingOnly = (t: Target, lb: string): Target => ({ ...t, onlyPassing: true, lbPolicy: t.lbPolicy || lb, failover: t.failover.map((f) => passingOnly(f, lb)) });
+
 export class UpstreamListener {
   private server?: Server;
-  private rr = 0;
-  private readonly activeByEndpoint = new Map<string, number>();
   private readonly sockets = new Set<{ destroy(): void }>();
+  private readonly picker: InstancePicker;
+  private chain?: { index: number; routes: ReturnType<typeof compileChain>; policy: CallPolicy };
 
   constructor(
     spec: UpstreamSpec,
     private readonly tunnels: TunnelPool,
-    private readonly endpoints: FindEndpoints,
+    instances: (service: string) => Instance[],
+    /** Config entries: the destination's resolver (subsets, redirect, failover, load balancer) applies to bytes too. */
+    private readonly entries: EntrySource | undefined,
     private readonly log: Logger,
     private readonly metrics: ProxyMetrics,
+    localZone: () => string | undefined = () => undefined,
   ) {
     this.spec = spec;
     this.update(spec);
+    this.picker = new InstancePicker(instances, localZone, (key, forMs) => this.log.warn({ destination: spec.destination, instance: key, forMs }, 'instance ejected after consecutive failures (outlier detection)'));
+  }
+
+  /** The destination's target by its resolver (and its outlier detection), recompiled when config entries change. */
+  private target(): { wanted: Target; policy: CallPolicy } | undefined {
+    const index = this.entries?.index ?? 0;
+    if (this.chain?.index !== index || !this.chain) {
+      const get = this.entries?.get ?? (() => undefined);
+      const d = this.spec.destination;
+      try {
+        this.chain = { index, routes: compileChain(d, get), policy: callPolicy(d, get) };
+      } catch (e) {
+        this.log.error({ destination: d, err: (e as Error).message }, 'cannot compile the resolver; using the plain service');
+        this.chain = { index, routes: compileChain(d, () => undefined), policy: callPolicy(d, () => undefined) };
+      }
+    }
+    // A TCP service has no router or splitter: its one route is the default, to the resolver's target.
+    const t = pickTarget(this.chain.routes[this.chain.routes.length - 1].targets);
+    return t && { wanted: passingOnly(t, this.spec.lb === 'least_conn' ? 'least_request' : ''), policy: this.chain.policy };
   }
 
   private spec: UpstreamSpec;
@@ -130,15 +156,6 @@ export class UpstreamListener {
     return this.attribution.sourceOf(remote);
   }
 
-  private order(list: Endpoint[]): Endpoint[] {
-    if (list.length <= 1) return list;
-    if (this.spec.lb === 'least_conn') {
-      return [...list].sort((a, b) => (this.activeByEndpoint.get(`${a.host}:${a.port}`) ?? 0) - (this.activeByEndpoint.get(`${b.host}:${b.port}`) ?? 0));
-    }
-    const start = this.rr++ % list.length;
-    return [...list.slice(start), ...list.slice(0, start)];
-  }
-
   private async accept(client: Socket): Promise<void> {
     this.sockets.add(client);
     client.once('close', () => this.sockets.delete(client));
@@ -153,24 +170,31 @@ export class UpstreamListener {
       return;
     }
     const labels = { direction: 'outbound' as const, source, destination };
-    const candidates = this.order(this.endpoints(destination)).slice(0, MAX_ATTEMPTS);
-    if (candidates.length === 0) {
+    const { wanted, policy } = this.target() ?? {};
+    const tried = new Set<string>();
+    let upstream: TunnelStream | TLSSocket | undefined;
+    let picked: { target: Target; inst: Instance } | undefined;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS && wanted; attempt++) {
+      const got = this.picker.pickAny(wanted, tried);
+      if (!got || !policy) break;
+      if (!got) break;
+      tried.add(got.inst.key);
+      if (client.destroyed) return;
+      try {
+        upstream = await this.dial(got.inst.endpoint, source, got.target.service);
+        picked = got;
+        this.picker.outcome(got.target, got.inst, false, policy);
+        break;
+      } catch (e) {
+        this.picker.outcome(got.target, got.inst, true, policy);
+        this.log.warn({ ...labels, endpoint: `${got.inst.endpoint.host}:${got.inst.endpoint.port}`, err: (e as Error).message }, 'outbound: dial failed, trying the next instance');
+      }
+    }
+    if (tried.size === 0) {
       this.metrics.denied.inc({ ...labels, reason: 'no_endpoint' });
       this.log.warn(labels, 'outbound: no healthy instance of the destination');
       client.destroy();
       return;
-    }
-    let upstream: TunnelStream | TLSSocket | undefined;
-    let picked: Endpoint | undefined;
-    for (const ep of candidates) {
-      if (client.destroyed) return;
-      try {
-        upstream = await this.dial(ep, source, destination);
-        picked = ep;
-        break;
-      } catch (e) {
-        this.log.warn({ ...labels, endpoint: `${ep.host}:${ep.port}`, err: (e as Error).message }, 'outbound: dial failed, trying the next instance');
-      }
     }
     if (!upstream || !picked) {
       this.metrics.denied.inc({ ...labels, reason: 'dial_failed' });
@@ -181,15 +205,14 @@ export class UpstreamListener {
       upstream.destroy();
       return;
     }
-    const epKey = `${picked.host}:${picked.port}`;
-    this.activeByEndpoint.set(epKey, (this.activeByEndpoint.get(epKey) ?? 0) + 1);
+    const done = this.picker.started(picked.inst);
     this.sockets.add(upstream);
     this.metrics.opened.inc(labels);
     this.metrics.active.inc(labels);
     const up = upstream;
     joinSockets(client, up, ({ fromA, fromB }) => {
       this.sockets.delete(up);
-      this.activeByEndpoint.set(epKey, (this.activeByEndpoint.get(epKey) ?? 1) - 1);
+      done();
       this.metrics.active.dec(labels);
       this.metrics.bytes.inc({ ...labels, flow: 'tx' }, fromA);
       this.metrics.bytes.inc({ ...labels, flow: 'rx' }, fromB);
@@ -198,6 +221,7 @@ export class UpstreamListener {
 
   /** A stream on the pooled tunnel to that agent, or an mTLS connection of its own for a peer without the tunnel. */
   private dial(ep: Endpoint, source: string, destination: string): Promise<TunnelStream | TLSSocket> {
+    // The upstream's own connect timeout (its Config), as before the resolver applied to bytes.
     return this.tunnels.open(ep, source, destination, this.spec.connectTimeoutMs);
   }
 

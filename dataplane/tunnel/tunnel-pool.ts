@@ -3,6 +3,7 @@
 import { connect } from 'node:net';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { isNodemeshError, NodemeshError } from '../../lib/errors.js';
 import { sourceAddressFor } from '../../lib/source-address.js';
 import type { ServiceTls } from '../../identity/tls-identity.js';
 import { TUNNEL_ALPN } from './tunnel-frames.js';
@@ -46,7 +47,7 @@ export class TunnelPool {
     const ctx = await this.tls.context(source);
     const key = `${source}\0${destination}\0${ep.host}:${ep.port}`;
     if (!this.enabled || (this.noTunnel.get(key) ?? 0) > Date.now()) return this.handshake(ep, ctx, source, destination, timeoutMs, false);
-    if (this.closed) throw new Error('data plane stopping');
+    if (this.closed) throw new NodemeshError('DATAPLANE_STOPPING', 'data plane stopping', 503);
     for (let attempt = 0; attempt < 2; attempt++) {
       let pooled = this.tunnels.get(key);
       // A new leaf or trust bundle: new streams go on a new tunnel; the old one closes when its streams end.
@@ -85,7 +86,7 @@ export class TunnelPool {
         if (!s.closed) this.retire(s);
       }
     }
-    throw new Error('tunnel closed while opening a stream');
+    throw new NodemeshError('TUNNEL_CLOSED', 'tunnel closed while opening a stream', 502);
   }
 
   /**
@@ -97,12 +98,12 @@ export class TunnelPool {
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([stream.acknowledged(), new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`tunnel peer did not answer within ${timeoutMs}ms`)), timeoutMs);
+        timer = setTimeout(() => reject(new NodemeshError('TUNNEL_PEER_TIMEOUT', `tunnel peer did not answer within ${timeoutMs}ms`, 504)), timeoutMs);
       })]);
       return stream;
     } catch (e) {
       stream.destroy();
-      if ((e as Error).message.startsWith('tunnel peer did not answer')) s.close(e as Error);
+      if (isNodemeshError(e) && e.code === 'TUNNEL_PEER_TIMEOUT') s.close(e);
       throw e;
     } finally {
       clearTimeout(timer);

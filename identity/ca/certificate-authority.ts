@@ -104,7 +104,7 @@ export class CertificateAuthority {
       key = imported.key;
       keyObject = imported.object;
       const signer = new X509Certificate(chain[0]);
-      if (!signer.publicKey.equals(createPublicKey(imported.object))) throw new Error('the key does not belong to the first certificate');
+      if (!signer.publicKey.equals(createPublicKey(imported.object))) throw caError('the key does not belong to the first certificate');
     } catch (e) {
       throw caError(`CA key for ${where}: ${(e as Error).message}`);
     }

@@ -133,7 +133,7 @@ function readExtraRoots(file: string | undefined): string[] {
   if (pems.length === 0) throw new NodemeshError('CA_INVALID', `ca_trusted_roots_file ${file} holds no PEM certificate`, 2);
   for (const p of pems) {
     try {
-      if (!certInfo(p).isCa) throw new Error('not a CA certificate');
+      if (!certInfo(p).isCa) throw new NodemeshError('CA_INVALID', 'not a CA certificate', 2);
     } catch (e) {
       throw new NodemeshError('CA_INVALID', `ca_trusted_roots_file ${file}: ${(e as Error).message}`, 2);
     }

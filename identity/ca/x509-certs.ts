@@ -3,6 +3,7 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createHash, createPrivateKey, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
+import { NodemeshError } from '../../lib/errors.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -25,7 +26,7 @@ export async function privateKeyPem(key: CryptoKey): Promise<string> {
 export async function importPrivateKey(pem: string): Promise<{ key: CryptoKey; object: KeyObject }> {
   const object = createPrivateKey(pem);
   if (object.asymmetricKeyType !== 'ec' || object.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw new Error('the CA key must be an EC P-256 private key');
+    throw new NodemeshError('CA_INVALID', 'the CA key must be an EC P-256 private key', 2);
   }
   const der = object.export({ type: 'pkcs8', format: 'der' });
   const key = await subtle.importKey('pkcs8', der, EC, true, ['sign']) as CryptoKey;

@@ -62,7 +62,8 @@ function readPacket(buf: Buffer, depth = 0): void {
 const gossipErrors = (e: unknown) => e instanceof MsgpackError || e instanceof LzwError || e instanceof PacketError || e instanceof NodemeshError;
 /** A 4xx NodemeshError (what the API turns into a clear answer). */
 const clientError = (e: unknown) => e instanceof NodemeshError && e.status >= 400 && e.status < 500;
-const plainError = (e: unknown) => e instanceof Error && e.constructor === Error;
+/** The surface's own coded error (and nothing else: a TypeError or RangeError from deep inside is a finding). */
+const codedError = (code: string) => (e: unknown) => e instanceof NodemeshError && e.code === code;
 
 const SERVICES = [
   { Name: 'web', Port: 8080, Tags: ['v1'], Meta: { version: 'v1' }, Check: { TTL: '30s' } },
@@ -118,7 +119,7 @@ export const SURFACES: Surface[] = [
   {
     name: 'subset-filter', kind: 'text', seeds: ['Service.Meta.version == v1', 'Service.Tags contains canary and not Node.Meta.zone == z1', '"v2" in Service.Tags or Service.ID != x', 'Service.Meta.k is empty'],
     run: (t) => void compileSubsetFilter(t as string)({ service: { ID: 'a', Service: 's', Tags: ['canary'], Meta: { version: 'v1' } } as never, nodeMeta: { zone: 'z1' } }),
-    allowed: plainError,
+    allowed: codedError('SUBSET_FILTER_INVALID'),
   },
   {
     // Well-formed records with hostile values, merged into real stores; admitted ones are decided and matched.
@@ -126,5 +127,5 @@ export const SURFACES: Surface[] = [
     run: (t) => mergeRecord(t as string),
     allowed: () => false,
   },
-  { name: 'go-duration', kind: 'text', seeds: ['72h', '1h30m', '1.5s', '300ms', '-2us', '0', '1µs', '9223372036854775807ns'], run: (t) => void parseGoDuration(t as string), allowed: plainError },
+  { name: 'go-duration', kind: 'text', seeds: ['72h', '1h30m', '1.5s', '300ms', '-2us', '0', '1µs', '9223372036854775807ns'], run: (t) => void parseGoDuration(t as string), allowed: codedError('DURATION_INVALID') },
 ];
