@@ -22,7 +22,7 @@ const ms = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 const out = {};
 const agent = await startAgent({
-  ...defaultConfig(), dev: false, node: 'scale-0', bind: '127.0.45.1', client: '127.0.0.1', httpPort: 0, serfLanPort: 0,
+  ...defaultConfig(), dev: false, node: 'scale-0', bind: '127.0.245.1', client: '127.0.0.1', httpPort: 0, serfLanPort: 0,
   dataDir: mkdtempSync(join(tmpdir(), 'nodemesh-scale-')), defaultIntentionPolicy: 'deny', drainTimeoutMs: 0,
   // One agent alone, measured in-process: no pool to encrypt, no API caller, its own CA (waived by name).
   waive: ['gossip_key', 'acl_token', 'ca_files'],
@@ -35,8 +35,8 @@ out.heapUsedIdleMb = process.memoryUsage().heapUsed / 2 ** 20;
 let t0 = process.hrtime.bigint();
 for (let i = 0; i < LOCAL; i++) {
   await agent.local.registerService(decodeServiceObject({
-    Name: `local-${i}`, Port: 10_000 + i, Address: '127.0.45.2',
-    Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: `svc-${i}`, LocalBindAddress: '127.0.45.3', LocalBindPort: 30_000 + i }] } } },
+    Name: `local-${i}`, Port: 10_000 + i, Address: '127.0.245.2',
+    Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: `svc-${i}`, LocalBindAddress: '127.0.245.3', LocalBindPort: 30_000 + i }] } } },
   }), { replaceExistingChecks: true });
 }
 out.registerLocalMs = ms(t0);
@@ -46,7 +46,7 @@ const template = agent.catalog.snapshotNode('scale-0');
 const svcTemplate = template.services.find((s) => s.ID === 'local-0');
 const checkTemplate = template.checks.find((c) => c.CheckID === 'serfHealth');
 const remote = (n, version) => ({
-  info: { ...template.info, ID: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`, Node: `node-${n}`, Address: `127.0.46.${n % 250}` },
+  info: { ...template.info, ID: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`, Node: `node-${n}`, Address: `127.0.246.${n % 250}` },
   version, createIndex: 1, modifyIndex: 1,
   services: Array.from({ length: PER_NODE }, (_, k) => ({ ...svcTemplate, ID: `svc-${(n * PER_NODE + k) % SERVICES}-${n}`, Service: `svc-${(n * PER_NODE + k) % SERVICES}`, Port: 20_000 + k, Address: '' })),
   checks: [{ ...checkTemplate, Node: `node-${n}` }],

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launchAgent } from '../test/helpers/agent-launcher.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SERF = join(ROOT, '.tools', 'bin', 'serf');
@@ -49,10 +50,11 @@ async function nodemesh(n: number): Promise<{ converge: number; pps: number; bps
     cli('ca', 'issue-intermediate', '--ca-file', join(caDir, 'ca.pem'), '--ca-key-file', join(caDir, 'ca-key.pem'), '--node', `nm-${i}`, '--out', caDir);
     const config = join(caDir, `nm-${i}.json`);
     writeFileSync(config, JSON.stringify({ ca_file: join(caDir, `nm-${i}-ca.pem`), ca_key_file: join(caDir, `nm-${i}-ca-key.pem`) }));
-    const args = ['bin/nodemesh.js', 'agent', '--dev', '--config-file', config, '--node', `nm-${i}`, '--bind', `127.0.9.${i}`, '--http-port', '0', '--serf-lan-port', '0', '--log-json', '--data-dir', mkdtempSync(join(tmpdir(), 'nm-bench-')), ...(seed ? ['--join', seed] : [])];
-    const { match } = await spawnUntil(process.execPath, args, /"http":"[\d.]+:(\d+)"[^\n]*"gossip":"([\d.]+:\d+)"/);
-    apis.push(`http://127.0.0.1:${match[1]}`);
-    if (!seed) seed = match[2];
+    const args = ['--dev', '--config-file', config, '--node', `nm-${i}`, '--bind', `127.0.209.${i}`, '--http-port', '0', '--serf-lan-port', '0', '--data-dir', mkdtempSync(join(tmpdir(), 'nm-bench-')), ...(seed ? ['--join', seed] : [])];
+    const agent = await launchAgent(args, { timeoutMs: 30_000 });
+    children.push(agent.proc);
+    apis.push(agent.url);
+    if (!seed) seed = agent.gossip ?? '';
   }
   const fix = apis;
   // Everyone sees everyone first.
@@ -87,16 +89,16 @@ async function serf(n: number): Promise<{ converge: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'serf-bench-'));
   for (let i = 1; i <= n; i++) {
     const handler = `user=sh -c 'date +%s%N > ${dir}/$SERF_SELF_NAME'`;
-    await spawnUntil(SERF, ['agent', `-node=sf-${i}`, `-bind=127.0.10.${i}:7946`, `-rpc-addr=127.0.10.${i}:7373`, `-event-handler=${handler}`, ...(i > 1 ? ['-join=127.0.10.1:7946'] : [])], /Serf agent running/);
+    await spawnUntil(SERF, ['agent', `-node=sf-${i}`, `-bind=127.0.210.${i}:7946`, `-rpc-addr=127.0.210.${i}:7373`, `-event-handler=${handler}`, ...(i > 1 ? ['-join=127.0.210.1:7946'] : [])], /Serf agent running/);
   }
   for (let i = 0; i < 300; i++) {
-    const out = execFileSync(SERF, ['members', '-rpc-addr=127.0.10.1:7373', '-status=alive'], { encoding: 'utf8' });
+    const out = execFileSync(SERF, ['members', '-rpc-addr=127.0.210.1:7373', '-status=alive'], { encoding: 'utf8' });
     if (out.trim().split('\n').length >= n) break;
     await sleep(100);
   }
   await sleep(2000);
   const started = Date.now();
-  execFileSync(SERF, ['event', '-rpc-addr=127.0.10.1:7373', 'bench', 'x']);
+  execFileSync(SERF, ['event', '-rpc-addr=127.0.210.1:7373', 'bench', 'x']);
   while (readdirSync(dir).length < n && Date.now() - started < 60_000) await sleep(10);
   const converge = readdirSync(dir).length < n ? NaN : Date.now() - started;
   cleanup();

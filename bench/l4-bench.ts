@@ -5,7 +5,7 @@
 // "client node" and a "server node" joined by gossip, as two nodes of a mesh would be. Direct: wrk → nginx.
 
 import { randomBytes } from 'node:crypto';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { startConsulPath } from './consul-anchor.js';
 import { startNginx } from './nginx-backend.js';
 import { freePort } from '../test/helpers/free-port.js';
+import { launchAgent } from '../test/helpers/agent-launcher.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.argv.includes('--quick');
@@ -82,23 +83,11 @@ async function sample<T>(pids: number[], fn: () => Promise<T> | T): Promise<{ va
   return { value, cpu: (ticks() - t0) / 100, rss: peak };
 }
 
-function startAgent(args: string[]): Promise<{ proc: ChildProcess; api: string; gossip: number }> {
-  const prof = [...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []), ...(flag('--node-flags')?.split(' ').filter(Boolean) ?? [])];
-  const proc = spawn(process.execPath, [...prof, join(ROOT, 'bin', 'nodemesh.js'), 'agent', '--http-port', '0', '--log-json', '--log-level', 'info', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(proc);
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`agent did not start: ${out}`)), 20_000);
-    const look = (c: Buffer) => {
-      out += c;
-      const m = /"http":"[^"]*:(\d+)".*"gossip":"[^"]*:(\d+)"/.exec(out);
-      if (m) { clearTimeout(t); resolve({ proc, api: `http://127.0.0.1:${m[1]}`, gossip: Number(m[2]) }); }
-    };
-    proc.stdout!.on('data', look);
-    if (process.env.BENCH_AGENT_OUTPUT) proc.stdout!.pipe(process.stderr);
-    proc.stderr!.on('data', look);
-    proc.on('exit', (code) => reject(new Error(`agent exited ${code}: ${out}`)));
-  });
+async function startAgent(args: string[]): Promise<{ proc: ChildProcess; api: string; gossip: number }> {
+  const nodeFlags = [...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []), ...(flag('--node-flags')?.split(' ').filter(Boolean) ?? [])];
+  const a = await launchAgent(['--http-port', '0', '--log-level', 'info', ...args], { nodeFlags, echo: Boolean(process.env.BENCH_AGENT_OUTPUT) });
+  children.push(a.proc);
+  return { proc: a.proc, api: a.url, gossip: Number(a.gossip?.split(':').pop()) };
 }
 
 async function put(api: string, body: unknown): Promise<void> {
@@ -123,32 +112,32 @@ async function startNodemeshPath(backendHost: string, backendPort: number, h2cPo
   const config = join(caDir, 'agent.json');
   // Gossip encrypted as in production; the bench's own API calls go without a token (waived by name).
   writeFileSync(config, JSON.stringify({ default_intention_policy: 'allow', ca_file: join(caDir, 'ca.pem'), ca_key_file: join(caDir, 'ca-key.pem'), encrypt: randomBytes(32).toString('base64'), waive: ['acl_token'] }));
-  const server = await startAgent(['--node', 'bench-server', '--bind', '127.0.42.1', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config]);
-  const client = await startAgent(['--node', 'bench-client', '--bind', '127.0.42.2', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config, '--join', `127.0.42.1:${server.gossip}`]);
-  const up = await freePort('127.0.42.4');
+  const server = await startAgent(['--node', 'bench-server', '--bind', '127.0.242.1', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config]);
+  const client = await startAgent(['--node', 'bench-client', '--bind', '127.0.242.2', '--serf-lan-port', '0', '--data-dir', dataDir(), '--config-file', config, '--join', `127.0.242.1:${server.gossip}`]);
+  const up = await freePort('127.0.242.4');
   await put(server.api, { Name: 'backend', Address: backendHost, Port: backendPort, Connect: { SidecarService: {} } });
-  await put(client.api, { Name: 'client', Address: '127.0.42.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'backend', LocalBindAddress: '127.0.42.4', LocalBindPort: up }] } } } });
-  const http = `http://127.0.42.4:${up}/`;
+  await put(client.api, { Name: 'client', Address: '127.0.242.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'backend', LocalBindAddress: '127.0.242.4', LocalBindPort: up }] } } } });
+  const http = `http://127.0.242.4:${up}/`;
   // The same nginx as an HTTP service: the client agent routes each request (L7) instead of copying bytes (L4).
-  const upL7 = await freePort('127.0.42.4');
+  const upL7 = await freePort('127.0.242.4');
   await put(server.api, { Name: 'backend-http', Address: backendHost, Port: backendPort, Connect: { SidecarService: {} } });
   const cfg = await fetch(`${client.api}/v1/config`, { method: 'PUT', body: JSON.stringify({ Kind: 'service-defaults', Name: 'backend-http', Protocol: 'http' }) });
   if (!cfg.ok) throw new Error(`bench: service-defaults: ${await cfg.text()}`);
-  await put(client.api, { Name: 'client-http', Address: '127.0.42.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'backend-http', LocalBindAddress: '127.0.42.4', LocalBindPort: upL7 }] } } } });
-  const l7 = `http://127.0.42.4:${upL7}/`;
+  await put(client.api, { Name: 'client-http', Address: '127.0.242.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'backend-http', LocalBindAddress: '127.0.242.4', LocalBindPort: upL7 }] } } } });
+  const l7 = `http://127.0.242.4:${upL7}/`;
   await until('nodemesh L7 path', async () => (await fetch(l7)).ok);
   // nginx's h2c listener twice: as a TCP service (HTTP/2 carried as bytes) and as an http2 service (per stream).
-  const upH2L4 = await freePort('127.0.42.4');
-  const upH2L7 = await freePort('127.0.42.4');
+  const upH2L4 = await freePort('127.0.242.4');
+  const upH2L7 = await freePort('127.0.242.4');
   await put(server.api, { Name: 'backend-h2-tcp', Address: backendHost, Port: h2cPort, Connect: { SidecarService: {} } });
   await put(server.api, { Name: 'backend-h2', Address: backendHost, Port: h2cPort, Connect: { SidecarService: {} } });
   const cfg2 = await fetch(`${client.api}/v1/config`, { method: 'PUT', body: JSON.stringify({ Kind: 'service-defaults', Name: 'backend-h2', Protocol: 'http2' }) });
   if (!cfg2.ok) throw new Error(`bench: service-defaults: ${await cfg2.text()}`);
-  await put(client.api, { Name: 'client-h2', Address: '127.0.42.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [
-    { DestinationName: 'backend-h2-tcp', LocalBindAddress: '127.0.42.4', LocalBindPort: upH2L4 },
-    { DestinationName: 'backend-h2', LocalBindAddress: '127.0.42.4', LocalBindPort: upH2L7 },
+  await put(client.api, { Name: 'client-h2', Address: '127.0.242.4', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [
+    { DestinationName: 'backend-h2-tcp', LocalBindAddress: '127.0.242.4', LocalBindPort: upH2L4 },
+    { DestinationName: 'backend-h2', LocalBindAddress: '127.0.242.4', LocalBindPort: upH2L7 },
   ] } } } });
-  const h2 = { direct: `http://${backendHost}:${h2cPort}/`, l4: `http://127.0.42.4:${upH2L4}/`, l7: `http://127.0.42.4:${upH2L7}/` };
+  const h2 = { direct: `http://${backendHost}:${h2cPort}/`, l4: `http://127.0.242.4:${upH2L4}/`, l7: `http://127.0.242.4:${upH2L7}/` };
   await until('nodemesh HTTP/2 paths', async () => (await h2load(h2.l7, 1, 1, 10)).rps > 0 && (await h2load(h2.l4, 1, 1, 10)).rps > 0);
   await until('nodemesh path', async () => (await fetch(http)).ok).catch(async (e: Error) => {
     throw new Error(`${e.message}; the client agent sees backend as ${await (await fetch(`${client.api}/v1/health/connect/backend`)).text()}`);
@@ -168,16 +157,16 @@ async function main(): Promise<void> {
   // wrk counts the bytes of completed responses: a file small enough to complete many times per run.
   const BULK = 64 * 1024 * 1024;
   log('bench: starting nginx, the Consul path and the nodemesh path (this takes about 15 s)…');
-  const nginxPort = await freePort('127.0.40.3');
-  const h2cPort = await freePort('127.0.40.3');
-  const nginx = await startNginx('127.0.40.3', nginxPort, { bulkBytes: BULK, h2cPort });
+  const nginxPort = await freePort('127.0.240.3');
+  const h2cPort = await freePort('127.0.240.3');
+  const nginx = await startNginx('127.0.240.3', nginxPort, { bulkBytes: BULK, h2cPort });
   stops.push(() => nginx.stop());
-  const consul = await startConsulPath({ backendHost: '127.0.40.3', backendPort: nginxPort, sinkHost: '127.0.40.3', sinkPort: nginxPort, bindBase: '127.0.41' });
+  const consul = await startConsulPath({ backendHost: '127.0.240.3', backendPort: nginxPort, sinkHost: '127.0.240.3', sinkPort: nginxPort, bindBase: '127.0.241' });
   stops.push(() => consul.stop());
-  const mesh = await startNodemeshPath('127.0.40.3', nginxPort, h2cPort);
+  const mesh = await startNodemeshPath('127.0.240.3', nginxPort, h2cPort);
 
   const paths = {
-    direct: { http: `http://127.0.40.3:${nginxPort}/`, pids: () => [] as number[] },
+    direct: { http: `http://127.0.240.3:${nginxPort}/`, pids: () => [] as number[] },
     consul: { http: consul.http, pids: consul.pids },
     nodemesh: mesh,
   };
@@ -236,7 +225,7 @@ async function main(): Promise<void> {
     'cpu s / peak RSS: the proxies\' processes (consul: agent + 3 proxies; nodemesh: 2 agents) during that group of rows.\n\n' +
     `${lines.join('\n')}\n`;
   process.stdout.write(`\n${text}`);
-  const l7Text = ONLY && !/l7/i.test(ONLY) ? '' : await l7Rows(`http://127.0.40.3:${nginxPort}/`, mesh.http, mesh.l7, mesh.h2, mesh.pids);
+  const l7Text = ONLY && !/l7/i.test(ONLY) ? '' : await l7Rows(`http://127.0.240.3:${nginxPort}/`, mesh.http, mesh.l7, mesh.h2, mesh.pids);
   if (l7Text) process.stdout.write(`\n${l7Text}`);
   // `--only l7 --update-docs` refreshes just the L7 section.
   if (process.argv.includes('--update-docs') && l7Text) {

@@ -92,9 +92,9 @@ test('ca issue-intermediate: a per-node intermediate the agent then presents as 
   assert.equal(r.code, 0, r.stderr);
   assert.equal(statSync(join(dir, 'n1', 'n1-ca-key.pem')).mode & 0o777, 0o600);
   // The intermediate names its node: another node's agent refuses to start with it.
-  await assert.rejects(startTestAgent({ node: 'n9', bind: '127.0.12.1', caFile: join(dir, 'n1', 'n1-ca.pem'), caKeyFile: join(dir, 'n1', 'n1-ca-key.pem') }),
+  await assert.rejects(startTestAgent({ node: 'n9', bind: '127.0.17.1', caFile: join(dir, 'n1', 'n1-ca.pem'), caKeyFile: join(dir, 'n1', 'n1-ca-key.pem') }),
     (e: Error & { code?: string }) => e.code === 'AUTHORITY_CREDENTIAL_INVALID' && /node n1's intermediate, but this agent is node n9/.test(e.message));
-  const a = await startTestAgent({ node: 'n1', bind: '127.0.12.1', caFile: join(dir, 'n1', 'n1-ca.pem'), caKeyFile: join(dir, 'n1', 'n1-ca-key.pem') });
+  const a = await startTestAgent({ node: 'n1', bind: '127.0.17.1', caFile: join(dir, 'n1', 'n1-ca.pem'), caKeyFile: join(dir, 'n1', 'n1-ca-key.pem') });
   try {
     const roots = await (await a.api('/v1/agent/connect/ca/roots')).json() as { Roots: { IntermediateCerts: string[] | null; RootCert: string }[] };
     assert.equal(roots.Roots[0].RootCert, readFileSync(join(dir, 'root', 'ca.pem'), 'utf8'));
@@ -116,7 +116,7 @@ test('ca issue-policy: a policy writer\'s credential; the agent holding it signs
   assert.equal(statSync(files.policyKeyFile).mode & 0o777, 0o600);
   const n1 = await runCli(['ca', 'issue-intermediate', '--ca-file', join(dir, 'root', 'ca.pem'), '--ca-key-file', join(dir, 'root', 'ca-key.pem'), '--node', 'w1', '--out', join(dir, 'w1')]);
   assert.equal(n1.code, 0, n1.stderr);
-  const a = await startTestAgent({ node: 'w1', bind: '127.0.12.2', policyPort: 0, caFile: join(dir, 'w1', 'w1-ca.pem'), caKeyFile: join(dir, 'w1', 'w1-ca-key.pem'), policyCertFile: files.policyCertFile, policyKeyFile: files.policyKeyFile });
+  const a = await startTestAgent({ node: 'w1', bind: '127.0.17.2', policyPort: 0, caFile: join(dir, 'w1', 'w1-ca.pem'), caKeyFile: join(dir, 'w1', 'w1-ca-key.pem'), policyCertFile: files.policyCertFile, policyKeyFile: files.policyKeyFile });
   try {
     const c = await a.api('/v1/connect/intentions', { method: 'POST', body: JSON.stringify({ SourceName: 'web', DestinationName: 'db', Action: 'deny' }) });
     assert.equal(c.status, 200);
@@ -128,6 +128,6 @@ test('ca issue-policy: a policy writer\'s credential; the agent holding it signs
     await a.stop();
   }
   // Another node's intermediate as the policy credential: refused at start.
-  await assert.rejects(startTestAgent({ node: 'w1', bind: '127.0.12.2', caFile: join(dir, 'w1', 'w1-ca.pem'), caKeyFile: join(dir, 'w1', 'w1-ca-key.pem'), policyCertFile: join(dir, 'w1', 'w1-ca.pem'), policyKeyFile: join(dir, 'w1', 'w1-ca-key.pem') }),
+  await assert.rejects(startTestAgent({ node: 'w1', bind: '127.0.17.2', caFile: join(dir, 'w1', 'w1-ca.pem'), caKeyFile: join(dir, 'w1', 'w1-ca-key.pem'), policyCertFile: join(dir, 'w1', 'w1-ca.pem'), policyKeyFile: join(dir, 'w1', 'w1-ca-key.pem') }),
     /not a policy credential/);
 });

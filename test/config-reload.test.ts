@@ -15,7 +15,7 @@ test('SIGHUP and `nodemesh reload` apply the config dir: new files register, cha
   mkdirSync(configDir);
   writeFileSync(join(configDir, 'billing.json'), def('billing', 8080, { tags: ['v1'] }));
   writeFileSync(join(configDir, 'ledger.json'), def('ledger', 8081, { connect: { sidecar_service: {} } }));
-  const a = await spawnAgent(['--node', 'vm-reload', '--bind', '127.0.12.21', '--data-dir', join(dir, 'data'), '--config-dir', configDir]);
+  const a = await spawnAgent(['--node', 'vm-reload', '--bind', '127.0.18.21', '--data-dir', join(dir, 'data'), '--config-dir', configDir]);
   try {
     const ids = async () => Object.keys(await (await fetch(`${a.url}/v1/agent/services`)).json() as object).sort();
     assert.deepEqual(await ids(), ['billing', 'ledger', 'ledger-sidecar-proxy']);

@@ -37,9 +37,9 @@ const refused = (from: string, port: number) => new Promise<boolean>((resolve) =
 });
 
 test('SIGTERM drains: new connections are refused at once, the open one keeps working, then it is closed at drain_timeout and the agent exits 0', async () => {
-  const m = await meshWithOpenConnection('127.0.12.31', '127.0.12.33', '127.0.12.32');
+  const m = await meshWithOpenConnection('127.0.19.31', '127.0.19.33', '127.0.19.32');
   m.agent.proc.kill('SIGTERM');
-  await waitFor(async () => assert.equal(await refused('127.0.12.32', m.up), true), 5000);
+  await waitFor(async () => assert.equal(await refused('127.0.19.32', m.up), true), 5000);
   assert.equal(await m.echo('during the drain'), 'during the drain', 'an open connection survives the start of the drain');
   assert.equal(m.isClosed(), false);
   assert.equal(await m.agent.exited, 0);
@@ -49,11 +49,11 @@ test('SIGTERM drains: new connections are refused at once, the open one keeps wo
 });
 
 test('`nodemesh leave` drains the same way through the API', async () => {
-  const m = await meshWithOpenConnection('127.0.12.41', '127.0.12.43', '127.0.12.42');
+  const m = await meshWithOpenConnection('127.0.19.41', '127.0.19.43', '127.0.19.42');
   const r = await runCli(['--http-addr', m.agent.url, 'leave']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /Graceful leave started/);
-  await waitFor(async () => assert.equal(await refused('127.0.12.42', m.up), true), 5000);
+  await waitFor(async () => assert.equal(await refused('127.0.19.42', m.up), true), 5000);
   assert.equal(await m.echo('still here'), 'still here');
   assert.equal(await m.agent.exited, 0);
   await waitFor(() => assert.equal(m.isClosed(), true));

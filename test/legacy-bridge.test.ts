@@ -11,7 +11,7 @@ import { echoApp, roundTrip } from './helpers/tcp-apps.js';
 import { waitFor } from './helpers/wait-for.js';
 
 // The legacy database: a plain TCP server on its own loopback address, with no agent beside it.
-const LEGACY = '127.0.2.201';
+const LEGACY = '127.0.12.201';
 const VM_AGENT = '127.0.12.1';
 const POD_AGENT = '127.0.12.2';
 const WEB = '127.0.12.12';
@@ -65,9 +65,9 @@ test('a bridge needs the external address and port, and cannot be a proxy: 400 w
   stops.push(() => a.stop());
   for (const [body, text] of [
     [{ Name: 'nowhere', Port: 5432, Connect: { Bridge: true } }, /needs the external service's Address/],
-    [{ Name: 'portless', Address: '127.0.2.202', Connect: { Bridge: true } }, /needs the external service's Port/],
-    [{ Name: 'p', Kind: 'connect-proxy', Port: 21000, Address: '127.0.2.202', Proxy: { DestinationServiceName: 'x' }, Connect: { Bridge: true } }, /not for a proxy/],
-    [{ Name: 'typo', Address: '127.0.2.202', Port: 1, Connect: { Bridge: 'yes' } }, /Request decode failed/],
+    [{ Name: 'portless', Address: '127.0.12.202', Connect: { Bridge: true } }, /needs the external service's Port/],
+    [{ Name: 'p', Kind: 'connect-proxy', Port: 21000, Address: '127.0.12.202', Proxy: { DestinationServiceName: 'x' }, Connect: { Bridge: true } }, /not for a proxy/],
+    [{ Name: 'typo', Address: '127.0.12.202', Port: 1, Connect: { Bridge: 'yes' } }, /Request decode failed/],
   ] as const) {
     const r = await a.api('/v1/agent/service/register', put(body));
     assert.equal(r.status, 400);

@@ -70,12 +70,22 @@ const DEFAULT_TIMEOUT_MS = 15_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 
 type Rec = Record<string, unknown>;
-const ms = (d: unknown, dflt: number) => (typeof d === 'string' && d ? parseGoDuration(d) : dflt);
+/** A duration from an entry; unset or not above zero means the default, as Consul treats "0s" (Envoy's 15 s route, 5 s connect timeout). */
+const ms = (d: unknown, dflt: number) => {
+  const v = typeof d === 'string' && d ? parseGoDuration(d) : 0;
+  return v > 0 ? v : dflt;
+};
 
 function resolve(service: string, subset: string | undefined, get: EntryLookup, depth = 0, withFailover = true): Target {
   const r = get('service-resolver', service);
   const redirect = r?.Redirect as Rec | undefined;
-  if (redirect?.Service && depth < 8) return resolve(String(redirect.Service), (redirect.ServiceSubset as string | undefined) || subset, get, depth + 1, withFailover);
+  if (redirect?.Service && depth < 8) {
+    // A redirect to another service asks for its ServiceSubset, or that service's own default: the subset asked of
+    // the first service means nothing there (Consul's rewriteTarget).
+    const next = String(redirect.Service);
+    const sameService = next.toLowerCase() === service.toLowerCase();
+    return resolve(next, (redirect.ServiceSubset as string | undefined) || (sameService ? subset : undefined), get, depth + 1, withFailover);
+  }
   const name = subset || String(r?.DefaultSubset ?? '');
   const def = name ? (r?.Subsets as Record<string, Rec> | undefined)?.[name] : undefined;
   const lb = (r?.LoadBalancer as Rec | undefined) ?? {};

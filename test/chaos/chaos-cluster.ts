@@ -2,18 +2,15 @@
 // (gossip key, ACL token, shared CA, default deny), that can be killed with SIGKILL and started again on the same data.
 
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI } from '../helpers/agent-process.js';
-import { sleep } from '../helpers/wait-for.js';
+import { CLI, launchAgent, type LaunchedAgent } from '../helpers/agent-launcher.js';
 
 export const HTTP_PORT = 18500;
 export const GOSSIP_PORT = 18301;
-const live = new Set<ChildProcess>();
-process.on('exit', () => { for (const p of live) p.kill('SIGKILL'); });
 
 /** What every agent of one pool shares: the CA files, the gossip key, the ACL token. */
 export interface PoolSecrets { dir: string; caFile: string; caKeyFile: string; encrypt: string; token: string }
@@ -26,7 +23,7 @@ export function poolSecrets(): PoolSecrets {
 
 export class ChaosAgent {
   proc?: ChildProcess;
-  private out = '';
+  private launched?: LaunchedAgent;
   readonly dataDir: string;
   readonly configFile: string;
   readonly url: string;
@@ -46,27 +43,14 @@ export class ChaosAgent {
     return `${this.ip}:${GOSSIP_PORT}`;
   }
 
-  /** Starts the process (again, on the same data dir) and waits until its API answers. */
+  /** Starts the process (again, on the same data dir) and waits until it runs (the shared launcher ties it to this process). */
   async start(join: string[] = []): Promise<void> {
-    // setpriv ties the agent to this process (parent-death signal), so a test killed hard takes its agents with it.
-    const argv = [process.execPath, CLI, 'agent', '--config-file', this.configFile, '--log-json', ...join.flatMap((j) => ['--join', j])];
-    const tie = existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--'] : [];
-    const [cmd, ...rest] = [...tie, ...argv];
-    const proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc = proc;
-    live.add(proc);
-    proc.once('exit', () => live.delete(proc));
-    const keep = (c: Buffer) => { this.out = (this.out + c).slice(-40_000); };
-    proc.stdout!.on('data', keep);
-    proc.stderr!.on('data', keep);
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`${this.name} exited (${proc.exitCode}) while starting:\n${this.output()}`);
-      try {
-        if ((await fetch(`${this.url}/v1/agent/self`, { headers: this.headers() })).ok) return;
-      } catch { /* not yet */ }
-      if (Date.now() > deadline) throw new Error(`${this.name} did not answer within 20 s:\n${this.output()}`);
-      await sleep(100);
+    try {
+      const a = await launchAgent(['--config-file', this.configFile, ...join.flatMap((j) => ['--join', j])], { keepBytes: 40_000 });
+      this.proc = a.proc;
+      this.launched = a;
+    } catch (e) {
+      throw new Error(`${this.name}: ${(e as Error).message}`);
     }
   }
 
@@ -90,7 +74,7 @@ export class ChaosAgent {
   }
 
   output(): string {
-    return this.out;
+    return this.launched?.output() ?? '';
   }
 
   headers(): Record<string, string> {

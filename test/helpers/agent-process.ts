@@ -3,9 +3,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
+import { CLI, launchAgent, ROOT } from './agent-launcher.js';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import type { AgentConfig } from '../../config/agent-config.js';
 import { defaultConfig } from '../../config/agent-config.js';
@@ -14,8 +14,7 @@ import { CertificateAuthority } from '../../identity/ca/certificate-authority.js
 import type { LeafCerts } from '../../identity/ca/leaf-certs.js';
 import type { IntentionStore } from '../../policy/intention-store.js';
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = join(ROOT, 'bin', 'nodemesh.js');
+export { CLI, ROOT };
 
 export function tempDir(prefix = 'nodemesh-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -108,27 +107,9 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
  */
 export const WAIVE_ALL = ['--waive', 'gossip_key', '--waive', 'acl_token', '--waive', 'ca_files'];
 
-/** Starts `nodemesh agent` as a child process and waits until its API answers. */
+/** Starts `nodemesh agent` as a child process (HTTP and gossip on port 0) and waits until it runs. */
 export async function spawnAgent(args: string[], env: Record<string, string> = {}, opts: { autoWaive?: boolean } = {}): Promise<AgentChild> {
   const waive = opts.autoWaive === false || args.includes('--dev') || args.includes('--waive') ? [] : WAIVE_ALL;
-  const proc = spawn(process.execPath, [CLI, 'agent', '--http-port', '0', '--serf-lan-port', '0', '--log-json', ...waive, ...args], {
-    env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (c) => { out += c; });
-  proc.stderr!.on('data', (c) => { out += c; });
-  const exited = new Promise<number | string>((resolve) => proc.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent did not start within 15s:\n${out}`)), 15_000);
-    const look = () => {
-      const m = /"http":"[^"]*:(\d+)"/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    };
-    proc.stdout!.on('data', look);
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`agent exited (${code}) before starting:\n${out}`)); });
-  });
-  return { proc, port, url: `http://127.0.0.1:${port}`, output: () => out, exited };
+  const a = await launchAgent(['--http-port', '0', '--serf-lan-port', '0', ...waive, ...args], { env, timeoutMs: 15_000 });
+  return { proc: a.proc, port: a.port, url: a.url, output: a.output, exited: a.exited };
 }

@@ -4,15 +4,14 @@
 // past 2× its first interval. Loopback only (127.0.79.x); bounded by --minutes; stops by itself.
 
 import { randomBytes } from 'node:crypto';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { CLI, launchAgent } from '../helpers/agent-launcher.js';
 import { freePort } from '../helpers/free-port.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const flag = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const MINUTES = Number(flag('--minutes') ?? 30);
 const INTERVAL_S = Number(flag('--interval') ?? 60);
@@ -21,20 +20,10 @@ const children: ChildProcess[] = [];
 const log = (m: string) => process.stderr.write(`${m}\n`);
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
 
-function startAgent(args: string[]): Promise<{ proc: ChildProcess; api: string; gossip: number }> {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'nodemesh.js'), 'agent', '--http-port', '0', '--log-json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(proc);
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const look = (c: Buffer) => {
-      out = (out + c).slice(-20_000);
-      const m = /"http":"[^"]*:(\d+)".*"gossip":"[^"]*:(\d+)"/.exec(out);
-      if (m) resolve({ proc, api: `http://127.0.0.1:${m[1]}`, gossip: Number(m[2]) });
-    };
-    proc.stdout!.on('data', look);
-    proc.stderr!.on('data', look);
-    proc.once('exit', (code) => reject(new Error(`agent exited ${code}: ${out}`)));
-  });
+async function startAgent(args: string[]): Promise<{ proc: ChildProcess; api: string; gossip: number }> {
+  const a = await launchAgent(['--http-port', '0', ...args], { keepBytes: 20_000 });
+  children.push(a.proc);
+  return { proc: a.proc, api: a.url, gossip: Number(a.gossip?.split(':').pop()) };
 }
 
 async function call(api: string, method: string, path: string, body?: unknown): Promise<void> {
@@ -62,7 +51,7 @@ async function main(): Promise<void> {
   const hard = setTimeout(() => { log('soak: over its time budget, stopping'); process.exit(1); }, MINUTES * 60_000 + 120_000);
   hard.unref();
   const caDir = mkdtempSync(join(tmpdir(), 'nodemesh-soak-ca-'));
-  execFileSync(process.execPath, [join(ROOT, 'bin', 'nodemesh.js'), 'ca', 'init', '--out', caDir], { stdio: 'ignore' });
+  execFileSync(process.execPath, [CLI, 'ca', 'init', '--out', caDir], { stdio: 'ignore' });
   const config = join(caDir, 'agent.json');
   // Gossip encrypted as in production; the soak's own API calls go without a token (waived by name).
   writeFileSync(config, JSON.stringify({ default_intention_policy: 'allow', ca_file: join(caDir, 'ca.pem'), ca_key_file: join(caDir, 'ca-key.pem'), log_level: 'info', encrypt: randomBytes(32).toString('base64'), waive: ['acl_token'] }));
