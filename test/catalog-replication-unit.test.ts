@@ -69,12 +69,12 @@ class TestSet implements ReplicatedSet {
   takeLocalChanges(): unknown[] { return this.local.splice(0); }
 }
 
-const info = (node: string): NodeInfo => ({ ID: `id-${node}`, Node: node, Address: '127.0.191.9', Datacenter: 'dc1', TaggedAddresses: {}, Meta: { role: 'test' } });
+const info = (node: string): NodeInfo => ({ ID: `id-${node}`, Node: node, Address: '127.0.193.9', Datacenter: 'dc1', TaggedAddresses: {}, Meta: { role: 'test' } });
 
 /** Adds (or changes) a service on a node, as the local agent API would: the node's version rises. */
 function register(catalog: Catalog, node: string, service: string, port = 8080): void {
   catalog.mutate(node, (tx) => {
-    tx.putService({ ID: service, Service: service, Tags: ['t'], Meta: {}, Port: port, Address: '127.0.191.9', Weights: { Passing: 1, Warning: 1 }, EnableTagOverride: false });
+    tx.putService({ ID: service, Service: service, Tags: ['t'], Meta: {}, Port: port, Address: '127.0.193.9', Weights: { Passing: 1, Warning: 1 }, EnableTagOverride: false });
     tx.putCheck({ CheckID: `service:${service}`, Name: service, Status: 'passing', Notes: '', Output: '', ServiceID: service, ServiceName: service, ServiceTags: [], Type: 'ttl', Definition: {} });
   });
 }

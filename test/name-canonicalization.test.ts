@@ -139,7 +139,7 @@ test('an upstream written in another case reaches the service\'s instances', asy
   const r = await agent.api('/v1/agent/service/register', put({ Name: 'caller', Address: CALLER, Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'API', LocalBindPort: port }] } } } }));
   assert.equal(r.status, 200, await r.text());
   try {
-    await waitFor(() => assert.ok(agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`)));
+    await waitFor(() => assert.ok(agent.dataPlane.listeners().outbound.includes(`127.0.0.1:${port}`), `upstream listener 127.0.0.1:${port} not open yet`));
     await waitFor(async () => assert.equal((await roundTrip(CALLER, port, 'case-blind')).reply.toString(), 'case-blind'));
   } finally {
     await agent.api('/v1/agent/service/deregister/caller', put());
