@@ -8,7 +8,7 @@ import pino from 'pino';
 import { startAgent } from '../dist/agent/agent.js';
 import { defaultConfig } from '../dist/config/agent-config.js';
 import { decodeServiceObject } from '../dist/model/service-definition.js';
-import { Authorizer, withDefault } from '../dist/intentions/authorizer.js';
+import { Authorizer, withDefault } from '../dist/policy/authorizer.js';
 
 const LOCAL = 50;
 const NODES = 1000;

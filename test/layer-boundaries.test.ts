@@ -44,6 +44,18 @@ test('every top-level folder with source is a layer with a README; every source 
   }
 });
 
+test('scripts that load the compiled dist/ (benchmarks in plain node) name modules that exist in the layers', () => {
+  const layers = new Set(layerOrder());
+  for (const dir of ['bench', 'bin']) {
+    for (const name of readdirSync(join(ROOT, dir)).filter((n) => /\.m?js$/.test(n))) {
+      for (const m of readFileSync(join(ROOT, dir, name), 'utf8').matchAll(/['"]\.\.\/dist\/([^'"]+)\.js['"]/g)) {
+        assert.ok(layers.has(m[1].split('/')[0]), `${dir}/${name} loads dist/${m[1]}.js, which is in no layer`);
+        assert.ok(statSync(join(ROOT, `${m[1]}.ts`), { throwIfNoEntry: false })?.isFile(), `${dir}/${name} loads dist/${m[1]}.js, but ${m[1]}.ts does not exist`);
+      }
+    }
+  }
+});
+
 test('the check fails on an upward import, an import into no layer, a missing file and a cycle', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nodemesh-layers-'));
   try {
