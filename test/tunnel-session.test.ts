@@ -299,7 +299,7 @@ test('a RESET after the peer\'s FIN only stops our sending: what it sent is stil
   assert.equal(s.errored, null);
 });
 
-test('BUG: a RESET after the peer\'s FIN leaves our stream stuck forever when our write waits for window', { todo: 'TunnelStream.onReset with finReceived only calls end(): a write blocked on the send window never gets the WINDOW the reset peer will not send, so the stream never closes, its callback never fires, and it holds a stream slot (and keeps the tunnel from going idle) for good' }, async (t) => {
+test('a RESET after the peer\'s FIN closes our stream even when our write waits for window (the reset peer grants none)', async (t) => {
   const p = await sessions();
   t.after(() => p.done());
   const { c, s } = await openStream(p);

@@ -178,6 +178,12 @@ export class TunnelStream extends Duplex {
     this.closedRemotely = true;
     // After the peer's FIN everything it sent is here: deliver it, only stop sending.
     if (this.finReceived) {
+      // Output still waiting for window would wait for good (a reset peer grants none): it is dropped with the stream.
+      if (this.blocked || this.writableLength > 0) {
+        this.blocked = undefined;
+        this.destroy();
+        return;
+      }
       if (!this.writableEnded) this.end();
       return;
     }
