@@ -5,7 +5,7 @@ import { createServer as createH2Server } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { requestNormalizationOf } from '../../model/config-entry.js';
-import { normalizedUrl } from '../../model/request-path.js';
+import { normalizedUrl, type PathOptions } from '../../model/request-path.js';
 import { closeListener } from '../../lib/close-server.js';
 import { InstanceGates } from '../balance/instance-gate.js';
 import { InstancePicker } from '../balance/instance-picker.js';
@@ -56,7 +56,7 @@ export class HttpUpstreamListener {
     this.pipeline = new L7Pipeline({
       destination: spec.destination,
       routing: () => this.compiled(),
-      pathOptions: () => requestNormalizationOf(this.entries.get).path,
+      pathOptions: () => this.pathOptions(),
       sourceOf: (address) => this.attribution.sourceOf(address),
     }, this.transport, this.picker, log, metrics, accessLog);
   }
@@ -113,6 +113,14 @@ export class HttpUpstreamListener {
     return server as unknown as Server;
   }
 
+  private normalization?: { index: number; path: PathOptions };
+
+  /** The mesh entry's path normalization, read again only when config entries change (not once per request). */
+  private pathOptions(): PathOptions {
+    if (this.normalization?.index !== this.entries.index) this.normalization = { index: this.entries.index, path: requestNormalizationOf(this.entries.get).path };
+    return this.normalization.path;
+  }
+
   /** The compiled chain and call policy, recompiled when config entries change. */
   private compiled(): { routes: CompiledRoute[]; policy: CallPolicy } {
     if (this.chain?.index !== this.entries.index) {
@@ -138,7 +146,7 @@ export class HttpUpstreamListener {
       socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`);
     };
     if (!source) return refuse(403, 'nodemesh: this address belongs to no service that declared the upstream');
-    const url = normalizedUrl(req.url ?? '/', requestNormalizationOf(this.entries.get).path);
+    const url = normalizedUrl(req.url ?? '/', this.pathOptions());
     if ('error' in url) return refuse(400, `bad request: ${url.error}`);
     const { routes } = this.compiled();
     const route = routes.find((r) => r.match({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers }))!;
