@@ -6,7 +6,7 @@ import type { Intention, IntentionInput } from '../model/intention.js';
 import type { IntentionStore } from '../policy/intention-store.js';
 import type { TrustBundle } from '../identity/ca/trust-bundle.js';
 import type { LeafSource } from '../identity/trust-sources.js';
-import { parseServiceId } from '../identity/spiffe-id.js';
+import { parseServiceId } from '../identity/spiffe/spiffe-id.js';
 import { decodeOrThrow } from '../model/service-definition.js';
 import type { ApiDeps } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';

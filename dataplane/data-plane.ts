@@ -7,7 +7,7 @@ import type { ServiceRecord } from '../model/catalog-types.js';
 import type { LeafSource } from '../identity/trust-sources.js';
 import { InboundListener, type Authorize, type InboundTarget, type RequestDecider } from './inbound/inbound.js';
 import { UpstreamListener, type UpstreamSpec } from './outbound/outbound.js';
-import type { ProxyMetrics } from './proxy-metrics.js';
+import type { ProxyMetrics } from './metrics/proxy-metrics.js';
 import type { ServiceTls } from '../identity/tls-identity.js';
 import { SourceLimits } from './inbound/source-limits.js';
 import { TunnelPool } from './tunnel/tunnel-pool.js';

@@ -9,7 +9,7 @@ import { foldName } from '../model/service-names.js';
 import type { NodeEntry } from '../model/catalog-types.js';
 import { parseAuthorityUri } from './authority-ids.js';
 import type { TrustSource } from './trust-sources.js';
-import { uriSans, type ServiceIdentity } from './spiffe-id.js';
+import { uriSans, type ServiceIdentity } from './spiffe/spiffe-id.js';
 
 /** How long a node's leaves for a service stay good after the catalog stops listing the service there. */
 export const DEFAULT_BINDING_GRACE_MS = 10_000;

@@ -5,7 +5,7 @@ import { createSecureContext, type DetailedPeerCertificate, type PeerCertificate
 import type { Leaf } from './ca/leaf-holder.js';
 import type { LeafSource, TrustSource } from './trust-sources.js';
 import { foldName } from '../model/service-names.js';
-import { parseServiceId, uriSans, type ServiceIdentity } from './spiffe-id.js';
+import { parseServiceId, uriSans, type ServiceIdentity } from './spiffe/spiffe-id.js';
 import { IdentityRefusal, type BoundIdentity, type IdentityBinding } from './identity-binding.js';
 
 /** TLS 1.2 minimum (1.3 preferred by negotiation), ECDHE with AES-GCM or ChaCha20 only, as Consul's proxy. */

@@ -24,6 +24,11 @@ export interface ConfigEntryInput {
 /** A stored entry, with its indexes. */
 export type ConfigEntry = ConfigEntryInput & { CreateIndex: number; ModifyIndex: number };
 
+/** One config entry by kind and name, as routing and protocol lookups read them. */
+export type EntryLookup = (kind: Kind, name: string) => ConfigEntry | undefined;
+/** Config entries as routing reads them, and an index that rises on every change. */
+export interface EntrySource { readonly index: number; get: EntryLookup }
+
 const S = (struct: Schema): FieldType => ({ struct });
 const MESH_GATEWAY = S({ Mode: 'string' });
 const EXPOSE = S({ Checks: 'bool', Paths: { array: S({ Path: 'string', LocalPathPort: 'int', ListenerPort: 'int', Protocol: 'string' }) } });
@@ -111,7 +116,7 @@ export interface RequestNormalization {
   underscores: UnderscoreAction;
 }
 
-export function requestNormalizationOf(get: (kind: Kind, name: string) => ConfigEntry | undefined): RequestNormalization {
+export function requestNormalizationOf(get: EntryLookup): RequestNormalization {
   const rn = (((get('mesh', 'mesh')?.HTTP as Rec | undefined)?.Incoming as Rec | undefined)?.RequestNormalization ?? {}) as Rec;
   return {
     path: { mergeSlashes: rn.MergeSlashes !== false, escapedSlashes: ESCAPED_SLASH_ACTIONS[String(rn.PathWithEscapedSlashesAction ?? '')] ?? 'reject' },
@@ -133,7 +138,7 @@ function validateMesh(e: Rec, errs: string[]): void {
 }
 
 /** The protocol a service speaks by config: its service-defaults, else proxy-defaults' Config.protocol, else tcp. */
-export function protocolOf(service: string, get: (kind: Kind, name: string) => ConfigEntry | undefined): string {
+export function protocolOf(service: string, get: EntryLookup): string {
   const sd = get('service-defaults', service)?.Protocol;
   if (typeof sd === 'string' && sd) return sd;
   const pd = (get('proxy-defaults', 'global')?.Config as Rec | undefined)?.protocol;

@@ -25,7 +25,7 @@ const hasTs = (dir: string): boolean => readdirSync(dir).some((n) => {
   return statSync(p).isDirectory() ? hasTs(p) : n.endsWith('.ts');
 });
 
-test('every import points down the layer order, and no files import each other in a cycle', () => {
+test('every import points down the layer order, and no files or folders import each other in a cycle', () => {
   const layers = layerOrder();
   assert.ok(layers.length >= 10, `the order names the layers: ${layers.join(' → ')}`);
   const problems = layeringProblems(ROOT, layers);
@@ -56,7 +56,7 @@ test('scripts that load the compiled dist/ (benchmarks in plain node) name modul
   }
 });
 
-test('the check fails on an upward import, an import into no layer, a missing file and a cycle', () => {
+test('the check fails on an upward import, an import into no layer, a missing file, a file cycle and a folder cycle', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nodemesh-layers-'));
   try {
     const write = (path: string, text: string) => {
@@ -76,7 +76,11 @@ test('the check fails on an upward import, an import into no layer, a missing fi
     assert.ok(problems.includes('low/stray.ts imports elsewhere/x.ts, which is in no layer'), problems.join('\n'));
     assert.ok(problems.includes('low/gone.ts imports low/missing.ts, which does not exist'), problems.join('\n'));
     assert.ok(problems.includes('import cycle: high/ping.ts → high/pong.ts → high/ping.ts'), problems.join('\n'));
-    assert.equal(problems.length, 4, problems.join('\n'));
+    write('high/sub/part.ts', "// a part that reaches back up\nimport { b } from '../user.js';\nexport const c = b;\n");
+    write('high/whole.ts', "// the whole, made of its parts\nimport { c } from './sub/part.js';\nexport const d = c;\n");
+    const more = layeringProblems(dir, ['low', 'high']);
+    assert.ok(more.includes('folder cycle: high → high/sub → high'), more.join('\n'));
+    assert.equal(more.length, 5, more.join('\n'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -10,7 +10,7 @@ import { Catalog } from '../catalog/catalog-store.js';
 import type { ServiceRecord } from '../model/catalog-types.js';
 import { generateKeyPair, importPrivateKey, privateKeyPem, signLeaf } from '../identity/ca/x509-certs.js';
 import type { LeafSource, TrustSource } from '../identity/trust-sources.js';
-import { isSpiffeSafe, parseServiceId } from '../identity/spiffe-id.js';
+import { isSpiffeSafe, parseServiceId } from '../identity/spiffe/spiffe-id.js';
 import { ServiceTls } from '../identity/tls-identity.js';
 import { put, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 import { poolCredentials } from './helpers/pool-credentials.js';

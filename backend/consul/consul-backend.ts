@@ -11,6 +11,8 @@ import { ConsulIntentions } from './consul-intentions.js';
 import { ConsulLeaves } from './consul-leaves.js';
 import { ConsulRegistrations } from './consul-registrations.js';
 import { ConsulTrust } from './consul-trust.js';
+import type { AgentConfig } from '../../config/agent-config.js';
+import type { MeshBackend } from '../mesh-backend.js';
 
 export interface ConsulBackendOptions {
   address: string;
@@ -24,7 +26,10 @@ export interface ConsulBackendOptions {
   startTimeoutMs?: number;
 }
 
-export class ConsulBackend {
+export class ConsulBackend implements MeshBackend {
+  readonly kind = 'consul' as const;
+  /** Consul's CA has no node intermediates: nothing to bind to the catalog. */
+  readonly bindsNodeIdentities = false;
   readonly http: ConsulHttp;
   readonly trust: ConsulTrust;
   readonly leaves: ConsulLeaves;
@@ -121,6 +126,31 @@ export class ConsulBackend {
   notReady(): string[] {
     if (this.unreachableSince === undefined) return [];
     return [`degraded: consul at ${this.http.address} unreachable since ${new Date(this.unreachableSince).toISOString()} (${this.lastError ?? 'no answer'}); serving from the last known certificates, intentions and instances`];
+  }
+
+  /** Consul is followed from start(): nothing more to join. */
+  async join(): Promise<void> {}
+
+  posture(): ReturnType<MeshBackend['posture']> {
+    return { backend: 'consul' };
+  }
+
+  /** Removes this agent's registrations from Consul, so peers stop picking this node. */
+  async leave(): Promise<void> {
+    await this.stop(true).catch((e: Error) => this.o.log.warn({ err: e.message }, 'consul deregistration failed'));
+  }
+
+  async close(): Promise<void> {
+    await this.stop(false);
+  }
+
+  /** The CA is Consul's: the agent's own CA files mean nothing here. */
+  async reload(next: AgentConfig): Promise<void> {
+    if (next.caFile || next.caKeyFile) this.o.log.warn('ca_file / ca_key_file are ignored with the Consul backend: the CA is Consul\'s');
+  }
+
+  describe(): Record<string, string> {
+    return { consul: this.http.address };
   }
 
   /** Stops the watches; `deregister`: remove this agent's registrations from Consul first (a clean stop). */

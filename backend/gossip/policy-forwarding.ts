@@ -8,10 +8,11 @@ import { NodemeshError, isNodemeshError, type ErrorCode } from '../../lib/errors
 import { isErrorCode } from '../../lib/error-codes.js';
 import { parseAuthorityUri } from '../../identity/authority-ids.js';
 import type { TrustSource } from '../../identity/trust-sources.js';
-import { uriSans } from '../../identity/spiffe-id.js';
+import { uriSans } from '../../identity/spiffe/spiffe-id.js';
 import { TLS_SETTINGS } from '../../identity/tls-identity.js';
 import type { PolicyCredential } from '../../identity/authority/pool-authority.js';
 import type { PolicyOp, PolicyResult, PolicyWrites } from './policy-writes.js';
+import { listenServer } from '../../lib/listen-server.js';
 
 export const POLICY_WRITE_PATH = '/v1/nodemesh/policy-write';
 const MAX_BODY = 1024 * 1024;
@@ -61,10 +62,10 @@ export async function startPolicyEndpoint(opts: { bind: string; port: number; cr
     });
   });
   server.on('tlsClientError', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new NodemeshError('POLICY_LISTEN_FAILED', `cannot listen for forwarded policy writes on ${opts.bind}:${opts.port}: ${e.code ?? e.message} (pick another policy_port)`, 1)));
-    server.listen(opts.port, opts.bind, () => resolve());
+  await listenServer(server, opts.port, opts.bind).catch((e: NodeJS.ErrnoException) => {
+    throw new NodemeshError('POLICY_LISTEN_FAILED', `cannot listen for forwarded policy writes on ${opts.bind}:${opts.port}: ${e.code ?? e.message} (pick another policy_port)`, 1);
   });
+  server.on('error', (e) => opts.log.error({ err: e.message }, 'policy endpoint error'));
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }),

@@ -1,16 +1,13 @@
 // The discovery chain of one upstream, compiled from config entries as Consul does: service-router → service-splitter → service-resolver, down to (service, subset) targets.
 
-import type { ConfigEntry, Kind } from '../../model/config-entry.js';
+import type { ConfigEntry, EntryLookup, EntrySource, Kind } from '../../model/config-entry.js';
 import { parseGoDuration } from '../../lib/go-duration.js';
 import { compileSubsetFilter, type SubsetFilter } from '../../model/subset-filter.js';
 import { httpMatcher, type HttpMatchSpec, type RequestFacts } from '../../model/http-match.js';
 
-export type EntryLookup = (kind: Kind, name: string) => ConfigEntry | undefined;
+export type { EntryLookup, EntrySource };
 
 /** Where a request goes in the end: instances of `service` that pass `filter`. */
-/** Config entries as routing reads them, and an index that rises on every change. */
-export interface EntrySource { readonly index: number; get: EntryLookup }
-
 export interface Target {
   service: string;
   subset: string;

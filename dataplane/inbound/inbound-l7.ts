@@ -12,10 +12,10 @@ import type { Intention } from '../../model/intention.js';
 import { applyUnderscoreAction, headerFieldError, normalizeRequestTarget, targetOf } from '../../model/request-path.js';
 import type { RequestNormalization } from '../../model/config-entry.js';
 import { HTTP_AS_GRPC, stripPseudo } from '../http/h2-streams.js';
-import { HOP_BY_HOP, type PipeEnd } from '../byte-pipe.js';
+import { HOP_BY_HOP, type PipeEnd } from '../pipe/byte-pipe.js';
 import { stripXfcc, XFCC } from '../http/client-cert-header.js';
-import type { ProxyMetrics } from '../proxy-metrics.js';
-import type { ServiceIdentity } from '../../identity/spiffe-id.js';
+import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
+import type { ServiceIdentity } from '../../identity/spiffe/spiffe-id.js';
 
 /** What the L7 path needs of the listener's target (the app, its protocol, the mesh's request normalization). */
 export interface L7Target {

@@ -4,18 +4,19 @@ import { connect, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { RequestNormalization } from '../../model/config-entry.js';
-import { joinSockets, type PipeEnd } from '../byte-pipe.js';
+import { joinSockets, type PipeEnd } from '../pipe/byte-pipe.js';
 import { InboundL7, type Authorize, type RequestDecider } from './inbound-l7.js';
-import type { ProxyMetrics } from '../proxy-metrics.js';
+import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import { closeServer } from '../../lib/close-server.js';
 import { isOwnTcpProbe } from '../../local/checks/check-probes.js';
 import { xfccValue } from '../http/client-cert-header.js';
-import { uriSans, type ServiceIdentity } from '../../identity/spiffe-id.js';
+import { uriSans, type ServiceIdentity } from '../../identity/spiffe/spiffe-id.js';
 import { IdentityRefusal, type BoundIdentity } from '../../identity/identity-binding.js';
 import { SourceLimits } from './source-limits.js';
 import { NO_CLIENT_CERT, type ServiceTls } from '../../identity/tls-identity.js';
 import { TUNNEL_ALPN } from '../tunnel/tunnel-frames.js';
 import { TunnelSession, type TunnelStream } from '../tunnel/tunnel-session.js';
+import { listenServer } from '../../lib/listen-server.js';
 
 export interface InboundTarget {
   /** The connect-proxy registration this listener serves. */
@@ -126,13 +127,7 @@ export class InboundListener {
       this.metrics.denied.inc({ direction: 'inbound', source: 'unknown', destination, reason: noCert ? 'no_client_cert' : 'tls_handshake' });
       this.log.debug({ destination: this.target.service, peer: s.remoteAddress, err: err.message }, 'inbound TLS handshake refused');
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, this.bind, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenServer(server, this.port, this.bind);
     server.on('error', (e) => this.log.error({ err: e.message, port: this.port }, 'inbound listener error'));
     this.server = server;
     this.log.info({ service: this.target.service, listen: `${this.bind}:${this.port}`, app: `${this.target.appHost}:${this.target.appPort}` }, 'public listener open');

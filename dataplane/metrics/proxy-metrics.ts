@@ -1,7 +1,7 @@
 // Data-plane metrics: connections opened, denied and active, bytes each way, handshake time, leaf expiry.
 
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { LeafSource } from '../identity/trust-sources.js';
+import type { LeafSource } from '../../identity/trust-sources.js';
 
 export type Direction = 'inbound' | 'outbound';
 

@@ -1,7 +1,7 @@
 // The HTTP/1.1 front end of an upstream listener: a workload's request as an Exchange, and the answer written back.
 
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { HOP_BY_HOP } from '../byte-pipe.js';
+import { HOP_BY_HOP } from '../pipe/byte-pipe.js';
 import type { Exchange, UpstreamAnswer } from '../http/l7-exchange.js';
 
 export function h1Exchange(req: IncomingMessage, res: ServerResponse): Exchange {

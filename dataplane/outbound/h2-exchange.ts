@@ -2,7 +2,7 @@
 
 import { constants as h2, type IncomingHttpHeaders, type OutgoingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
 import { PassThrough, type Readable } from 'node:stream';
-import { HOP_BY_HOP } from '../byte-pipe.js';
+import { HOP_BY_HOP } from '../pipe/byte-pipe.js';
 import { HTTP_AS_GRPC, readUpTo, stripPseudo } from '../http/h2-streams.js';
 import type { Exchange, UpstreamAnswer } from '../http/l7-exchange.js';
 

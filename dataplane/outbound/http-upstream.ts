@@ -11,10 +11,10 @@ import { InstanceGates } from '../balance/instance-gate.js';
 import { InstancePicker } from '../balance/instance-picker.js';
 import { hashKeyOf } from '../balance/request-hash.js';
 import type { Instance } from '../balance/service-instances.js';
-import { joinSockets, type PipeEnd } from '../byte-pipe.js';
+import { joinSockets, type PipeEnd } from '../pipe/byte-pipe.js';
 import { isXfcc } from '../http/client-cert-header.js';
 import { callPolicy, compileChain, pickTarget, type CallPolicy, type CompiledRoute, type EntrySource } from '../http/discovery-chain.js';
-import type { ProxyMetrics } from '../proxy-metrics.js';
+import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { TunnelPool } from '../tunnel/tunnel-pool.js';
 import { H1Transport } from './h1-transport.js';
 import { h1Exchange } from './h1-exchange.js';
@@ -22,6 +22,7 @@ import { H2Transport } from './h2-transport.js';
 import { h2Exchange } from './h2-exchange.js';
 import { L7Pipeline } from './l7-pipeline.js';
 import { UpstreamAttribution, type UpstreamSpec } from './outbound.js';
+import { listenServer } from '../../lib/listen-server.js';
 
 /** Instances tried after connect failures, per upgrade. */
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -94,13 +95,7 @@ export class HttpUpstreamListener {
     });
     server.on('clientError', (_e, socket) => socket.destroy());
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.spec.bindPort, this.spec.bindAddress, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenServer(server, this.spec.bindPort, this.spec.bindAddress);
     server.on('error', (e) => this.log.error({ err: e.message, listen: this.key }, 'upstream listener error'));
     this.server = server;
     this.log.info({ listen: this.key, destination: this.spec.destination, protocol: this.spec.protocol, sources: this.sources }, 'HTTP upstream listener open');

@@ -6,14 +6,14 @@ import { normalizedUrl, type PathOptions } from '../../model/request-path.js';
 import { hashKeyOf } from '../balance/request-hash.js';
 import type { InstancePicker } from '../balance/instance-picker.js';
 import type { Instance } from '../balance/service-instances.js';
-import { HOP_BY_HOP } from '../byte-pipe.js';
+import { HOP_BY_HOP } from '../pipe/byte-pipe.js';
 import { stripXfcc } from '../http/client-cert-header.js';
 import { pickTarget, type CallPolicy, type CompiledRoute, type Target } from '../http/discovery-chain.js';
 import type { Exchange, OutgoingRequest, UpstreamAnswer } from '../http/l7-exchange.js';
 import { ProxyAnswer } from '../http/proxy-answer.js';
 import { RetryBudget } from '../http/retry-budget.js';
 import { nextTraceparent } from '../http/trace-context.js';
-import type { ProxyMetrics } from '../proxy-metrics.js';
+import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 
 /** Sends one attempt to an instance. */
 export interface Transport {

@@ -5,9 +5,9 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { InstancePicker } from '../balance/instance-picker.js';
 import type { Instance } from '../balance/service-instances.js';
-import { joinSockets } from '../byte-pipe.js';
+import { joinSockets } from '../pipe/byte-pipe.js';
 import { callPolicy, compileChain, pickTarget, type CallPolicy, type EntrySource, type Target } from '../http/discovery-chain.js';
-import type { ProxyMetrics } from '../proxy-metrics.js';
+import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import { closeListener } from '../../lib/close-server.js';
 import type { TunnelPool } from '../tunnel/tunnel-pool.js';
 import type { TunnelStream } from '../tunnel/tunnel-session.js';
@@ -34,6 +34,7 @@ export interface UpstreamSpec {
 
 export type { Endpoint } from '../tunnel/tunnel-pool.js';
 import type { Endpoint } from '../tunnel/tunnel-pool.js';
+import { listenServer } from '../../lib/listen-server.js';
 
 const MAX_ATTEMPTS = 3;
 
@@ -140,13 +141,7 @@ export class UpstreamListener {
 
   async start(): Promise<void> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => void this.accept(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.spec.bindPort, this.spec.bindAddress, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenServer(server, this.spec.bindPort, this.spec.bindAddress);
     server.on('error', (e) => this.log.error({ err: e.message, listen: this.key }, 'upstream listener error'));
     this.server = server;
     this.log.info({ listen: this.key, destination: this.spec.destination, sources: this.spec.declarers.map((d) => d.sourceService) }, 'upstream listener open');

@@ -3,7 +3,7 @@
 import { verify, X509Certificate, type KeyObject } from 'node:crypto';
 import { parseAuthorityUri, type Authority } from '../authority-ids.js';
 import type { TrustSource } from '../trust-sources.js';
-import { uriSans } from '../spiffe-id.js';
+import { uriSans } from '../spiffe/spiffe-id.js';
 import { fingerprintOf, type Seal } from './record-signer.js';
 
 interface Known { chain: string[]; authority: Authority; key: KeyObject; notAfter: number; trustIndex: number }

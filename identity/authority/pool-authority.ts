@@ -10,7 +10,7 @@ import { parseAuthorityUri } from '../authority-ids.js';
 import type { CertificateAuthority } from '../ca/certificate-authority.js';
 import { splitPem } from '../ca/x509-certs.js';
 import type { TrustSource } from '../trust-sources.js';
-import { uriSans } from '../spiffe-id.js';
+import { uriSans } from '../spiffe/spiffe-id.js';
 import { AuthorityVerifier, isNodeAuthority } from './authority-verifier.js';
 import { RecordSigner } from './record-signer.js';
 

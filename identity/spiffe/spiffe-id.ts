@@ -1,6 +1,6 @@
 // SPIFFE service identities in Consul's form: spiffe://<trust-domain>/ns/<ns>/dc/<dc>/svc/<service>.
 
-import { NAME_CHARS } from '../model/service-names.js';
+import { NAME_CHARS } from '../../model/service-names.js';
 
 export interface ServiceIdentity { trustDomain: string; namespace: string; datacenter: string; service: string; uri: string }
 

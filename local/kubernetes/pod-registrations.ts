@@ -2,7 +2,7 @@
 
 import type { V1Pod } from '@kubernetes/client-node';
 import { NodemeshError } from '../../lib/errors.js';
-import { isSpiffeSafe } from '../../identity/spiffe-id.js';
+import { isSpiffeSafe } from '../../identity/spiffe/spiffe-id.js';
 import type { ServiceInput } from '../../model/service-definition.js';
 import { SIDECAR_MAX_PORT, SIDECAR_MIN_PORT } from '../../model/sidecar-expansion.js';
 

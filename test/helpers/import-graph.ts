@@ -35,8 +35,8 @@ export function importEdges(root: string, folders: readonly string[]): { files: 
 
 /**
  * What breaks the layering of `layers` (bottom first): an import of a higher layer, of a file in no layer, or of a file
- * that does not exist; and import cycles between files (type-only imports included: a cycle of types still ties
- * the files together). Each problem is one readable line.
+ * that does not exist; and import cycles between files, and between folders (type-only imports included: a cycle of
+ * types still ties the files together). Each problem is one readable line.
  */
 export function layeringProblems(root: string, layers: readonly string[]): string[] {
   const rank = new Map(layers.map((l, i) => [l, i]));
@@ -51,6 +51,12 @@ export function layeringProblems(root: string, layers: readonly string[]): strin
     else if (to > rank.get(layerOf(e.from))!) problems.push(`upward import: ${e.from} (${layerOf(e.from)}) imports ${e.to} (${layerOf(e.to)})`);
   }
   problems.push(...cycles(files, edges).map((c) => `import cycle: ${c.join(' → ')}`));
+  // Folders within a layer too (across layers an upward import says it): a folder that imports a subfolder which
+  // imports it back has no place in the picture of the layer.
+  const folderOf = (f: string) => f.slice(0, f.lastIndexOf('/'));
+  const folderEdges = edges.filter((e) => folderOf(e.from) !== folderOf(e.to) && layerOf(e.from) === layerOf(e.to))
+    .map((e) => ({ ...e, from: folderOf(e.from), to: folderOf(e.to) }));
+  problems.push(...cycles([...new Set(files.map(folderOf))], folderEdges).map((c) => `folder cycle: ${c.join(' → ')}`));
   return problems;
 }
 
