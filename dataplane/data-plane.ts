@@ -6,7 +6,7 @@ import type { ChangeFeed } from '../lib/change-feed.js';
 import type { ServiceRecord } from '../model/catalog-types.js';
 import type { LeafSource } from '../identity/trust-sources.js';
 import { InboundListener, type Authorize, type InboundTarget, type RequestDecider } from './inbound/inbound.js';
-import { UpstreamListener, type UpstreamSpec } from './outbound/outbound.js';
+import { UpstreamListener, type UpstreamInputs, type UpstreamSpec } from './outbound/outbound.js';
 import type { ProxyMetrics } from './metrics/proxy-metrics.js';
 import type { ServiceTls } from '../identity/tls-identity.js';
 import { SourceLimits } from './inbound/source-limits.js';
@@ -193,7 +193,7 @@ export class DataPlane {
         have.update(w.target);
         continue;
       }
-      const l = new InboundListener(this.o.bind, w.port, w.target, this.o.tls, this.o.authorize, this.o.log, this.o.metrics, this.o.decideRequest, this.sourceLimits);
+      const l = new InboundListener({ bind: this.o.bind, port: w.port, target: w.target, tls: this.o.tls, authorize: this.o.authorize, log: this.o.log, metrics: this.o.metrics, decideRequest: this.o.decideRequest, limits: this.sourceLimits });
       try {
         await l.start();
         this.inbound.set(key, l);
@@ -211,16 +211,20 @@ export class DataPlane {
         this.o.log.info({ listen: key }, 'upstream listener closed');
       }
     }
+    const upstreamInputs: UpstreamInputs = {
+      tunnels: this.tunnels, instances: this.index.instances, entries: this.o.entries, log: this.o.log, metrics: this.o.metrics,
+      accessLog: this.o.accessLog, localZone: () => this.o.catalog.getNode(this.o.nodeName)?.info.Meta?.zone,
+    };
     for (const [key, w] of want.outbound) {
       const have = this.outbound.get(key);
       if (have) {
         have.update(w);
         continue;
       }
-      const zone = () => this.o.catalog.getNode(this.o.nodeName)?.info.Meta?.zone;
-      const l: Upstream = listenerKind(w.protocol) !== 'tcp' && this.o.entries
-        ? new HttpUpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, this.o.accessLog, zone)
-        : new UpstreamListener(w, this.tunnels, this.index.instances, this.o.entries, this.o.log, this.o.metrics, zone);
+      const entries = this.o.entries;
+      const l: Upstream = listenerKind(w.protocol) !== 'tcp' && entries
+        ? new HttpUpstreamListener(w, { ...upstreamInputs, entries })
+        : new UpstreamListener(w, upstreamInputs);
       try {
         await l.start();
         this.outbound.set(key, l);

@@ -15,7 +15,7 @@ export class StreamReader {
   private waiting?: () => void;
   private ended = false;
 
-  constructor(private readonly sock: Socket, private readonly keys: Buffer[]) {
+  constructor(sock: Socket, private readonly keys: Buffer[]) {
     sock.on('data', (c: Buffer) => {
       this.buf = Buffer.concat([this.buf, c]);
       if (this.buf.length > 20 * 1024 * 1024) sock.destroy();

@@ -1,6 +1,6 @@
 // The discovery chain of one upstream, compiled from config entries as Consul does: service-router → service-splitter → service-resolver, down to (service, subset) targets.
 
-import type { ConfigEntry, EntryLookup, EntrySource, Kind } from '../../model/config-entry.js';
+import type { EntryLookup, EntrySource } from '../../model/config-entry.js';
 import { parseGoDuration } from '../../lib/go-duration.js';
 import { compileSubsetFilter, type SubsetFilter } from '../../model/subset-filter.js';
 import { httpMatcher, type HttpMatchSpec, type RequestFacts } from '../../model/http-match.js';

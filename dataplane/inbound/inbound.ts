@@ -15,7 +15,7 @@ import { IdentityRefusal, type BoundIdentity } from '../../identity/identity-bin
 import { SourceLimits } from './source-limits.js';
 import { NO_CLIENT_CERT, type ServiceTls } from '../../identity/tls-identity.js';
 import { TUNNEL_ALPN } from '../tunnel/tunnel-frames.js';
-import { TunnelSession, type TunnelStream } from '../tunnel/tunnel-session.js';
+import { TunnelSession } from '../tunnel/tunnel-session.js';
 import { listenServer } from '../../lib/listen-server.js';
 
 export interface InboundTarget {
@@ -46,6 +46,21 @@ const APP_CONNECT_TIMEOUT_MS = 1000;
 const L7_PROTOCOLS = new Set(['http', 'http2', 'grpc']);
 const HANDSHAKE_TIMEOUT_MS = 5000;
 
+/** What one public listener needs. */
+export interface InboundListenerOptions {
+  bind: string;
+  port: number;
+  target: InboundTarget;
+  tls: ServiceTls;
+  authorize: Authorize;
+  log: Logger;
+  metrics: ProxyMetrics;
+  /** One HTTP request under an L7 intention; without it L7 intentions refuse the connection. */
+  decideRequest?: RequestDecider;
+  /** Shared by the agent's public listeners; a listener of its own when not given. */
+  limits?: SourceLimits;
+}
+
 export class InboundListener {
   private server?: Server;
   private readonly open = new Set<OpenConn>();
@@ -58,18 +73,20 @@ export class InboundListener {
   private readonly secured = new Set<string>();
   private draining = false;
 
-  constructor(
-    readonly bind: string,
-    readonly port: number,
-    private target: InboundTarget,
-    private readonly tls: ServiceTls,
-    private readonly authorize: Authorize,
-    private readonly log: Logger,
-    private readonly metrics: ProxyMetrics,
-    private readonly decideRequest?: RequestDecider,
-    /** Shared by the agent's public listeners; a listener of its own when not given. */
-    private readonly limits: SourceLimits = new SourceLimits(),
-  ) {}
+  readonly bind: string;
+  readonly port: number;
+  private target: InboundTarget;
+  private readonly tls: ServiceTls;
+  private readonly authorize: Authorize;
+  private readonly log: Logger;
+  private readonly metrics: ProxyMetrics;
+  private readonly decideRequest?: RequestDecider;
+  private readonly limits: SourceLimits;
+
+  constructor(o: InboundListenerOptions) {
+    ({ bind: this.bind, port: this.port, target: this.target, tls: this.tls, authorize: this.authorize, log: this.log, metrics: this.metrics, decideRequest: this.decideRequest } = o);
+    this.limits = o.limits ?? new SourceLimits();
+  }
   private lastLimitLog = 0;
   /** Raw sockets refused over a per-source limit (their TLS wrapper then reports a hang-up). */
   private readonly refused = new WeakSet<Socket>();

@@ -10,7 +10,6 @@ import { closeListener } from '../../lib/close-server.js';
 import { InstanceGates } from '../balance/instance-gate.js';
 import { InstancePicker } from '../balance/instance-picker.js';
 import { hashKeyOf } from '../balance/request-hash.js';
-import type { Instance } from '../balance/service-instances.js';
 import { joinSockets, type PipeEnd } from '../pipe/byte-pipe.js';
 import { isXfcc } from '../http/client-cert-header.js';
 import { callPolicy, compileChain, pickTarget, type CallPolicy, type CompiledRoute, type EntrySource } from '../http/discovery-chain.js';
@@ -21,7 +20,7 @@ import { h1Exchange } from './h1-exchange.js';
 import { H2Transport } from './h2-transport.js';
 import { h2Exchange } from './h2-exchange.js';
 import { L7Pipeline } from './l7-pipeline.js';
-import { UpstreamAttribution, type UpstreamSpec } from './outbound.js';
+import { UpstreamAttribution, type UpstreamInputs, type UpstreamSpec } from './outbound.js';
 import { listenServer } from '../../lib/listen-server.js';
 
 /** Instances tried after connect failures, per upgrade. */
@@ -37,29 +36,25 @@ export class HttpUpstreamListener {
   private readonly transport: H1Transport | H2Transport;
   private readonly pipeline: L7Pipeline;
 
-  constructor(
-    spec: UpstreamSpec,
-    private readonly tunnels: TunnelPool,
-    instances: (service: string) => Instance[],
-    private readonly entries: EntrySource,
-    private readonly log: Logger,
-    private readonly metrics: ProxyMetrics,
-    /** One JSON log line per request (access_log). */
-    accessLog = false,
-    /** The caller's zone (this node's meta "zone"), for zone-aware instance choice. */
-    localZone: () => string | undefined = () => undefined,
-  ) {
+  private readonly tunnels: TunnelPool;
+  private readonly entries: EntrySource;
+  private readonly log: Logger;
+  private readonly metrics: ProxyMetrics;
+
+  constructor(spec: UpstreamSpec, io: UpstreamInputs & { entries: EntrySource }) {
+    ({ tunnels: this.tunnels, entries: this.entries, log: this.log, metrics: this.metrics } = io);
+    const accessLog = io.accessLog ?? false;
     this.spec = spec;
     this.update(spec);
-    this.picker = new InstancePicker(instances, localZone, (key, forMs) => this.log.warn({ destination: spec.destination, instance: key, forMs }, 'instance ejected after consecutive failures (outlier detection)'));
+    this.picker = new InstancePicker(io.instances, io.localZone ?? (() => undefined), (key, forMs) => this.log.warn({ destination: spec.destination, instance: key, forMs }, 'instance ejected after consecutive failures (outlier detection)'));
     // HTTP/2 and gRPC: h2c (prior knowledge) from the workload, h2 over the tunnel to the instance.
-    this.transport = this.h2 ? new H2Transport(tunnels, this.picker) : new H1Transport(tunnels, new InstanceGates(), this.picker);
+    this.transport = this.h2 ? new H2Transport(this.tunnels, this.picker) : new H1Transport(this.tunnels, new InstanceGates(), this.picker);
     this.pipeline = new L7Pipeline({
       destination: spec.destination,
       routing: () => this.compiled(),
       pathOptions: () => this.pathOptions(),
       sourceOf: (address) => this.attribution.sourceOf(address),
-    }, this.transport, this.picker, log, metrics, accessLog);
+    }, this.transport, this.picker, this.log, this.metrics, accessLog);
   }
 
   get key(): string {

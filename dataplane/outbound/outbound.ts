@@ -75,25 +75,39 @@ export class UpstreamAttribution {
 /** The byte path takes only instances whose every check passes (as /v1/health/connect/:name?passing), failover included. */
 const passingOnly = (t: Target, lb: string): Target => ({ ...t, onlyPassing: true, lbPolicy: t.lbPolicy || lb, failover: t.failover.map((f) => passingOnly(f, lb)) });
 
+/** What an upstream listener (bytes or HTTP) needs besides its spec. */
+export interface UpstreamInputs {
+  /** Pooled tunnels to other agents' public listeners. */
+  tunnels: TunnelPool;
+  /** A destination's instances, from the catalog. */
+  instances: (service: string) => Instance[];
+  /** Config entries (protocol, routing); without them every upstream is TCP. */
+  entries: EntrySource | undefined;
+  log: Logger;
+  metrics: ProxyMetrics;
+  /** One JSON log line per request (access_log; HTTP only). */
+  accessLog?: boolean;
+  /** The caller's zone (this node's meta "zone"), for zone-aware instance choice. */
+  localZone?: () => string | undefined;
+}
+
 export class UpstreamListener {
   private server?: Server;
   private readonly sockets = new Set<{ destroy(): void }>();
   private readonly picker: InstancePicker;
   private chain?: { index: number; routes: ReturnType<typeof compileChain>; policy: CallPolicy };
 
-  constructor(
-    spec: UpstreamSpec,
-    private readonly tunnels: TunnelPool,
-    instances: (service: string) => Instance[],
-    /** Config entries: the destination's resolver (subsets, redirect, failover, load balancer) applies to bytes too. */
-    private readonly entries: EntrySource | undefined,
-    private readonly log: Logger,
-    private readonly metrics: ProxyMetrics,
-    localZone: () => string | undefined = () => undefined,
-  ) {
+  private readonly tunnels: TunnelPool;
+  /** Config entries: the destination's resolver (subsets, redirect, failover, load balancer) applies to bytes too. */
+  private readonly entries: EntrySource | undefined;
+  private readonly log: Logger;
+  private readonly metrics: ProxyMetrics;
+
+  constructor(spec: UpstreamSpec, io: UpstreamInputs) {
+    ({ tunnels: this.tunnels, entries: this.entries, log: this.log, metrics: this.metrics } = io);
     this.spec = spec;
     this.update(spec);
-    this.picker = new InstancePicker(instances, localZone, (key, forMs) => this.log.warn({ destination: spec.destination, instance: key, forMs }, 'instance ejected after consecutive failures (outlier detection)'));
+    this.picker = new InstancePicker(io.instances, io.localZone ?? (() => undefined), (key, forMs) => this.log.warn({ destination: spec.destination, instance: key, forMs }, 'instance ejected after consecutive failures (outlier detection)'));
   }
 
   /** The destination's target by its resolver (and its outlier detection), recompiled when config entries change. */
