@@ -9,7 +9,7 @@ import { CertificateAuthority } from '../identity/ca/certificate-authority.js';
 import { writePrivate } from '../lib/private-file.js';
 import { nodeAuthorityUri, policyAuthorityUri } from '../identity/authority-ids.js';
 import { certInfo, createIntermediate, createPolicyCert, importPrivateKey, splitPem } from '../identity/ca/x509-certs.js';
-import { isSpiffeSafe } from '../identity/spiffe-id.js';
+import { isSpiffeSafe } from '../identity/spiffe/spiffe-id.js';
 import type { ClientOptions } from './api-client.js';
 import { apiCall } from './api-client.js';
 import type { Format } from './table.js';
