@@ -31,11 +31,17 @@ import { apiRoutes } from '../api/api-routes.js';
 import { startApiServer } from '../api/api-server.js';
 import { Router } from '../api/http-router.js';
 import { createMetrics } from '../api/metrics.js';
+import { VirtualIps } from '../catalog/virtual-ips.js';
+import { DnsAnswers } from '../dns/dns-answers.js';
+import { Recursors } from '../dns/dns-recursors.js';
+import { startDnsServer } from '../dns/dns-server.js';
 import { localNode } from './local-node.js';
 
 export interface RunningAgent {
   /** Where the HTTP API listens. */
   http: { host: string; port: number };
+  /** Where DNS listens (UDP and TCP, on the HTTP API's host); undefined with DNS off. */
+  dnsPort: number | undefined;
   dataDir: string;
   catalog: Catalog;
   local: LocalState;
@@ -105,6 +111,7 @@ async function startIn(
 ): Promise<RunningAgent> {
   const node = localNode(config, dataDir);
   const catalog = new Catalog();
+  const virtualIps = new VirtualIps(catalog, config.virtualIpRange);
   const metrics = createMetrics(catalog);
   const local = new LocalState({
     catalog, node, statePath: join(dataDir, 'local-state.json'), log,
@@ -135,7 +142,7 @@ async function startIn(
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => { resolveStopped = r; });
   const deps: ApiDeps = {
-    config, catalog, local, log, metrics, version: VERSION, startedAt: new Date(),
+    config, catalog, virtualIps, local, log, metrics, version: VERSION, startedAt: new Date(),
     members: () => (backend.kind === 'gossip' ? backend.members() : []),
     leave: () => void stop('leave requested through the API'),
     reload: () => reloadFromSource(),
@@ -153,6 +160,18 @@ async function startIn(
     catalog.feed.close();
     await closing;
   });
+  // Consul's DNS interface: names from the catalog, on the API's address.
+  let dnsPort: number | undefined;
+  if (config.dnsPort >= 0) {
+    const { domain, datacenter, dnsConfig: c } = config;
+    const dns = await startDnsServer({
+      host: config.client, port: config.dnsPort, domain, recursors: new Recursors(config.recursors), log,
+      answers: new DnsAnswers(catalog, virtualIps, { domain, datacenter, onlyPassing: c.onlyPassing, serviceTtl: c.serviceTtlS, nodeTtl: c.nodeTtlS }),
+      udpAnswerLimit: c.udpAnswerLimit, enableTruncate: c.enableTruncate,
+    });
+    closers.push(() => dns.close());
+    dnsPort = dns.port;
+  }
   await backend.join({ httpPort: api.port, onNodeFailed: (name, addr) => dataPlane.tunnels.closeTo(addr, `node ${name} failed`) });
   // Kubernetes: this node's annotated pods register themselves; off without a cluster config and NODE_NAME.
   const pods = await watchLocalPods(local, log);
@@ -192,7 +211,7 @@ async function startIn(
 
   const gossip = backend.kind === 'gossip' ? backend : undefined;
   return {
-    http: { host: api.host, port: api.port }, dataDir, catalog, local, backend: backend.kind,
+    http: { host: api.host, port: api.port }, dnsPort, dataDir, catalog, local, backend: backend.kind,
     get ca() { return gossip?.ca; },
     trust: backend.trust, leaves: backend.leaves, intentions: gossip?.store, consul: backend.kind === 'consul' ? backend : undefined,
     configEntries: gossip?.entryStore, dataPlane, get gossip() { return gossip?.gossip; },

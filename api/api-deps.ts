@@ -2,6 +2,7 @@
 
 import type { Logger } from 'pino';
 import type { Catalog } from '../catalog/catalog-store.js';
+import type { VirtualIps } from '../catalog/virtual-ips.js';
 import { NodemeshError } from '../lib/errors.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import type { LocalState } from '../local/local-state.js';
@@ -10,6 +11,8 @@ import type { AgentMetrics } from './metrics.js';
 export interface ApiDeps {
   config: AgentConfig;
   catalog: Catalog;
+  /** Mesh services' virtual IPs (tagged addresses in catalog answers). */
+  virtualIps: VirtualIps;
   local: LocalState;
   log: Logger;
   metrics: AgentMetrics;

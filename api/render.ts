@@ -64,13 +64,17 @@ export function renderNode(n: NodeEntry): Record<string, unknown> {
   return { ...n.info, CreateIndex: n.createIndex, ModifyIndex: n.modifyIndex };
 }
 
-/** One row of /v1/catalog/service/:name. */
-export function renderServiceNode(n: NodeEntry, s: ServiceRecord): Record<string, unknown> {
+/** Consul's tagged address for a service's virtual IP. */
+export const VIRTUAL_IP_TAG = 'consul-virtual';
+
+/** One row of /v1/catalog/service/:name; `vip`: the service's virtual IP, as Consul's `consul-virtual` tagged address. */
+export function renderServiceNode(n: NodeEntry, s: ServiceRecord, vip?: string): Record<string, unknown> {
+  const tagged = vip ? { ...s.TaggedAddresses, [VIRTUAL_IP_TAG]: { Address: vip, Port: s.Port } } : s.TaggedAddresses;
   return {
     ID: n.info.ID, Node: n.info.Node, Address: n.info.Address, Datacenter: n.info.Datacenter,
     TaggedAddresses: n.info.TaggedAddresses, NodeMeta: n.info.Meta,
     ServiceKind: s.Kind ?? '', ServiceID: s.ID, ServiceName: s.Service, ServiceTags: s.Tags,
-    ServiceAddress: s.Address, ...(s.TaggedAddresses ? { ServiceTaggedAddresses: s.TaggedAddresses } : {}),
+    ServiceAddress: s.Address, ...(tagged ? { ServiceTaggedAddresses: tagged } : {}),
     ServiceWeights: s.Weights, ServiceMeta: s.Meta, ServicePort: s.Port,
     ServiceEnableTagOverride: s.EnableTagOverride, ServiceProxy: proxyOrEmpty(s), ServiceConnect: s.Connect ?? {},
     CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,

@@ -18,13 +18,13 @@ export function catalogRoutes(r: Router, d: ApiDeps): void {
     if (!ctx.params.name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.serviceIdx(ctx.params.name),
-      body: catalog.serviceNodes(ctx.params.name, ctx.query.getAll('tag')).map(({ node, service }) => renderServiceNode(node, service)),
+      body: catalog.serviceNodes(ctx.params.name, ctx.query.getAll('tag')).map(({ node, service }) => renderServiceNode(node, service, d.virtualIps.ofRecord(service))),
     }));
   });
 
   r.on('GET', '/v1/catalog/connect/:name*', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
     index: catalog.tableIdx('services'),
-    body: catalog.connectNodes(ctx.params.name).map(({ node, service }) => renderServiceNode(node, service)),
+    body: catalog.connectNodes(ctx.params.name).map(({ node, service }) => renderServiceNode(node, service, d.virtualIps.ofRecord(service))),
   })));
 
   r.on('GET', '/v1/catalog/nodes', (ctx) => answerBlocking(ctx, catalog.feed, () => ({

@@ -22,7 +22,7 @@ const ms = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 const out = {};
 const agent = await startAgent({
-  ...defaultConfig(), dev: false, node: 'scale-0', bind: '127.0.245.1', client: '127.0.0.1', httpPort: 0, serfLanPort: 0,
+  ...defaultConfig(), dev: false, node: 'scale-0', bind: '127.0.245.1', client: '127.0.0.1', httpPort: 0, serfLanPort: 0, dnsPort: 0,
   dataDir: mkdtempSync(join(tmpdir(), 'nodemesh-scale-')), defaultIntentionPolicy: 'deny', drainTimeoutMs: 0,
   // One agent alone, measured in-process: no pool to encrypt, no API caller, its own CA (waived by name).
   waive: ['gossip_key', 'acl_token', 'ca_files'],

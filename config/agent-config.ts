@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { NodemeshError } from '../lib/errors.js';
 import { parseGoDuration } from '../lib/go-duration.js';
+import { parseIpv4Range } from '../lib/ipv4-range.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
@@ -67,7 +68,32 @@ export interface AgentConfig {
    * that node (default 10 s, see identity-binding.ts). No config key: tests shorten it.
    */
   identityGraceMs?: number;
+  /** DNS, UDP and TCP, on the client address; -1 turns it off, 0 picks a free port. */
+  dnsPort: number;
+  /** Where names outside `domain` go (IP or IP:port, tried in turn); without any they are refused. */
+  recursors: string[];
+  /** The DNS domain answered from the catalog (Consul: "consul"). */
+  domain: string;
+  dnsConfig: DnsConfig;
+  /** The range mesh services' virtual IPs come from (Consul: 240.0.0.0/4). */
+  virtualIpRange: string;
 }
+
+/** Consul's dns_config, as far as nodemesh's DNS takes it. */
+export interface DnsConfig {
+  /** Leave out instances with a warning check too. */
+  onlyPassing: boolean;
+  /** TTL of node answers, seconds. */
+  nodeTtlS: number;
+  /** TTL of service answers, seconds, by service name; "*" for the others. */
+  serviceTtlS: Record<string, number>;
+  /** Most records in a UDP answer to a query without EDNS. */
+  udpAnswerLimit: number;
+  /** Set TC on a UDP answer that was cut. */
+  enableTruncate: boolean;
+}
+
+const DNS_CONFIG_KEYS = ['only_passing', 'node_ttl', 'service_ttl', 'udp_answer_limit', 'enable_truncate'];
 
 /** What `waive` may name: a gossip key, an ACL token, the shared CA files. */
 export const WAIVERS = ['gossip_key', 'acl_token', 'ca_files'] as const;
@@ -75,7 +101,8 @@ export type Waiver = typeof WAIVERS[number];
 
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
 
-type Kind = 'bool' | 'string' | 'url' | 'meta' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key' | 'waivers';
+type Kind = 'bool' | 'string' | 'url' | 'meta' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key' | 'waivers'
+  | 'portoff' | 'recursors' | 'domain' | 'dnsconfig' | 'cidr';
 
 /** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
 export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
@@ -117,6 +144,11 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   policy_key_file: { kind: 'string', field: 'policyKeyFile' },
   operator_token: { kind: 'string', field: 'operatorToken' },
   policy_port: { kind: 'port', field: 'policyPort' },
+  dns_port: { kind: 'portoff', field: 'dnsPort' },
+  recursors: { kind: 'recursors', field: 'recursors' },
+  domain: { kind: 'domain', field: 'domain' },
+  dns_config: { kind: 'dnsconfig', field: 'dnsConfig' },
+  virtual_ip_range: { kind: 'cidr', field: 'virtualIpRange' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -186,6 +218,30 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
     case 'policy':
       if (value !== 'allow' && value !== 'deny') throw bad('must be "allow" or "deny"');
       return value;
+    case 'portoff': {
+      const n = typeof value === 'number' ? value : fromFlag && typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : NaN;
+      if (!Number.isInteger(n) || n < -1 || n > 65535) throw bad('must be an integer between 0 and 65535, or -1 to turn it off; 0 picks a free port');
+      return n;
+    }
+    case 'recursors': {
+      const list = typeof value === 'string' ? [value] : value;
+      const ok = (a: unknown) => typeof a === 'string' && (isIP(a) !== 0 || /^\[([0-9a-fA-F:]+)\]:\d{1,5}$/.test(a) && isIP(a.slice(1, a.indexOf(']'))) === 6
+        || /^[\d.]+:\d{1,5}$/.test(a) && isIP(a.slice(0, a.lastIndexOf(':'))) === 4);
+      const portOk = (a: string) => isIP(a) !== 0 || Number(a.slice(a.lastIndexOf(':') + 1)) <= 65535;
+      if (!Array.isArray(list) || list.length > 16 || !list.every((a) => ok(a) && portOk(a as string))) throw bad('must be IP addresses with an optional port, e.g. ["127.0.0.53", "[::1]:53"] (at most 16)');
+      return list;
+    }
+    case 'domain':
+      if (typeof value !== 'string' || !/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$/i.test(value) || value.length > 200) {
+        throw bad('must be a DNS name such as "consul"');
+      }
+      return value.toLowerCase().replace(/\.$/, '');
+    case 'cidr':
+      if (typeof value !== 'string') throw bad('must be an IPv4 CIDR such as "240.0.0.0/4"');
+      parseIpv4Range(value, `value for "${key}" in ${where}:`);
+      return value;
+    case 'dnsconfig':
+      return dnsConfigOf(value, bad);
     case 'leafttl': {
       let ms = NaN;
       try { ms = typeof value === 'string' ? parseGoDuration(value) : NaN; } catch { /* reported below */ }
@@ -203,6 +259,37 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
       }
     }
   }
+}
+
+/** Consul's dns_config object: known keys only, each checked. */
+function dnsConfigOf(value: unknown, bad: (want: string) => NodemeshError): DnsConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`must be an object with ${DNS_CONFIG_KEYS.join(', ')}`);
+  const out = defaultConfig().dnsConfig;
+  const seconds = (v: unknown, what: string) => {
+    try {
+      if (typeof v !== 'string') throw configError('not a string');
+      const ms = parseGoDuration(v);
+      if (ms < 0 || ms > 86_400_000) throw configError('out of range');
+      return Math.floor(ms / 1000);
+    } catch {
+      throw bad(`${what} must be a duration from "0s" to "24h"`);
+    }
+  };
+  for (const [k, v] of Object.entries(value)) {
+    if (k === 'only_passing' || k === 'enable_truncate') {
+      if (typeof v !== 'boolean') throw bad(`${k} must be true or false`);
+      if (k === 'only_passing') out.onlyPassing = v;
+      else out.enableTruncate = v;
+    } else if (k === 'node_ttl') out.nodeTtlS = seconds(v, k);
+    else if (k === 'service_ttl') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.keys(v).length > 1024) throw bad('service_ttl must be an object of service name (or "*") to duration');
+      out.serviceTtlS = Object.fromEntries(Object.entries(v).map(([n, d]) => [n.toLowerCase(), seconds(d, `service_ttl.${n}`)]));
+    } else if (k === 'udp_answer_limit') {
+      if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 64) throw bad('udp_answer_limit must be an integer from 1 to 64');
+      out.udpAnswerLimit = v as number;
+    } else throw bad(`unknown key "${k}" (known: ${DNS_CONFIG_KEYS.join(', ')})`);
+  }
+  return out;
 }
 
 /** The configuration before files and flags are applied. */
@@ -244,6 +331,11 @@ export function defaultConfig(): AgentConfig {
     policyKeyFile: undefined,
     operatorToken: undefined,
     policyPort: 8300,
+    dnsPort: 8600,
+    recursors: [],
+    domain: 'consul',
+    dnsConfig: { onlyPassing: false, nodeTtlS: 0, serviceTtlS: {}, udpAnswerLimit: 3, enableTruncate: false },
+    virtualIpRange: '240.0.0.0/4',
   };
 }
 

@@ -74,8 +74,9 @@ function applyFile(cfg: AgentConfig, obj: Record<string, unknown>, where: string
     if (key === 'ports') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw configError(`invalid value for "ports" in ${where}: must be an object such as {"http": 8500}`);
       for (const [pk, pv] of Object.entries(value)) {
-        if (pk !== 'http') throw configError(`unknown key "ports.${pk}" in ${where} (supported: ports.http)`);
-        cfg.httpPort = convertValue('http_port', pv, where, false) as number;
+        if (pk === 'http') cfg.httpPort = convertValue('http_port', pv, where, false) as number;
+        else if (pk === 'dns') cfg.dnsPort = convertValue('dns_port', pv, where, false) as number;
+        else throw configError(`unknown key "ports.${pk}" in ${where} (supported: ports.http, ports.dns)`);
       }
       continue;
     }

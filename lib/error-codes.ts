@@ -84,6 +84,7 @@ export const ERROR_CODES = {
   CONFIG_INVALID: 'the agent configuration (file, flag or environment) is invalid: fix the setting the message names',
   INSECURE_CONFIG: 'refusing to start without the protections a non-dev agent needs: give them, waive them explicitly, or bind dev mode to loopback',
   DATA_DIR_UNUSABLE: 'the data dir cannot be created: fix its path or permissions',
+  DNS_LISTEN_FAILED: 'cannot listen for DNS: set ports.dns (dns_port) to a free port, or -1 to turn DNS off',
   HTTP_LISTEN_FAILED: 'cannot listen on the HTTP API address: pick another --http-port (is another agent running?)',
   K8S_CONFIG_INVALID: 'the Kubernetes config cannot be loaded or has no current cluster: fix the kubeconfig or run in the cluster',
   K8S_POD_ANNOTATION_INVALID: "a pod's nodemesh annotations are malformed, so it is not registered: fix the annotations",

@@ -164,9 +164,16 @@ if ! command -v iptables >/dev/null 2>&1; then
   apt-get install -y --no-install-recommends iptables >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends iptables >/dev/null; }
 fi
 
+# The DNS tests ask the agent with dig, as a Consul user would.
+if ! command -v dig >/dev/null 2>&1; then
+  echo "install-interop: installing Debian's bind9-dnsutils package (dig) for the DNS tests…"
+  apt-get install -y --no-install-recommends bind9-dnsutils >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends bind9-dnsutils >/dev/null; }
+fi
+
 "$TOOLS/bin/serf" version | head -2
 "$TOOLS/bin/consul" version | sed -n 1p
 { "$TOOLS/bin/wrk" -v 2>&1 || true; } | sed -n 1p
 "$TOOLS/bin/nginx" -v 2>&1
 "$TOOLS/bin/h2load" --version 2>&1 | sed -n 1p
 iptables --version
+dig -v 2>&1 | sed -n 1p

@@ -41,6 +41,8 @@ for (const [name, content, pattern] of [
   ['bad service definition', { service: { port: 80 } }, /invalid "service".*Missing service name/],
   ['bad sidecar definition', { services: [{ name: 'web', connect: { sidecar_service: { kind: 'typical' } } }] }, /invalid "services\[0\]".*sidecar_service can't have Kind/],
   ['non-loopback API without token', { client: '0.0.0.0' }, /refusing to serve the HTTP API on non-loopback/],
+  ['DNS port out of range', { ports: { dns: -5 } }, /invalid value for "dns_port".*-5.*-1 to turn it off/],
+  ['a recursor that is a name', { recursors: ['dns.example'] }, /invalid value for "recursors".*IP addresses/],
 ] as const) {
   test(`invalid config: ${name} → exit 2 with a message naming it`, async () => {
     const dir = tempDir();
@@ -52,6 +54,35 @@ for (const [name, content, pattern] of [
     assert.doesNotMatch(r.stdout, /agent running/);
   });
 }
+
+test('DNS keys: ports.dns, recursors, domain, dns_config and virtual_ip_range as Consul spells them; bad values named', () => {
+  const dir = tempDir();
+  const f = join(dir, 'dns.json');
+  writeFileSync(f, JSON.stringify({
+    ports: { dns: 8653 }, recursors: ['127.0.0.53', '127.0.0.54:5353', '[::1]:53'], domain: 'Mesh.Internal.',
+    dns_config: { only_passing: true, node_ttl: '10s', service_ttl: { '*': '5s', Web: '1m' }, udp_answer_limit: 5, enable_truncate: true },
+    virtual_ip_range: '240.10.0.0/16',
+  }));
+  const cfg = loadConfig({ ...base, configFiles: [f], flags: { dev: true } });
+  assert.equal(cfg.dnsPort, 8653);
+  assert.deepEqual(cfg.recursors, ['127.0.0.53', '127.0.0.54:5353', '[::1]:53']);
+  assert.equal(cfg.domain, 'mesh.internal');
+  assert.deepEqual(cfg.dnsConfig, { onlyPassing: true, nodeTtlS: 10, serviceTtlS: { '*': 5, web: 60 }, udpAnswerLimit: 5, enableTruncate: true });
+  assert.equal(loadConfig({ ...base, flags: { dev: true, dns_port: '-1' } }).dnsPort, -1, '-1 turns DNS off');
+  for (const [bad, pattern] of [
+    [{ dns_config: { allow_stale: true } }, /unknown key "allow_stale"/],
+    [{ dns_config: { node_ttl: 10 } }, /node_ttl must be a duration/],
+    [{ dns_config: { udp_answer_limit: 0 } }, /udp_answer_limit must be an integer from 1 to 64/],
+    [{ dns_config: [] }, /must be an object/],
+    [{ domain: 'not a domain' }, /"domain".*DNS name/],
+    [{ virtual_ip_range: '240.0.0.0/31' }, /IPv4 CIDR from \/1 to \/30/],
+    [{ virtual_ip_range: '300.0.0.0/4' }, /IPv4 CIDR/],
+    [{ recursors: '127.0.0.1:99999' }, /"recursors"/],
+  ] as const) {
+    writeFileSync(f, JSON.stringify(bad));
+    assert.throws(() => loadConfig({ ...base, configFiles: [f], flags: { dev: true } }), (e: Error & { code?: string }) => e.code === 'CONFIG_INVALID' && pattern.test(e.message), JSON.stringify(bad));
+  }
+});
 
 test('invalid JSON config file and bad flag values exit 2', async () => {
   const dir = tempDir();

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Rng, mutateBytes, mutateJson } from './mutate.js';
 import { SURFACES, type Surface } from './surfaces.js';
 import { fuzzTlsFront } from './tls-front.js';
+import { fuzzDnsFront } from './dns-front.js';
 
 const CORPUS = join(dirname(fileURLToPath(import.meta.url)), 'corpus');
 const flag = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
@@ -91,6 +92,15 @@ async function main(): Promise<void> {
     const r = await fuzzTlsFront(n, SEED, heapMb);
     for (const f of r.findings) process.stderr.write(`fuzz: tls-front: ${f}\n`);
     rows.push(['tls-front', String(n), String(r.findings.length), '-', r.perSecond.toFixed(0), r.heapDeltaMb.toFixed(1)]);
+    findings += r.findings.length;
+  }
+  // The DNS interface of a live agent: at least 100 k packets, whatever --cases says (UDP cases are cheap).
+  if (!ONLY || 'dns-front'.includes(ONLY)) {
+    const n = Math.max(CASES, 100_000);
+    process.stderr.write(`fuzz: dns-front: ${n} hostile packets against a live agent's DNS…\n`);
+    const r = await fuzzDnsFront(n, SEED, heapMb);
+    for (const f of r.findings) process.stderr.write(`fuzz: dns-front: ${f}\n`);
+    rows.push(['dns-front', String(n), String(r.findings.length), '-', r.perSecond.toFixed(0), r.heapDeltaMb.toFixed(1)]);
     findings += r.findings.length;
   }
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

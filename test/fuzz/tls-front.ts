@@ -26,7 +26,7 @@ function clientHello(alpn: string[]): Promise<Buffer> {
 export interface TlsFrontResult { cases: number; findings: string[]; perSecond: number; heapDeltaMb: number }
 
 export async function fuzzTlsFront(cases: number, seed: number, heapMb: () => number): Promise<TlsFrontResult> {
-  const agent = await startAgent({ ...defaultConfig(), dev: true, node: 'fuzz-tls', bind: HOST, client: '127.0.0.1', httpPort: 0, serfLanPort: 0, logLevel: 'error', drainTimeoutMs: 500 }, pino({ level: 'silent' }));
+  const agent = await startAgent({ ...defaultConfig(), dev: true, node: 'fuzz-tls', bind: HOST, client: '127.0.0.1', httpPort: 0, serfLanPort: 0, dnsPort: 0, logLevel: 'error', drainTimeoutMs: 500 }, pino({ level: 'silent' }));
   const findings: string[] = [];
   try {
     const reg = await fetch(`http://127.0.0.1:${agent.http.port}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify({ Name: 'target', Address: HOST, Port: 1, Connect: { SidecarService: {} } }) });

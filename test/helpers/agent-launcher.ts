@@ -38,10 +38,12 @@ process.once('exit', () => { for (const p of live) p.kill('SIGKILL'); });
 /**
  * Spawns `node [nodeFlags] bin/nodemesh.js agent --log-json …args` and resolves when the agent logs "nodemesh agent
  * running" with its addresses. With setpriv on the machine the child dies with this process (a test killed hard takes
- * its agents with it); either way every launched agent is killed when this process exits.
+ * its agents with it); either way every launched agent is killed when this process exits. DNS takes a free port unless
+ * the args name one (agents of parallel tests would all want 8600).
  */
 export async function launchAgent(args: string[], opts: LaunchOptions = {}): Promise<LaunchedAgent> {
-  const argv = [process.execPath, ...(opts.nodeFlags ?? []), CLI, 'agent', '--log-json', ...args];
+  const dns = args.includes('--dns-port') ? [] : ['--dns-port', '0'];
+  const argv = [process.execPath, ...(opts.nodeFlags ?? []), CLI, 'agent', '--log-json', ...dns, ...args];
   const tie = existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--'] : [];
   const [cmd, ...rest] = [...tie, ...argv];
   const proc = spawn(cmd, rest, { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -35,7 +35,7 @@ export interface TestAgent extends Omit<RunningAgent, 'gossip' | 'ca' | 'intenti
 export async function startTestAgent(overrides: Partial<AgentConfig> = {}, log?: Logger): Promise<TestAgent> {
   const config: AgentConfig = {
     ...defaultConfig(), dev: true, node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
-    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, drainTimeoutMs: 1000, ...overrides,
+    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, dnsPort: 0, drainTimeoutMs: 1000, ...overrides,
   };
   const agent = await startAgent(config, log ?? pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
   const url = `http://127.0.0.1:${agent.http.port}`;
@@ -48,7 +48,7 @@ export async function startTestAgent(overrides: Partial<AgentConfig> = {}, log?:
 export async function startConsulModeAgent(consulAddr: string, overrides: Partial<AgentConfig> = {}): Promise<RunningAgent & { url: string; api(path: string, init?: RequestInit): Promise<Response> }> {
   const config: AgentConfig = {
     ...defaultConfig(), node: 'node-1', bind: '127.0.0.1', client: '127.0.0.1', httpPort: 0,
-    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, drainTimeoutMs: 1000, consulAddr, waive: ['acl_token'], ...overrides,
+    dataDir: tempDir(), logLevel: 'warn', serfLanPort: 0, dnsPort: 0, drainTimeoutMs: 1000, consulAddr, waive: ['acl_token'], ...overrides,
   };
   const agent = await startAgent(config, pino({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' }));
   const url = `http://127.0.0.1:${agent.http.port}`;
