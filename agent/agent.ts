@@ -26,6 +26,7 @@ import type { BackendInputs } from '../backend/mesh-backend.js';
 import type { GossipMembership } from '../backend/gossip/gossip-membership.js';
 import { DataPlane } from '../dataplane/data-plane.js';
 import { ProxyMetrics } from '../dataplane/metrics/proxy-metrics.js';
+import { TransparentCapture } from '../dataplane/capture/transparent-capture.js';
 import type { ApiDeps } from '../api/api-deps.js';
 import { apiRoutes } from '../api/api-routes.js';
 import { startApiServer } from '../api/api-server.js';
@@ -134,6 +135,7 @@ async function startIn(
     intentionsFeed: backend.intentions.feed, trustFeed: backend.trust.feed, entries: backend.entries,
     decideRequest: (i, r) => decideRequest(i, r, backend.intentions.defaultPolicy()),
     onListening: (proxyId) => local.checks.probeNow(proxyId), tunnel: config.dataPlaneTunnel, accessLog: config.accessLog,
+    capture: config.transparentProxy ? new TransparentCapture(virtualIps, config.transparentProxy, log) : undefined,
   });
   closers.push(() => dataPlane.stop());
   await dataPlane.start();

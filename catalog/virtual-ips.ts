@@ -35,6 +35,11 @@ export class VirtualIps {
     return this.of(s.Kind === 'connect-proxy' && s.Proxy?.DestinationServiceName ? s.Proxy.DestinationServiceName : s.Service);
   }
 
+  /** Every mesh service (folded name) and its virtual IP. */
+  services(): ReadonlyMap<string, string> {
+    return this.table().byName;
+  }
+
   /** The mesh service (folded name) a virtual IP stands for. */
   serviceAt(ip: string): string | undefined {
     return this.table().byIp.get(ip);

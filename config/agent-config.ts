@@ -77,7 +77,21 @@ export interface AgentConfig {
   dnsConfig: DnsConfig;
   /** The range mesh services' virtual IPs come from (Consul: 240.0.0.0/4). */
   virtualIpRange: string;
+  /** Transparent capture of this node's workloads (nftables); undefined: off. */
+  transparentProxy: TransparentProxyConfig | undefined;
 }
+
+/** What `transparent_proxy` sets: capture mode, listener ports, exclusions. */
+export interface TransparentProxyConfig {
+  /** strict: a guarded workload takes connections only through the mesh; permissive: others are counted and let through. */
+  mode: 'strict' | 'permissive';
+  /** Transparent listeners take ports from here up, one per mesh service. */
+  portBase: number;
+  excludeOutboundPorts: number[];
+  excludeInboundPorts: number[];
+}
+
+const TPROXY_KEYS = ['mode', 'port_base', 'exclude_outbound_ports', 'exclude_inbound_ports'];
 
 /** Consul's dns_config, as far as nodemesh's DNS takes it. */
 export interface DnsConfig {
@@ -102,7 +116,7 @@ export type Waiver = typeof WAIVERS[number];
 export const configError = (message: string) => new NodemeshError('CONFIG_INVALID', message, 2);
 
 type Kind = 'bool' | 'string' | 'url' | 'meta' | 'port' | 'ip' | 'loglevel' | 'duration' | 'name' | 'datacenter' | 'policy' | 'leafttl' | 'addrs' | 'key' | 'waivers'
-  | 'portoff' | 'recursors' | 'domain' | 'dnsconfig' | 'cidr';
+  | 'portoff' | 'recursors' | 'domain' | 'dnsconfig' | 'cidr' | 'tproxy';
 
 /** Config keys (snake_case, as in files) → their kind and the AgentConfig field they set. */
 export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig }> = {
@@ -149,6 +163,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   domain: { kind: 'domain', field: 'domain' },
   dns_config: { kind: 'dnsconfig', field: 'dnsConfig' },
   virtual_ip_range: { kind: 'cidr', field: 'virtualIpRange' },
+  transparent_proxy: { kind: 'tproxy', field: 'transparentProxy' },
 };
 
 const LOG_LEVELS: Record<string, LogLevel> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' };
@@ -242,6 +257,8 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
       return value;
     case 'dnsconfig':
       return dnsConfigOf(value, bad);
+    case 'tproxy':
+      return transparentProxyOf(value, bad);
     case 'leafttl': {
       let ms = NaN;
       try { ms = typeof value === 'string' ? parseGoDuration(value) : NaN; } catch { /* reported below */ }
@@ -292,6 +309,28 @@ function dnsConfigOf(value: unknown, bad: (want: string) => NodemeshError): DnsC
   return out;
 }
 
+/** `transparent_proxy`: {} turns capture on in strict mode; known keys only, each checked. */
+function transparentProxyOf(value: unknown, bad: (want: string) => NodemeshError): TransparentProxyConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`must be an object with ${TPROXY_KEYS.join(', ')} ({} turns capture on)`);
+  const out: TransparentProxyConfig = { mode: 'strict', portBase: 15100, excludeOutboundPorts: [], excludeInboundPorts: [] };
+  const ports = (v: unknown, k: string) => {
+    if (!Array.isArray(v) || v.length > 256 || v.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw bad(`${k} must be a list of ports from 1 to 65535 (at most 256)`);
+    return [...new Set(v as number[])];
+  };
+  for (const [k, v] of Object.entries(value)) {
+    if (k === 'mode') {
+      if (v !== 'strict' && v !== 'permissive') throw bad('mode must be "strict" or "permissive"');
+      out.mode = v;
+    } else if (k === 'port_base') {
+      if (!Number.isInteger(v) || (v as number) < 1024 || (v as number) > 64535) throw bad('port_base must be an integer from 1024 to 64535 (a thousand ports above it are used)');
+      out.portBase = v as number;
+    } else if (k === 'exclude_outbound_ports') out.excludeOutboundPorts = ports(v, k);
+    else if (k === 'exclude_inbound_ports') out.excludeInboundPorts = ports(v, k);
+    else throw bad(`unknown key "${k}" (known: ${TPROXY_KEYS.join(', ')})`);
+  }
+  return out;
+}
+
 /** The configuration before files and flags are applied. */
 export function defaultConfig(): AgentConfig {
   return {
@@ -336,6 +375,7 @@ export function defaultConfig(): AgentConfig {
     domain: 'consul',
     dnsConfig: { onlyPassing: false, nodeTtlS: 0, serviceTtlS: {}, udpAnswerLimit: 3, enableTruncate: false },
     virtualIpRange: '240.0.0.0/4',
+    transparentProxy: undefined,
   };
 }
 

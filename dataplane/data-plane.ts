@@ -16,6 +16,7 @@ import { protocolOf, requestNormalizationOf } from '../model/config-entry.js';
 import { HttpUpstreamListener } from './outbound/http-upstream.js';
 import type { EntrySource } from './http/discovery-chain.js';
 import { instanceIndex, type InstanceIndex } from './balance/service-instances.js';
+import type { TransparentCapture } from './capture/transparent-capture.js';
 
 /** What both kinds of upstream listener (bytes, or HTTP per request) offer the manager. */
 type Upstream = UpstreamListener | HttpUpstreamListener;
@@ -43,6 +44,8 @@ export interface DataPlaneOptions {
   accessLog?: boolean;
   /** Config entries (protocol, routing); without them every upstream is TCP. */
   entries?: EntrySource & { feed: ChangeFeed };
+  /** Transparent capture: listeners for mesh services' virtual IPs, and the rules that send connections there. */
+  capture?: TransparentCapture;
 }
 
 interface DesiredInbound { port: number; target: InboundTarget }
@@ -144,6 +147,15 @@ export class DataPlane {
         });
       }
     }
+    if (this.o.capture) {
+      const node = this.o.catalog.getNode(this.o.nodeName)?.info.Address ?? '';
+      const protocol = (svc: string) => (this.o.entries ? protocolOf(svc, this.o.entries.get) : 'tcp');
+      const taken = new Set([...outbound.values()].map((u) => u.bindPort));
+      for (const spec of this.o.capture.specs(services, node, protocol, taken)) {
+        const key = `${spec.bindAddress}:${spec.bindPort}`;
+        if (!outbound.has(key)) outbound.set(key, spec);
+      }
+    }
     return { inbound, outbound };
   }
 
@@ -234,6 +246,10 @@ export class DataPlane {
       }
     }
     this.dropUnusedLeaves();
+    if (this.o.capture) {
+      const open = new Set([...this.outbound.keys()].filter((k) => k.startsWith('0.0.0.0:')).map((k) => Number(k.slice(8))));
+      await this.o.capture.apply(open, this.localServices(), this.o.catalog.getNode(this.o.nodeName)?.info.Address ?? '');
+    }
   }
 
   /** Leaves of services that no longer have a listener here stop being renewed. */
@@ -279,6 +295,7 @@ export class DataPlane {
     clearTimeout(this.retryTimer);
     for (const u of this.unsubscribe) u();
     await this.reconciler.current;
+    await this.o.capture?.remove();
     await Promise.all([...this.inbound.values(), ...this.outbound.values()].map((l) => l.close()));
     this.tunnels.close();
     this.inbound.clear();

@@ -84,6 +84,8 @@ export const ERROR_CODES = {
   CONFIG_INVALID: 'the agent configuration (file, flag or environment) is invalid: fix the setting the message names',
   INSECURE_CONFIG: 'refusing to start without the protections a non-dev agent needs: give them, waive them explicitly, or bind dev mode to loopback',
   DATA_DIR_UNUSABLE: 'the data dir cannot be created: fix its path or permissions',
+  CAPTURE_RULES_INVALID: 'a transparent-capture rule would name a value nftables must not see (an address that is not IPv4, a port out of range): a bug, report it',
+  CAPTURE_APPLY_FAILED: 'nft refused or is missing: install nftables and run the agent with CAP_NET_ADMIN, or turn transparent_proxy off',
   DNS_LISTEN_FAILED: 'cannot listen for DNS: set ports.dns (dns_port) to a free port, or -1 to turn DNS off',
   HTTP_LISTEN_FAILED: 'cannot listen on the HTTP API address: pick another --http-port (is another agent running?)',
   K8S_CONFIG_INVALID: 'the Kubernetes config cannot be loaded or has no current cluster: fix the kubeconfig or run in the cluster',

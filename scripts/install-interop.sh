@@ -164,6 +164,12 @@ if ! command -v iptables >/dev/null 2>&1; then
   apt-get install -y --no-install-recommends iptables >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends iptables >/dev/null; }
 fi
 
+# Transparent capture installs nftables rules; its end-to-end test runs the agents in network namespaces (iproute2).
+if ! command -v nft >/dev/null 2>&1; then
+  echo "install-interop: installing Debian's nftables package for transparent capture…"
+  apt-get install -y --no-install-recommends nftables iproute2 >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends nftables iproute2 >/dev/null; }
+fi
+
 # The DNS tests ask the agent with dig, as a Consul user would.
 if ! command -v dig >/dev/null 2>&1; then
   echo "install-interop: installing Debian's bind9-dnsutils package (dig) for the DNS tests…"
@@ -177,3 +183,4 @@ fi
 "$TOOLS/bin/h2load" --version 2>&1 | sed -n 1p
 iptables --version
 dig -v 2>&1 | sed -n 1p
+nft --version

@@ -55,7 +55,7 @@ for (const [name, content, pattern] of [
   });
 }
 
-test('DNS keys: ports.dns, recursors, domain, dns_config and virtual_ip_range as Consul spells them; bad values named', () => {
+test('DNS and capture keys: ports.dns, recursors, domain, dns_config, virtual_ip_range, transparent_proxy; bad values named', () => {
   const dir = tempDir();
   const f = join(dir, 'dns.json');
   writeFileSync(f, JSON.stringify({
@@ -69,6 +69,9 @@ test('DNS keys: ports.dns, recursors, domain, dns_config and virtual_ip_range as
   assert.equal(cfg.domain, 'mesh.internal');
   assert.deepEqual(cfg.dnsConfig, { onlyPassing: true, nodeTtlS: 10, serviceTtlS: { '*': 5, web: 60 }, udpAnswerLimit: 5, enableTruncate: true });
   assert.equal(loadConfig({ ...base, flags: { dev: true, dns_port: '-1' } }).dnsPort, -1, '-1 turns DNS off');
+  assert.equal(cfg.transparentProxy, undefined, 'capture is off unless asked for');
+  writeFileSync(f, JSON.stringify({ transparent_proxy: { mode: 'permissive', exclude_inbound_ports: [22, 22] } }));
+  assert.deepEqual(loadConfig({ ...base, configFiles: [f], flags: { dev: true } }).transparentProxy, { mode: 'permissive', portBase: 15100, excludeOutboundPorts: [], excludeInboundPorts: [22] });
   for (const [bad, pattern] of [
     [{ dns_config: { allow_stale: true } }, /unknown key "allow_stale"/],
     [{ dns_config: { node_ttl: 10 } }, /node_ttl must be a duration/],
@@ -78,6 +81,11 @@ test('DNS keys: ports.dns, recursors, domain, dns_config and virtual_ip_range as
     [{ virtual_ip_range: '240.0.0.0/31' }, /IPv4 CIDR from \/1 to \/30/],
     [{ virtual_ip_range: '300.0.0.0/4' }, /IPv4 CIDR/],
     [{ recursors: '127.0.0.1:99999' }, /"recursors"/],
+    [{ transparent_proxy: true }, /"transparent_proxy".*\{\} turns capture on/],
+    [{ transparent_proxy: { mode: 'loose' } }, /mode must be "strict" or "permissive"/],
+    [{ transparent_proxy: { port_base: 80 } }, /port_base must be an integer from 1024/],
+    [{ transparent_proxy: { exclude_outbound_ports: [0] } }, /exclude_outbound_ports must be a list of ports/],
+    [{ transparent_proxy: { redirect: 'all' } }, /unknown key "redirect"/],
   ] as const) {
     writeFileSync(f, JSON.stringify(bad));
     assert.throws(() => loadConfig({ ...base, configFiles: [f], flags: { dev: true } }), (e: Error & { code?: string }) => e.code === 'CONFIG_INVALID' && pattern.test(e.message), JSON.stringify(bad));

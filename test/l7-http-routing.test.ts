@@ -98,6 +98,9 @@ before(async () => {
     const r = await get(port.shop, '/');
     assert.equal(r.status, 200);
     assert.equal((await many(30, port.shop, '/')).filter((x) => x.status === 200).length, 30, 'all three shop instances known');
+    // The mirror drops copies while it knows no healthy shadow instance: wait until the caller's agent does.
+    const shadow = await (await a.api('/v1/health/connect/shadow?passing')).json() as unknown[];
+    assert.equal(shadow.length, 1, 'the shadow\'s proxy is known and passing on the caller\'s agent');
   }, 20_000);
 });
 

@@ -18,6 +18,8 @@ export interface LaunchOptions {
   echo?: boolean;
   /** Output kept for output() and error messages (default 64 KiB, the most recent). */
   keepBytes?: number;
+  /** Run the agent inside this network namespace (`ip netns exec`), one the test made itself. */
+  netns?: string;
 }
 
 export interface LaunchedAgent {
@@ -43,7 +45,7 @@ process.once('exit', () => { for (const p of live) p.kill('SIGKILL'); });
  */
 export async function launchAgent(args: string[], opts: LaunchOptions = {}): Promise<LaunchedAgent> {
   const dns = args.includes('--dns-port') ? [] : ['--dns-port', '0'];
-  const argv = [process.execPath, ...(opts.nodeFlags ?? []), CLI, 'agent', '--log-json', ...dns, ...args];
+  const argv = [...(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : []), process.execPath, ...(opts.nodeFlags ?? []), CLI, 'agent', '--log-json', ...dns, ...args];
   const tie = existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--'] : [];
   const [cmd, ...rest] = [...tie, ...argv];
   const proc = spawn(cmd, rest, { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
