@@ -135,7 +135,7 @@ async function startIn(
     intentionsFeed: backend.intentions.feed, trustFeed: backend.trust.feed, entries: backend.entries,
     decideRequest: (i, r) => decideRequest(i, r, backend.intentions.defaultPolicy()),
     onListening: (proxyId) => local.checks.probeNow(proxyId), tunnel: config.dataPlaneTunnel, accessLog: config.accessLog,
-    capture: config.transparentProxy ? new TransparentCapture(virtualIps, config.transparentProxy, log) : undefined,
+    capture: config.transparentProxy ? new TransparentCapture(virtualIps, config.transparentProxy, log, metrics.registry) : undefined,
   });
   closers.push(() => dataPlane.stop());
   await dataPlane.start();

@@ -52,9 +52,10 @@ async function layOut(): Promise<void> {
     await inNs(a, 'ip', 'link', 'set', aIf, 'up');
     await inNs(b, 'ip', 'link', 'set', bIf, 'up');
   };
-  await link(NS.nodeA, 'nab0', IP.nodeA, NS.nodeB, 'nab1', IP.nodeB);
-  await link(NS.nodeA, 'npa0', IP.nodeAPods, NS.podA, 'npa1', IP.podA);
-  await link(NS.nodeB, 'npb0', IP.nodeBPods, NS.podB, 'npb1', IP.podB);
+  // Interface names carry the tag too (15 characters at most), so two runs side by side never meet.
+  await link(NS.nodeA, `${TAG}ab0`, IP.nodeA, NS.nodeB, `${TAG}ab1`, IP.nodeB);
+  await link(NS.nodeA, `${TAG}pa0`, IP.nodeAPods, NS.podA, `${TAG}pa1`, IP.podA);
+  await link(NS.nodeB, `${TAG}pb0`, IP.nodeBPods, NS.podB, `${TAG}pb1`, IP.podB);
   await inNs(NS.podA, 'ip', 'route', 'add', 'default', 'via', IP.nodeAPods);
   await inNs(NS.podB, 'ip', 'route', 'add', 'default', 'via', IP.nodeBPods);
   await inNs(NS.nodeA, 'ip', 'route', 'add', '198.18.3.0/30', 'via', IP.nodeB);
@@ -72,6 +73,9 @@ let agentB: LaunchedAgent | undefined;
 let app: ChildProcess | undefined;
 let rulesBefore = '';
 let intentionId = '';
+let argsA: string[] = [];
+/** The last answer pod A got through the mesh (its virtual IP is reused after a crash). */
+let last: { ip?: string; status?: number; body?: string; error?: string } = {};
 
 /** The agent's API, from inside its node's namespace. */
 async function api(ns: string, url: string, method = 'GET', body?: unknown): Promise<string> {
@@ -108,7 +112,8 @@ before(async () => {
   const common = ['--acl-token', TOKEN, '--encrypt', randomBytes(16).toString('base64'), '--http-port', '8500', '--dns-port', '8600', '--serf-lan-port', '8301'];
   const tproxy = join(tempDir(), 'tproxy.json');
   writeFileSync(tproxy, JSON.stringify({ transparent_proxy: { mode: 'strict' }, ca_file: ca.caFile, ca_key_file: ca.caKeyFile }));
-  agentA = await launchAgent([...common, '--data-dir', tempDir(), '--node', 'node-a', '--bind', IP.nodeA, '--client', IP.nodeAPods, '--config-file', tproxy], { netns: NS.nodeA });
+  argsA = [...common, '--data-dir', tempDir(), '--node', 'node-a', '--bind', IP.nodeA, '--client', IP.nodeAPods, '--config-file', tproxy];
+  agentA = await launchAgent(argsA, { netns: NS.nodeA });
   agentB = await launchAgent([...common, '--data-dir', tempDir(), '--node', 'node-b', '--bind', IP.nodeB, '--client', IP.nodeBPods, '--config-file', tproxy, '--join', `${IP.nodeA}:8301`], { netns: NS.nodeB });
   await api(NS.nodeA, `http://${IP.nodeAPods}:8500/v1/agent/service/register`, 'PUT', { Name: 'web', Address: IP.podA, Port: 8080, Connect: { SidecarService: {} } });
   await api(NS.nodeB, `http://${IP.nodeBPods}:8500/v1/agent/service/register`, 'PUT', { Name: 'api', Address: IP.podB, Port: 80, Connect: { SidecarService: {} } });
@@ -126,7 +131,6 @@ after(async () => {
 
 test('a pod calls api.virtual.consul with no upstream declared: captured, carried over mTLS to the other node\'s pod', async (t) => {
   if (skip) return t.skip(skip);
-  let last: Awaited<ReturnType<typeof callFromPodA>> = {};
   await waitFor(async () => {
     last = await callFromPodA();
     assert.equal(last.body, 'api in pod B', `pod A reaches api through the mesh (last: ${JSON.stringify(last)})`);
@@ -145,6 +149,8 @@ test('strict: pod A going straight to pod B\'s address (past the mesh) is droppe
   assert.ok(direct.error, `a plaintext call past the mesh fails (got ${JSON.stringify(direct)})`);
   const rules = (await inNs(NS.nodeB, 'nft', 'list', 'chain', 'inet', 'nodemesh', 'forward')).stdout;
   assert.match(rules, new RegExp(`ip daddr ${IP.podB.replace(/\./g, '\\.')} tcp dport 80 counter packets [1-9]\\d* bytes \\d+ drop`), 'counted by the guard');
+  const metrics = await api(NS.nodeB, `http://${IP.nodeBPods}:8500/metrics`);
+  assert.match(metrics, new RegExp(`nodemesh_capture_bypass_packets\\{address="${IP.podB.replace(/\./g, '\\.')}",port="80",mode="strict"\\} [1-9]`), 'and in the metrics');
 });
 
 test('a deny intention cuts the captured path; allowing again restores it', async (t) => {
@@ -157,6 +163,18 @@ test('a deny intention cuts the captured path; allowing again restores it', asyn
   }, 20_000);
   await intention('allow');
   await waitFor(async () => assert.equal((await callFromPodA()).body, 'api in pod B', 'allowed again'), 20_000);
+});
+
+test('a crashed agent leaves its rules: calls to virtual IPs are refused at once (no black hole); a restart takes over', async (t) => {
+  if (skip) return t.skip(skip);
+  agentA!.proc.kill('SIGKILL');
+  await agentA!.exited;
+  const t0 = Date.now();
+  const refused = await callFromPodA(last.ip);
+  assert.equal(refused.error, 'ECONNREFUSED', `refused, not hanging (got ${JSON.stringify(refused)})`);
+  assert.ok(Date.now() - t0 < 2500, `answered in ${Date.now() - t0} ms`);
+  agentA = await launchAgent(argsA, { netns: NS.nodeA });
+  await waitFor(async () => assert.equal((await callFromPodA()).body, 'api in pod B', 'the restarted agent carries it again'), 30_000);
 });
 
 test('the agent\'s rules go with it: after a stop the node\'s ruleset is as it was', async (t) => {

@@ -2,11 +2,12 @@
 
 import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
 import type { VirtualIps } from '../../catalog/virtual-ips.js';
 import { NodemeshError } from '../../lib/errors.js';
 import type { ServiceRecord } from '../../model/catalog-types.js';
 import type { UpstreamDeclarer, UpstreamSpec } from '../outbound/outbound.js';
-import { captureRuleset, removalRuleset, type CapturePlan } from './capture-rules.js';
+import { CAPTURE_TABLE, captureRuleset, removalRuleset, type CapturePlan } from './capture-rules.js';
 
 export interface CaptureSettings {
   mode: 'strict' | 'permissive';
@@ -19,6 +20,13 @@ export interface CaptureSettings {
 
 /** At most this many mesh services get a transparent listener (and so a port above portBase). */
 const MAX_SERVICES = 1000;
+
+/** `nft -j list chain inet nodemesh forward`: the guard rules' counters, as nft reports them. */
+function listGuards(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('nft', ['-j', 'list', 'chain', 'inet', CAPTURE_TABLE, 'forward'], { timeout: 5000 }, (e, out) => (e ? reject(e) : resolve(out)));
+  });
+}
 
 /** Runs `nft -f -` with the script on stdin; rejects with what nft said. */
 function nft(script: string): Promise<void> {
@@ -37,7 +45,18 @@ export class TransparentCapture {
   private applied = '';
   private failedOnce = false;
 
-  constructor(private readonly vips: VirtualIps, private readonly s: CaptureSettings, private readonly log: Logger, private readonly run = nft) {}
+  constructor(private readonly vips: VirtualIps, private readonly s: CaptureSettings, private readonly log: Logger, registry?: Registry, private readonly run = nft) {
+    if (!registry) return;
+    const counts = () => this.bypassCounts();
+    new Gauge({
+      name: 'nodemesh_capture_bypass_packets', registers: [registry], labelNames: ['address', 'port', 'mode'],
+      help: 'Packets to a guarded workload that did not come through the mesh (read from the capture table at scrape): let through in permissive mode, dropped in strict.',
+      async collect() {
+        this.reset();
+        for (const c of await counts()) this.set({ address: c.address, port: String(c.port), mode: c.mode }, c.packets);
+      },
+    });
+  }
 
   /**
    * The listeners capture wants: one per mesh service with a virtual IP, on any address (the input rule admits only
@@ -89,6 +108,26 @@ export class TransparentCapture {
     } catch (e) {
       if (!this.failedOnce) this.log.error({ err: (e as Error).message, code: 'CAPTURE_APPLY_FAILED' }, 'transparent capture rules not installed: connections to virtual IPs are not captured');
       this.failedOnce = true;
+    }
+  }
+
+  /**
+   * Connections that reached a guarded workload past the mesh, per workload: packets the forward guard counted (in
+   * permissive mode let through, in strict mode dropped). Empty when no rules are installed or nft cannot be read.
+   */
+  async bypassCounts(list = listGuards): Promise<{ address: string; port: number; packets: number; mode: string }[]> {
+    if (!this.applied) return [];
+    try {
+      const doc = JSON.parse(await list()) as { nftables?: { rule?: { comment?: string; expr?: Record<string, { right?: unknown; packets?: number }>[] } }[] };
+      return (doc.nftables ?? []).flatMap(({ rule }) => {
+        if (!rule?.expr) return [];
+        const matches = rule.expr.filter((x) => x.match).map((x) => x.match.right);
+        const counter = rule.expr.find((x) => x.counter)?.counter;
+        const [address, port] = matches;
+        return typeof address === 'string' && typeof port === 'number' && counter ? [{ address, port, packets: counter.packets ?? 0, mode: rule.comment ?? '' }] : [];
+      });
+    } catch {
+      return [];
     }
   }
 
