@@ -41,7 +41,7 @@ import { localNode } from './local-node.js';
 export interface RunningAgent {
   /** Where the HTTP API listens. */
   http: { host: string; port: number };
-  /** Where DNS listens (UDP and TCP, on the HTTP API's host); undefined with DNS off. */
+  /** Where DNS listens (UDP and TCP, on addresses.dns or the HTTP API's host); undefined with DNS off. */
   dnsPort: number | undefined;
   dataDir: string;
   catalog: Catalog;
@@ -167,7 +167,7 @@ async function startIn(
   if (config.dnsPort >= 0) {
     const { domain, datacenter, dnsConfig: c } = config;
     const dns = await startDnsServer({
-      host: config.client, port: config.dnsPort, domain, recursors: new Recursors(config.recursors), log,
+      host: config.dnsAddr ?? config.client, port: config.dnsPort, domain, recursors: new Recursors(config.recursors), log,
       answers: new DnsAnswers(catalog, virtualIps, { domain, datacenter, onlyPassing: c.onlyPassing, serviceTtl: c.serviceTtlS, nodeTtl: c.nodeTtlS }),
       udpAnswerLimit: c.udpAnswerLimit, enableTruncate: c.enableTruncate,
     });

@@ -68,8 +68,10 @@ export interface AgentConfig {
    * that node (default 10 s, see identity-binding.ts). No config key: tests shorten it.
    */
   identityGraceMs?: number;
-  /** DNS, UDP and TCP, on the client address; -1 turns it off, 0 picks a free port. */
+  /** DNS, UDP and TCP; -1 turns it off, 0 picks a free port. */
   dnsPort: number;
+  /** Where DNS listens (Consul's addresses.dns); the client address unless set. */
+  dnsAddr: string | undefined;
   /** Where names outside `domain` go (IP or IP:port, tried in turn); without any they are refused. */
   recursors: string[];
   /** The DNS domain answered from the catalog (Consul: "consul"). */
@@ -159,6 +161,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   operator_token: { kind: 'string', field: 'operatorToken' },
   policy_port: { kind: 'port', field: 'policyPort' },
   dns_port: { kind: 'portoff', field: 'dnsPort' },
+  dns_addr: { kind: 'ip', field: 'dnsAddr' },
   recursors: { kind: 'recursors', field: 'recursors' },
   domain: { kind: 'domain', field: 'domain' },
   dns_config: { kind: 'dnsconfig', field: 'dnsConfig' },
@@ -371,6 +374,7 @@ export function defaultConfig(): AgentConfig {
     operatorToken: undefined,
     policyPort: 8300,
     dnsPort: 8600,
+    dnsAddr: undefined,
     recursors: [],
     domain: 'consul',
     dnsConfig: { onlyPassing: false, nodeTtlS: 0, serviceTtlS: {}, udpAnswerLimit: 3, enableTruncate: false },

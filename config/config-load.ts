@@ -80,8 +80,16 @@ function applyFile(cfg: AgentConfig, obj: Record<string, unknown>, where: string
       }
       continue;
     }
+    if (key === 'addresses') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw configError(`invalid value for "addresses" in ${where}: must be an object such as {"dns": "127.0.0.1"}`);
+      for (const [ak, av] of Object.entries(value)) {
+        if (ak !== 'dns') throw configError(`unknown key "addresses.${ak}" in ${where} (supported: addresses.dns)`);
+        cfg.dnsAddr = convertValue('dns_addr', av, where, false) as string;
+      }
+      continue;
+    }
     const spec = CONFIG_KEYS[key];
-    if (!spec) throw configError(`unknown key "${key}" in ${where} (known keys: ${[...Object.keys(CONFIG_KEYS), 'ports', 'service', 'services'].sort().join(', ')})`);
+    if (!spec) throw configError(`unknown key "${key}" in ${where} (known keys: ${[...Object.keys(CONFIG_KEYS), 'addresses', 'ports', 'service', 'services'].sort().join(', ')})`);
     (cfg as unknown as Record<string, unknown>)[spec.field] = convertValue(key, value, where, false);
   }
 }

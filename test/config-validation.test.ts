@@ -59,12 +59,13 @@ test('DNS and capture keys: ports.dns, recursors, domain, dns_config, virtual_ip
   const dir = tempDir();
   const f = join(dir, 'dns.json');
   writeFileSync(f, JSON.stringify({
-    ports: { dns: 8653 }, recursors: ['127.0.0.53', '127.0.0.54:5353', '[::1]:53'], domain: 'Mesh.Internal.',
+    ports: { dns: 8653 }, addresses: { dns: '127.0.0.9' }, recursors: ['127.0.0.53', '127.0.0.54:5353', '[::1]:53'], domain: 'Mesh.Internal.',
     dns_config: { only_passing: true, node_ttl: '10s', service_ttl: { '*': '5s', Web: '1m' }, udp_answer_limit: 5, enable_truncate: true },
     virtual_ip_range: '240.10.0.0/16',
   }));
   const cfg = loadConfig({ ...base, configFiles: [f], flags: { dev: true } });
   assert.equal(cfg.dnsPort, 8653);
+  assert.equal(cfg.dnsAddr, '127.0.0.9');
   assert.deepEqual(cfg.recursors, ['127.0.0.53', '127.0.0.54:5353', '[::1]:53']);
   assert.equal(cfg.domain, 'mesh.internal');
   assert.deepEqual(cfg.dnsConfig, { onlyPassing: true, nodeTtlS: 10, serviceTtlS: { '*': 5, web: 60 }, udpAnswerLimit: 5, enableTruncate: true });
@@ -81,6 +82,8 @@ test('DNS and capture keys: ports.dns, recursors, domain, dns_config, virtual_ip
     [{ virtual_ip_range: '240.0.0.0/31' }, /IPv4 CIDR from \/1 to \/30/],
     [{ virtual_ip_range: '300.0.0.0/4' }, /IPv4 CIDR/],
     [{ recursors: '127.0.0.1:99999' }, /"recursors"/],
+    [{ addresses: { dns: 'nowhere' } }, /invalid value for "dns_addr"/],
+    [{ addresses: { http: '127.0.0.1' } }, /unknown key "addresses.http"/],
     [{ transparent_proxy: true }, /"transparent_proxy".*\{\} turns capture on/],
     [{ transparent_proxy: { mode: 'loose' } }, /mode must be "strict" or "permissive"/],
     [{ transparent_proxy: { port_base: 80 } }, /port_base must be an integer from 1024/],

@@ -368,3 +368,35 @@ test('the DaemonSet\'s args, env and volumes start the real agent: config, gossi
   if (code === 'still running') child.proc.kill('SIGKILL');
   assert.equal(code, 0, child.output().slice(-2000));
 });
+
+test('the capture overlay (daemonset/capture/) adds exactly NET_ADMIN to the agent, puts DNS on the node IP, and turns capture on', () => {
+  const overlay = join(DIR, 'capture');
+  const kustomization = parseAllDocuments(readFileSync(join(overlay, 'kustomization.yaml'), 'utf8'))[0].toJS() as { resources: string[]; patches: { path: string; target?: unknown }[] };
+  assert.deepEqual(kustomization.resources, ['../'], 'built on the base manifests');
+  const patches = kustomization.patches.filter((p) => !('target' in p)).map((p) => parseAllDocuments(readFileSync(join(overlay, p.path), 'utf8'))[0].toJS() as Manifest);
+  // The JSON patch: one flag appended to the agent's args (container 0 of the base).
+  const json = kustomization.patches.filter((p) => 'target' in p).map((p) => parseAllDocuments(readFileSync(join(overlay, p.path), 'utf8'))[0].toJS() as { op: string; path: string; value: string }[]);
+  assert.deepEqual(json, [[{ op: 'add', path: '/spec/template/spec/containers/0/args/-', value: '--dns-addr=$(HOST_IP)' }]]);
+  assert.equal(podSpec().containers[0].name, 'agent', 'container 0 is the agent');
+  assert.ok(agentContainer().env?.some((e) => e.name === 'HOST_IP'), 'HOST_IP is defined for the flag');
+  const dsPatch = patches.find((p) => p.kind === 'DaemonSet') as unknown as V1DaemonSet;
+  const cmPatch = patches.find((p) => p.kind === 'ConfigMap') as unknown as V1ConfigMap;
+  assert.equal(dsPatch.metadata?.name, ds().metadata?.name, 'patches the base DaemonSet');
+  assert.equal(cmPatch.metadata?.name, configMap().metadata?.name, 'patches the base ConfigMap');
+  // The patched container: the base's security context with the patch's fields over it (a strategic merge).
+  const patched = dsPatch.spec!.template.spec!.containers;
+  assert.deepEqual(patched.map((c) => c.name), ['agent'], 'only the agent container is touched');
+  assert.deepEqual(Object.keys(patched[0]).sort(), ['name', 'securityContext'], 'only its security context');
+  const sc = { ...effective(agentContainer()), ...patched[0].securityContext };
+  assert.deepEqual(sc.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'every capability dropped but NET_ADMIN');
+  assert.equal(sc.allowPrivilegeEscalation, false);
+  assert.equal(sc.readOnlyRootFilesystem, true);
+  assert.equal(sc.seccompProfile?.type, 'RuntimeDefault');
+  assert.equal(sc.runAsUser, 0, 'root: Kubernetes gives an added capability to a root process only');
+  // The overlay's config file goes through the agent's loader beside the base's.
+  const dir = tempDir();
+  writeFileSync(join(dir, 'agent.json'), configMap().data!['agent.json']);
+  for (const [name, text] of Object.entries(cmPatch.data ?? {})) writeFileSync(join(dir, name), text);
+  const cfg = loadConfig({ configDirs: [dir], configFiles: [], env: { NODEMESH_ACL_TOKEN: 'a-token-of-32-chars-or-so-000000' }, flags: { node: 'node-a', bind: '127.0.9.2' } });
+  assert.equal(cfg.transparentProxy?.mode, 'permissive', 'capture on, permissive to start with');
+});
