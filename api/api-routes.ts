@@ -9,6 +9,7 @@ import { consulForward, FORWARDED_PREFIXES } from './consul-api-forward.js';
 import type { Router } from './http-router.js';
 import { localIdentities } from './local-identities.js';
 import { catalogRoutes } from './routes-catalog.js';
+import { consensusRoutes } from './routes-consensus.js';
 import { configRoutes } from './routes-config.js';
 import { authorizeRoute, connectRoutes } from './routes-connect.js';
 import { agentCheckRoutes } from './routes-agent-checks.js';
@@ -16,6 +17,7 @@ import { agentSelfRoutes } from './routes-agent-self.js';
 import { agentServiceRoutes } from './routes-agent-services.js';
 import { healthRoutes } from './routes-health.js';
 import { operatorKeyringRoutes } from './routes-operator-keyring.js';
+import { agentPoolRoutes } from './routes-agent-pool.js';
 
 /** Whether `source` may call `destination` now (POST /v1/agent/connect/authorize). */
 type Authorize = (source: { service: string; namespace: string }, destination: string) => Decision;
@@ -33,6 +35,7 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
   }
   catalogRoutes(router, deps);
   healthRoutes(router, deps);
+  consensusRoutes(router);
   connectRoutes(router, deps, {
     intentions: backend.store, trust: backend.bundle, leaves: backend.leaves, defaultPolicy: backend.intentions.defaultPolicy(),
     protocolOf: (svc) => protocolOf(svc, backend.entries.get), writes: backend.writes,
@@ -40,4 +43,5 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
   configRoutes(router, backend.entryStore, backend.writes);
   // The gossip keyring (this agent's): the pool is joined after the HTTP server listens, hence the lazy reference.
   operatorKeyringRoutes(router, deps, () => backend.gossip);
+  agentPoolRoutes(router, () => backend.gossip);
 }

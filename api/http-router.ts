@@ -15,6 +15,8 @@ export interface RequestContext {
   /** Aborts when the client goes away or the agent shuts down. */
   signal: AbortSignal;
   body(): Promise<string>;
+  /** The body as it came, bytes (a pass-through's, where values may be binary). */
+  bytes(): Promise<Buffer>;
 }
 
 export type Handler = (ctx: RequestContext) => Promise<void> | void;
@@ -143,8 +145,9 @@ export class Router {
         if (method !== 'GET' && method !== 'HEAD' && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
           return sendError(res, 403, 'ACL_TOKEN_DENIED', 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
         }
-        let bodyRead: Promise<string> | undefined;
-        return await mount.handler({ req, res, params: { path }, query: url.searchParams, signal, body: () => (bodyRead ??= readBody(req)) });
+        let bytes: Promise<Buffer> | undefined;
+        const raw = () => (bytes ??= readBytes(req));
+        return await mount.handler({ req, res, params: { path }, query: url.searchParams, signal, body: () => readBody(raw()), bytes: raw });
       }
       let matches = this.routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
       if (matches.length === 0) return sendError(res, 404, 'API_NOT_FOUND', '404 page not found\n');
@@ -166,10 +169,11 @@ export class Router {
       }
       const params: Record<string, string> = {};
       hit.r.keys.forEach((k, i) => { params[k] = hit.m![i + 1]; });
-      let bodyRead: Promise<string> | undefined;
+      let bytes: Promise<Buffer> | undefined;
+      const raw = () => (bytes ??= readBytes(req));
       await hit.r.handler({
         req, res, params, query: url.searchParams, signal,
-        body: () => (bodyRead ??= readBody(req)),
+        body: () => readBody(raw()), bytes: raw,
       });
     } catch (e) {
       if (res.headersSent) {
@@ -189,7 +193,8 @@ export class Router {
   };
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+/** The request body's bytes, within MAX_BODY_BYTES (413 beyond). */
+function readBytes(req: IncomingMessage): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > MAX_BODY_BYTES) {
     req.resume();
@@ -209,16 +214,17 @@ function readBody(req: IncomingMessage): Promise<string> {
       }
       chunks.push(c);
     });
-    req.on('end', () => {
-      if (failed) return;
-      const buf = Buffer.concat(chunks);
-      const text = buf.toString('utf8');
-      if (Buffer.byteLength(text) !== buf.length || text.includes('\uFFFD') && !buf.includes(Buffer.from('\uFFFD'))) {
-        reject(new NodemeshError('API_BODY_ENCODING', 'Request decode failed: body is not valid UTF-8', 400));
-        return;
-      }
-      resolve(text);
-    });
+    req.on('end', () => { if (!failed) resolve(Buffer.concat(chunks)); });
     req.on('error', (e) => { if (!failed) { failed = true; reject(e); } });
   });
+}
+
+/** The request body as UTF-8 text (400 when it is not). */
+async function readBody(bytes: Promise<Buffer>): Promise<string> {
+  const buf = await bytes;
+  const text = buf.toString('utf8');
+  if (Buffer.byteLength(text) !== buf.length || text.includes('\uFFFD') && !buf.includes(Buffer.from('\uFFFD'))) {
+    throw new NodemeshError('API_BODY_ENCODING', 'Request decode failed: body is not valid UTF-8', 400);
+  }
+  return text;
 }

@@ -9,8 +9,14 @@ import { rejectFilter } from './blocking-query.js';
 import type { Router } from './http-router.js';
 import { sendJson, sendText } from './http-router.js';
 import { renderCheck } from './render.js';
+import { maintenanceFlag } from './routes-agent-services.js';
 
 export function agentCheckRoutes(r: Router, d: ApiDeps): void {
+  r.on('PUT', '/v1/agent/maintenance', async (ctx) => {
+    await d.local.setMaintenance(undefined, maintenanceFlag(ctx.query), ctx.query.get('reason') ?? '');
+    sendText(ctx.res, 200, '');
+  });
+
   r.on('GET', '/v1/agent/checks', (ctx) => {
     rejectFilter(ctx.query);
     const out: Record<string, unknown> = {};

@@ -8,17 +8,16 @@ import { errorHeader, sendJson, sendText, tokenAllows } from './http-router.js';
 /** What stands for a path when the caller has no token. */
 const REDACTED = '<redacted: needs the ACL token>';
 
-/** Consul's server RPC port, reported where clients expect a server address. */
-const RPC_PORT = 8300;
-const SERF_LAN_PORT = 8301;
 
 export function agentSelfRoutes(r: Router, d: ApiDeps): void {
   const node = () => d.catalog.getNode(d.local.nodeName)!.info;
 
+  /** This agent's gossip port as the pool knows it (the configured one before gossip is up). */
+  const gossipPort = () => d.members().find((m) => m.Name === node().Node)?.Port ?? d.config.serfLanPort;
   const member = () => ({
     Name: node().Node,
     Addr: node().Address,
-    Port: SERF_LAN_PORT,
+    Port: gossipPort(),
     Tags: { role: 'node', dc: d.config.datacenter, build: d.version, vsn: '2', vsn_min: '2', vsn_max: '3' },
     Status: 1,
     ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2, DelegateMin: 2, DelegateMax: 5, DelegateCur: 4,
@@ -36,7 +35,12 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
       },
       Member: member(),
       Meta: node().Meta,
-      Stats: { agent: { version: d.version, started: d.startedAt.toISOString() }, catalog: d.catalog.counts() },
+      // Consul's stats are sections of strings (`consul info` prints them with %s).
+      Stats: {
+        agent: { version: d.version, started: d.startedAt.toISOString(), server: 'false' },
+        catalog: Object.fromEntries(Object.entries(d.catalog.counts()).map(([k, v]) => [k, String(v)])),
+        serf_lan: { members: String(Math.max(1, d.members().length)), port: String(gossipPort()) },
+      },
     });
   });
 
@@ -78,7 +82,9 @@ export function agentSelfRoutes(r: Router, d: ApiDeps): void {
     sendText(ctx.res, 200, '');
   });
 
-  const leader = () => `${node().Address}:${RPC_PORT}`;
+  // No servers and no leader in the gossip pool: every agent answers for itself, naming an address it listens on
+  // (its gossip port), so a tool that checks for a leader finds one that is really there.
+  const leader = () => `${node().Address}:${gossipPort()}`;
   r.on('GET', '/v1/status/leader', (ctx) => sendJson(ctx.res, 200, leader()));
   r.on('GET', '/v1/status/peers', (ctx) => sendJson(ctx.res, 200, [leader()]));
 

@@ -44,6 +44,11 @@ export function agentServiceRoutes(r: Router, d: ApiDeps): void {
     sendText(ctx.res, 200, '');
   });
 
+  r.on('PUT', '/v1/agent/service/maintenance/:id*', async (ctx) => {
+    await d.local.setMaintenance(ctx.params.id, maintenanceFlag(ctx.query), ctx.query.get('reason') ?? '');
+    sendText(ctx.res, 200, '');
+  });
+
   r.on('GET', '/v1/agent/services', (ctx) => {
     rejectFilter(ctx.query);
     const out: Record<string, unknown> = {};
@@ -102,4 +107,12 @@ export function agentServiceRoutes(r: Router, d: ApiDeps): void {
     if (asText(ctx)) return sendText(ctx.res, code, worst, healthHeaders(worst));
     sendJson(ctx.res, code, list, healthHeaders(worst));
   });
+}
+
+/** Consul's `?enable=` of the maintenance endpoints: required, true or false. */
+export function maintenanceFlag(query: URLSearchParams): boolean {
+  const v = query.get('enable');
+  if (v === null || v === '') throw new NodemeshError('API_BAD_QUERY', 'Missing value for enable', 400);
+  if (v !== 'true' && v !== 'false') throw new NodemeshError('API_BAD_QUERY', `Invalid value for enable: ${JSON.stringify(v)}`, 400);
+  return v === 'true';
 }

@@ -3,34 +3,49 @@
 import { NodemeshError } from '../lib/errors.js';
 import type { ApiDeps } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
-import type { Router } from './http-router.js';
+import { sendJson, type Router } from './http-router.js';
+import { nodeMetaFilter } from './node-meta-filter.js';
 import { renderAgentService, renderNode, renderServiceNode } from './render.js';
 
 export function catalogRoutes(r: Router, d: ApiDeps): void {
   const { catalog } = d;
 
-  r.on('GET', '/v1/catalog/services', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
-    index: catalog.tableIdx('services'),
-    body: Object.fromEntries(catalog.serviceNames()),
-  })));
+  // One datacenter: the pool is one (WAN federation is not built).
+  r.on('GET', '/v1/catalog/datacenters', (ctx) => sendJson(ctx.res, 200, [d.config.datacenter]));
 
-  r.on('GET', '/v1/catalog/service/:name*', (ctx) => {
-    if (!ctx.params.name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+  r.on('GET', '/v1/catalog/services', (ctx) => {
+    const meta = nodeMetaFilter(ctx.query);
     return answerBlocking(ctx, catalog.feed, () => ({
-      index: catalog.serviceIdx(ctx.params.name),
-      body: catalog.serviceNodes(ctx.params.name, ctx.query.getAll('tag')).map(({ node, service }) => renderServiceNode(node, service, d.virtualIps.ofRecord(service))),
+      index: catalog.tableIdx('services'),
+      body: Object.fromEntries(catalog.serviceNames(meta)),
     }));
   });
 
-  r.on('GET', '/v1/catalog/connect/:name*', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
-    index: catalog.tableIdx('services'),
-    body: catalog.connectNodes(ctx.params.name).map(({ node, service }) => renderServiceNode(node, service, d.virtualIps.ofRecord(service))),
-  })));
+  r.on('GET', '/v1/catalog/service/:name*', (ctx) => {
+    if (!ctx.params.name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
+    const meta = nodeMetaFilter(ctx.query) ?? (() => true);
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.serviceIdx(ctx.params.name),
+      body: catalog.serviceNodes(ctx.params.name, ctx.query.getAll('tag')).filter(({ node }) => meta(node))
+        .map(({ node, service }) => renderServiceNode(node, service, d.virtualIps.ofRecord(service))),
+    }));
+  });
 
-  r.on('GET', '/v1/catalog/nodes', (ctx) => answerBlocking(ctx, catalog.feed, () => ({
-    index: catalog.tableIdx('nodes'),
-    body: catalog.allNodes().map(renderNode),
-  })));
+  r.on('GET', '/v1/catalog/connect/:name*', (ctx) => {
+    const meta = nodeMetaFilter(ctx.query) ?? (() => true);
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.tableIdx('services'),
+      body: catalog.connectNodes(ctx.params.name).filter(({ node }) => meta(node)).map(({ node, service }) => renderServiceNode(node, service, d.virtualIps.ofRecord(service))),
+    }));
+  });
+
+  r.on('GET', '/v1/catalog/nodes', (ctx) => {
+    const meta = nodeMetaFilter(ctx.query) ?? (() => true);
+    return answerBlocking(ctx, catalog.feed, () => ({
+      index: catalog.tableIdx('nodes'),
+      body: catalog.allNodes().filter(meta).map(renderNode),
+    }));
+  });
 
   r.on('GET', '/v1/catalog/node/:node*', (ctx) => answerBlocking(ctx, catalog.feed, () => {
     const n = catalog.getNode(ctx.params.node);
@@ -43,3 +58,4 @@ export function catalogRoutes(r: Router, d: ApiDeps): void {
     };
   }));
 }
+

@@ -6,6 +6,7 @@ import type { NodeEntry, ServiceRecord } from '../model/catalog-types.js';
 import type { ApiDeps } from './api-deps.js';
 import { queryFlag } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
+import { nodeMetaFilter } from './node-meta-filter.js';
 import type { Router } from './http-router.js';
 import { renderCheck, renderHealthService, renderNode } from './render.js';
 
@@ -22,9 +23,10 @@ export function healthRoutes(r: Router, d: ApiDeps): void {
     const name = ctx.params.name;
     if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     const passing = queryFlag(ctx.query, 'passing', 'Invalid value for ?passing');
+    const meta = nodeMetaFilter(ctx.query) ?? (() => true);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.serviceIdx(name),
-      body: entries(catalog.serviceNodes(name, ctx.query.getAll('tag')), passing),
+      body: entries(catalog.serviceNodes(name, ctx.query.getAll('tag')).filter(({ node }) => meta(node)), passing),
     }));
   });
 
@@ -32,9 +34,10 @@ export function healthRoutes(r: Router, d: ApiDeps): void {
     const name = ctx.params.name;
     if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     const passing = queryFlag(ctx.query, 'passing', 'Invalid value for ?passing');
+    const meta = nodeMetaFilter(ctx.query) ?? (() => true);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.tableIdx('services', 'checks'),
-      body: entries(catalog.connectNodes(name), passing),
+      body: entries(catalog.connectNodes(name).filter(({ node }) => meta(node)), passing),
     }));
   });
 

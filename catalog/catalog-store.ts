@@ -296,10 +296,10 @@ export class Catalog {
     return this.serviceIndex.get(foldName(name)) ?? this.tableIndex.services;
   }
 
-  /** Every service name in the catalog with the union of its tags. */
-  serviceNames(): Map<string, string[]> {
+  /** Every service name in the catalog (on the nodes `only` keeps) with the union of its tags. */
+  serviceNames(only: (n: NodeEntry) => boolean = () => true): Map<string, string[]> {
     const out = new Map<string, Set<string>>();
-    for (const n of this.allNodes()) {
+    for (const n of this.allNodes().filter(only)) {
       for (const s of n.services.values()) {
         const tags = out.get(s.Service) ?? new Set<string>();
         for (const t of s.Tags) tags.add(t);

@@ -238,6 +238,25 @@ export class LocalState {
     });
   }
 
+  /**
+   * Consul's maintenance mode: a critical check, `_node_maintenance` for the node or `_service_maintenance:ID` for one
+   * service, takes it out of every healthy answer until maintenance is turned off. Turning it off when it is off is fine.
+   */
+  async setMaintenance(serviceId: string | undefined, enable: boolean, reason: string): Promise<void> {
+    const svc = serviceId === undefined ? undefined : this.entry.services.get(serviceId);
+    if (serviceId !== undefined && !svc) throw new NodemeshError('SERVICE_UNKNOWN', `No service registered with ID "${serviceId}"`, 404);
+    const id = svc ? `_service_maintenance:${svc.ID}` : '_node_maintenance';
+    if (!enable) return this.deregisterCheck(id);
+    const what = svc ? 'service' : 'node';
+    await this.commit(() => {
+      this.catalog.mutate(this.nodeName, (tx) => tx.putCheck({
+        CheckID: id, Name: svc ? 'Service Maintenance Mode' : 'Node Maintenance Mode', Type: 'maintenance', Definition: {},
+        Notes: reason || `Maintenance mode is enabled for this ${what}, but no reason was provided. This is a default message.`,
+        Status: 'critical', Output: '', ServiceID: svc?.ID ?? '', ServiceName: svc?.Service ?? '', ServiceTags: svc ? [...svc.Tags] : [],
+      }));
+    });
+  }
+
   /** A TTL check's status set through the API. */
   async updateTtl(id: string, status: HealthStatus, output: string): Promise<void> {
     const check = this.entry.checks.get(id);

@@ -129,17 +129,39 @@ export class SerfNode {
     }
   }
 
+  /** Whether a member left: gracefully (memberlist's own leave, or Serf's intent) or by a force-leave. */
+  hasLeft(name: string): boolean {
+    const n = this.memberlist.nodes.get(name);
+    return n !== undefined && (n.state === NodeState.left || (n.state === NodeState.dead && this.leftIntents.has(name)));
+  }
+
   members(): Member[] {
     return [...this.memberlist.nodes.values()].map((n: NodeRecord) => ({
       name: n.name, addr: n.addr, port: n.port, tags: decodeTags(n.meta),
       status: n.state === NodeState.alive || n.state === NodeState.suspect ? 'alive'
-        : n.state === NodeState.left || (n.state === NodeState.dead && this.leftIntents.has(n.name)) ? 'left' : 'failed',
+        : this.hasLeft(n.name) ? 'left' : 'failed',
     }));
   }
 
   setTags(tags: Record<string, string>): void {
     this.tags = tags;
     this.memberlist.updateMeta();
+  }
+
+  /**
+   * Serf's force-leave: a failed member is announced as left (a leave intent on its behalf), so every member drops it
+   * now rather than after reconnect_timeout. A member that is alive is not touched. Whether the name is a member.
+   */
+  forceLeave(name: string): boolean {
+    const n = this.memberlist.nodes.get(name);
+    if (!n) return false;
+    if (n.state !== NodeState.dead) return true;
+    const ltime = this.clock.time();
+    this.clock.increment();
+    this.leftIntents.set(name, ltime);
+    this.broadcast(SerfType.leave, { LTime: ltime, Node: name, Prune: false });
+    this.onChange();
+    return true;
   }
 
   /** Graceful leave: Serf's leave intent first (so peers say `left`, not `failed`), then memberlist's. */

@@ -110,6 +110,17 @@ export function metaError(meta: Record<string, string>): string | null {
 }
 
 /** Validates one check and turns it into a spec. `defaults` gives the ID and name Consul would pick. */
+/**
+ * A check with nothing set (`"Check": {}`, as Consul's CLI sends in every sidecar) is no check at all: Consul skips
+ * it (its CheckType.Empty), rather than refusing it as a TTL check without a TTL.
+ */
+export function isEmptyCheck(c: CheckInput | undefined): boolean {
+  if (!c) return true;
+  const blank = (v: unknown): boolean => v === undefined || v === null || v === '' || v === 0 || v === false
+    || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && !Array.isArray(v) && Object.values(v as object).every(blank));
+  return Object.values(c).every(blank);
+}
+
 export function checkSpec(c: CheckInput, defaults: { id: string; name: string; serviceId: string }): CheckSpec {
   const invalid = (m: string) => badRequest(`Invalid check: ${m}`, 'CHECK_INVALID');
   if ((c.ScriptArgs?.length ?? 0) > 0 || (c.Args?.length ?? 0) > 0) {
@@ -229,7 +240,7 @@ export function normalizeService(s: ServiceInput): NormalizedService {
   // A bridged service with no check of its own gets a TCP check on the external address, so a
   // legacy host that goes down leaves load balancing.
   const hostPort = `${isIPv6(address) ? `[${address}]` : address}:${port}`;
-  const checkInputs = [...(s.Check ? [s.Check] : []), ...(s.Checks ?? [])];
+  const checkInputs = [...(isEmptyCheck(s.Check) ? [] : [s.Check!]), ...(s.Checks ?? [])];
   if (bridge && checkInputs.length === 0) checkInputs.push({ Name: `Bridge to ${hostPort}`, TCP: hostPort, Interval: 10_000, Timeout: 2_000 });
   const checks = checkInputs.map((c, i) => checkSpec(c, {
     id: checkInputs.length > 1 ? `service:${id}:${i + 1}` : `service:${id}`,

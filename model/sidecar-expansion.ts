@@ -2,7 +2,7 @@
 
 import type { ServiceRecord } from './catalog-types.js';
 import type { ServiceInput } from './service-definition.js';
-import { badRequest } from './service-definition.js';
+import { badRequest, isEmptyCheck } from './service-definition.js';
 
 export const SIDECAR_MIN_PORT = 21000;
 export const SIDECAR_MAX_PORT = 21255;
@@ -30,7 +30,7 @@ export function expandSidecar(parent: ServiceRecord | Omit<ServiceRecord, 'Creat
     if (port === 0) throw badRequest(`no free port for the sidecar in ${SIDECAR_MIN_PORT}-${SIDECAR_MAX_PORT}: give sidecar_service a Port`, 'SIDECAR_NO_PORT');
   }
   const proxy = sidecar.Proxy ?? {};
-  const hasChecks = Boolean(sidecar.Check) || (sidecar.Checks?.length ?? 0) > 0;
+  const hasChecks = !isEmptyCheck(sidecar.Check) || (sidecar.Checks?.length ?? 0) > 0;
   return {
     ...sidecar,
     Kind: 'connect-proxy',

@@ -181,7 +181,9 @@ test('self, members, status/leader describe this agent', async () => {
   assert.equal(members.length, 1);
   assert.equal(members[0].Name, 'node-1');
   assert.equal(members[0].Status, 1);
-  assert.equal(await json('/v1/status/leader'), '127.0.0.1:8300');
+  // No servers in the pool: the agent names itself, on the port its gossip really listens on.
+  assert.equal(await json('/v1/status/leader'), `127.0.0.1:${agent.gossip.port}`);
+  assert.equal(self.Member.Port, agent.gossip.port);
 });
 
 test('sidecar ports skip any local service already in the range; deregistering a parent keeps a separately registered proxy', async () => {

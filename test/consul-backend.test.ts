@@ -294,6 +294,27 @@ test('config entries written through nodemesh land in Consul (the pass-through),
   assert.equal((await agent.api('/v1/config/service-defaults/api', { method: 'DELETE' })).status, 200);
 });
 
+test('KV, sessions and locks through nodemesh are Consul\'s: consul kv put/get and consul lock against the agent', { skip }, async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { CONSUL_BIN } = await import('./helpers/consul-dev.js');
+  const viaAgent = (...args: string[]) => promisify(execFile)(CONSUL_BIN, args, { env: { ...process.env, CONSUL_HTTP_ADDR: `http://127.0.0.1:${agent.http.port}` }, timeout: 20_000 });
+  await viaAgent('kv', 'put', 'app/config', 'v1');
+  assert.equal((await viaAgent('kv', 'get', 'app/config')).stdout.trim(), 'v1');
+  assert.equal((await consul.call('GET', '/v1/kv/app/config?raw')).text, 'v1', 'stored in Consul');
+  // A lock held through the agent: the child runs while Consul's session holds it.
+  const locked = await viaAgent('lock', 'app/leader', 'echo holding the lock');
+  assert.match(locked.stdout, /holding the lock/);
+  const keys = (await consul.call('GET', '/v1/kv/app/leader?keys')).status;
+  assert.ok(keys === 200 || keys === 404, 'the lock prefix lives in Consul');
+  await viaAgent('kv', 'delete', 'app/config');
+  // Binary values pass byte for byte both ways.
+  const bytes = Buffer.from([0, 255, 128, 10, 13, 0xc3, 0x28]);
+  assert.equal((await agent.api('/v1/kv/app/blob', { method: 'PUT', body: bytes })).status, 200);
+  assert.deepEqual(Buffer.from(await (await agent.api('/v1/kv/app/blob?raw')).arrayBuffer()), bytes);
+  await agent.api('/v1/kv/app/blob', { method: 'DELETE' });
+});
+
 test('config entries made in Consul drive this agent\'s L7 routing (protocol http, a router with a prefix rewrite)', { skip }, async () => {
   const { createServer: createHttpServer } = await import('node:http');
   const app = createHttpServer((req, res) => res.end(`httpapi saw ${req.url}`));

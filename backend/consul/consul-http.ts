@@ -66,7 +66,7 @@ export class ConsulHttp {
     }
     // Consul adds up to wait/16 of jitter; the timeout leaves room for it.
     const timeout = block ? (block.waitSeconds * 1.1 + 10) * 1000 : 10_000;
-    return this.call('GET', path, q, undefined, timeout, this.opts.token, false, signal);
+    return this.call('GET', path, q, undefined, timeout, this.opts.token, signal);
   }
 
   put<T = unknown>(path: string, body?: unknown, query: Record<string, string> = {}): Promise<ConsulReply<T>> {
@@ -81,20 +81,7 @@ export class ConsulHttp {
     return this.call('DELETE', path, query, undefined, 10_000);
   }
 
-  /** Any request, answered with Consul's status and body as they are (the API's pass-through). */
-  async raw(method: string, path: string, query: Record<string, string>, body: string | undefined, token: string | undefined): Promise<ConsulReply<unknown>> {
-    try {
-      return await this.call(method, path, query, body, 60_000 * 11, token, true);
-    } catch (e) {
-      const err = e as PapiRequest['err'] & { response?: { statusCode: number; body: unknown; headers: Record<string, string> } };
-      if (err?.response && typeof err.response.statusCode === 'number') {
-        return { body: err.response.body, status: err.response.statusCode, headers: err.response.headers, index: 0 };
-      }
-      throw e;
-    }
-  }
-
-  private async call<T>(method: string, path: string, query: Record<string, string>, body: unknown, timeout: number, token = this.opts.token, rawBody = false, signal?: AbortSignal): Promise<ConsulReply<T>> {
+  private async call<T>(method: string, path: string, query: Record<string, string>, body: unknown, timeout: number, token = this.opts.token, signal?: AbortSignal): Promise<ConsulReply<T>> {
     if (this.closed || signal?.aborted) throw new NodemeshError('CONSUL_UNREACHABLE', 'consul client closed', 503);
     const ctx = new EventEmitter();
     this.inflight.add(ctx);
@@ -105,8 +92,7 @@ export class ConsulHttp {
     const req: Record<string, unknown> = {
       name: `nodemesh.${method.toLowerCase()}`, path, query, ctx, timeout,
       headers: token ? { 'x-consul-token': token } : {},
-      // Pass-through bodies go as they came; our own are JSON.
-      ...(body === undefined ? {} : rawBody ? { body: Buffer.from(String(body)), type: 'text' } : { body, type: 'json' }),
+      ...(body === undefined ? {} : { body, type: 'json' }),
     };
     try {
       const r = await ((this.client as unknown as Record<string, PapiCall>)[fn]).call(this.client, req, whole) as { body: T; status: number; headers: Record<string, string> };
@@ -115,7 +101,6 @@ export class ConsulHttp {
     } catch (e) {
       const err = e as PapiRequest['err'] & { message: string };
       const res = (err as unknown as { response?: { statusCode?: number; body?: unknown } }).response;
-      if (rawBody && res?.statusCode) throw e;
       if (res?.statusCode) {
         const text = typeof res.body === 'string' ? res.body : Buffer.isBuffer(res.body) ? res.body.toString('utf8') : JSON.stringify(res.body);
         throw new NodemeshError('CONSUL_ERROR', `consul ${method} ${path}: ${res.statusCode} ${text.trim()}`, res.statusCode >= 500 ? 502 : res.statusCode);

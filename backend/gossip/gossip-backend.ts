@@ -10,7 +10,6 @@ import { LeafCerts } from '../../identity/ca/leaf-certs.js';
 import { TrustBundle } from '../../identity/ca/trust-bundle.js';
 import { PoolAuthority, loadPolicyCredential } from '../../identity/authority/pool-authority.js';
 import { signedPolicySet } from '../../identity/authority/signed-policy-set.js';
-import { NodeState } from '../../membership/wire-messages.js';
 import { withDefault, type IntentionSource } from '../../policy/authorizer.js';
 import { ConfigEntryStore } from '../../policy/config-entry-store.js';
 import { IntentionStore } from '../../policy/intention-store.js';
@@ -158,10 +157,7 @@ export class GossipBackend implements MeshBackend {
     const replicator = new CatalogReplicator(catalog, config.node, this.policySets, {
       broadcast: (body, key) => this.gossip?.serf.broadcastApp(body, key),
       pull: (node) => this.gossip?.pull(node),
-      isMember: (node) => {
-        const n = this.gossip?.serf.memberlist.nodes.get(node);
-        return n !== undefined && n.state !== NodeState.left;
-      },
+      isMember: (node) => this.gossip?.serf.memberlist.nodes.has(node) === true && !this.gossip.serf.hasLeft(node),
       refused: (what, node, reason) => this.refused.report(what, node, reason),
     }, this.authority);
     const health = this.health = new MemberHealth({

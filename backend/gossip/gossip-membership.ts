@@ -156,6 +156,18 @@ export class GossipMembership {
   private readonly pulling = new Set<string>();
 
   /** A push/pull with one member right now (it announced state newer than ours); one at a time per member. */
+  /** Joins through these agents now (PUT /v1/agent/join); how many answered. */
+  async join(addrs: string[]): Promise<number> {
+    const n = await this.serf.join(addrs);
+    if (n > 0) this.snapshot.record(this.livePeers());
+    return n;
+  }
+
+  /** Announces a failed member as left (PUT /v1/agent/force-leave); false for a name the pool does not know. */
+  forceLeave(node: string): boolean {
+    return this.serf.forceLeave(node);
+  }
+
   pull(node: string): void {
     const n = this.serf.memberlist.nodes.get(node);
     if (!n || this.pulling.has(node) || this.stopped) return;

@@ -49,7 +49,8 @@ export class MemberHealth {
         this.o.onNodeFailed(n.name, n.addr);
         log.info({ node: n.name, addr: n.addr }, 'node failed: its tunnels are closed so callers move to live instances');
       }
-      if (n.state === NodeState.left) catalog.removeNode(n.name);
+      // Left by memberlist, by Serf's intent or by a force-leave of a failed member.
+      if (g.serf.hasLeft(n.name)) catalog.removeNode(n.name);
       else if (n.state === NodeState.dead) {
         if (Date.now() - n.stateChange > this.o.reconnectTimeoutMs) {
           catalog.removeNode(n.name);
