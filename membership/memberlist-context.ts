@@ -16,8 +16,8 @@ export interface MemberlistDelegate {
   nodeMeta(): Buffer;
   /** A user message (type 8 payload) arrived. */
   notifyMsg(msg: Buffer): void;
-  /** Extra broadcasts (already wrapped as user messages) to piggyback. */
-  getBroadcasts(overhead: number, budget: number): Buffer[];
+  /** Extra broadcasts (already wrapped as user messages) to piggyback on a packet to `to` (addr:port). */
+  getBroadcasts(overhead: number, budget: number, to: string): Buffer[];
   localState(join: boolean): Buffer;
   mergeRemoteState(state: Buffer, join: boolean): void;
   notifyJoin?(n: NodeRecord): void;

@@ -114,8 +114,8 @@ export class Memberlist {
       .sort(() => Math.random() - 0.5)
       .slice(0, this.cfg.gossipNodes);
     for (const t of targets) {
-      const msgs = this.transport.takeBroadcasts(UDP_BUFFER - 2 - (this.cfg.keys.length ? 29 : 0));
-      if (!msgs.length) return;
+      const msgs = this.transport.takeBroadcasts(UDP_BUFFER - 2 - (this.cfg.keys.length ? 29 : 0), `${t.addr}:${t.port}`);
+      if (!msgs.length) continue;
       this.transport.sendUdp(compound(msgs), t.addr, t.port, { crc: t.vsn[1] >= 5 });
     }
   }

@@ -86,7 +86,7 @@ export class PacketTransport {
     const { cfg, traffic } = this.ctx;
     let packet = msg;
     if (opts.piggyback) {
-      const extra = this.takeBroadcasts(UDP_BUFFER - msg.length - 2 - (cfg.keys.length ? 29 : 0));
+      const extra = this.takeBroadcasts(UDP_BUFFER - msg.length - 2 - (cfg.keys.length ? 29 : 0), `${addr}:${port}`);
       if (extra.length) packet = compound([msg, ...extra]);
     }
     if (cfg.compression) {
@@ -100,10 +100,11 @@ export class PacketTransport {
     this.udp.send(sealed, port, addr);
   }
 
-  takeBroadcasts(budget: number): Buffer[] {
+  /** Broadcasts for one packet to `to` (addr:port): memberlist's own first, then the delegate's for that peer. */
+  takeBroadcasts(budget: number, to: string): Buffer[] {
     const own = this.ctx.broadcasts.take(2, budget);
     const used = own.reduce((a, b) => a + b.length + 2, 0);
-    return [...own, ...this.ctx.delegate.getBroadcasts(2, budget - used)];
+    return [...own, ...this.ctx.delegate.getBroadcasts(2, budget - used, to)];
   }
 
   /** Frames a stream message: compressed, then encrypted, as memberlist does on TCP. */

@@ -39,11 +39,15 @@ export class SerfNode {
   readonly memberlist: Memberlist;
   private readonly clock = new Lamport();
   private readonly queue: BroadcastQueue;
+  /** Our own messages: piggybacked only on packets to peers that run nodemesh, so a Serf member never sees one. */
+  private readonly appQueue: BroadcastQueue;
+  /** addr:port of the members whose tags say they run nodemesh (`td`); rebuilt after a membership change. */
+  private appPeers?: Set<string>;
   private readonly leftIntents = new Map<string, bigint>();
 
   /** nodemesh's own data riding on the pool (catalog, intentions): our message type and our push/pull state. */
   app?: {
-    /** Our messages carry this first byte, outside Serf's range; Serf peers log and ignore them. */
+    /** Our messages carry this first byte, outside Serf's range; they go to nodemesh peers only (a Serf peer would log them). */
     type: number;
     onMessage(body: Buffer, from?: string): void;
     localState(): Buffer;
@@ -54,7 +58,7 @@ export class SerfNode {
     this.memberlist = new Memberlist(config, {
       nodeMeta: () => encodeTags(this.tags),
       notifyMsg: (msg) => this.onSerfMessage(msg),
-      getBroadcasts: (overhead, budget) => this.takeSerfBroadcasts(overhead, budget),
+      getBroadcasts: (overhead, budget, to) => this.takeSerfBroadcasts(overhead, budget, to),
       // Serf's own push/pull state, with our data under an extra key that Serf's decoder skips.
       localState: () => Buffer.concat([Buffer.from([SerfType.pushPull]), encode({
         LTime: this.clock.time(), StatusLTimes: {}, LeftMembers: [], EventLTime: 1, Events: null, QueryLTime: 1,
@@ -72,11 +76,12 @@ export class SerfNode {
           this.log.debug({ err: (e as Error).message }, 'serf push/pull state ignored');
         }
       },
-      notifyJoin: () => this.onChange(),
-      notifyLeave: () => this.onChange(),
-      notifyUpdate: () => this.onChange(),
+      notifyJoin: () => { this.appPeers = undefined; this.onChange(); },
+      notifyLeave: () => { this.appPeers = undefined; this.onChange(); },
+      notifyUpdate: () => { this.appPeers = undefined; this.onChange(); },
     }, log);
     this.queue = new BroadcastQueue(this.memberlist.cfg.retransmitMult, () => this.memberlist.nodes.size);
+    this.appQueue = new BroadcastQueue(this.memberlist.cfg.retransmitMult, () => this.memberlist.nodes.size);
   }
 
   async start(): Promise<void> {
@@ -97,14 +102,18 @@ export class SerfNode {
     this.queue.queue(Buffer.concat([Buffer.from([MsgType.user, type]), encode(body)]));
   }
 
-  private takeSerfBroadcasts(overhead: number, budget: number): Buffer[] {
-    return this.queue.take(overhead, budget);
+  private takeSerfBroadcasts(overhead: number, budget: number, to: string): Buffer[] {
+    const serf = this.queue.take(overhead, budget);
+    this.appPeers ??= new Set([...this.memberlist.nodes.values()].filter((n) => decodeTags(n.meta).td !== undefined).map((n) => `${n.addr}:${n.port}`));
+    if (!this.appPeers.has(to)) return serf;
+    const used = serf.reduce((a, b) => a + b.length + overhead, 0);
+    return [...serf, ...this.appQueue.take(overhead, budget - used)];
   }
 
   /** Gossips one of our messages to the pool (piggybacked, transmit-limited like Serf's own). */
   broadcastApp(body: Buffer, key?: string): void {
     if (!this.app) return;
-    this.queue.queue(Buffer.concat([Buffer.from([MsgType.user, this.app.type]), body]), key === undefined ? undefined : `app:${key}`);
+    this.appQueue.queue(Buffer.concat([Buffer.from([MsgType.user, this.app.type]), body]), key === undefined ? undefined : `app:${key}`);
   }
 
   private onSerfMessage(msg: Buffer): void {

@@ -163,6 +163,12 @@ test('a real serf agent joins the pool: serf lists the agents alive with tags, t
   await waitFor(async () => assert.deepEqual((await members(a)).map((m) => [m.Name, m.Status, m.Tags.role]), [['mesh-x', 1, 'node'], ['serf-x', 1, 'legacy']]));
   const list = await runCli(['members', '--http-addr', a.url]);
   assert.match(list.stdout, /^serf-x\s+127\.0\.7\.31:7946\s+alive\s+role=legacy$/m);
+  // A second agent and a burst of catalog changes: nodemesh's own messages fly, to nodemesh peers only.
+  const b = await agentAt('mesh-y', '127.0.7.32', { join: [`127.0.7.30:${a.gossip.port}`] });
+  for (let i = 0; i < 20; i++) await b.api('/v1/agent/service/register', { method: 'PUT', body: JSON.stringify({ Name: `svc-${i}`, Port: 1000 + i }) });
+  await waitFor(async () => assert.ok('svc-19' in (await (await a.api('/v1/catalog/services')).json() as object), 'a learns b\'s services'), 15_000);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.doesNotMatch(s.output(), /unknown type|\[WARN\] serf/, 'serf never receives a message it does not know');
   await a.stop();
   await waitFor(async () => assert.equal((await serfMembers(s.rpc)).find((x) => x.name === 'mesh-x')?.status, 'left'));
 });
