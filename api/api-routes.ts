@@ -18,6 +18,7 @@ import { agentServiceRoutes } from './routes-agent-services.js';
 import { healthRoutes } from './routes-health.js';
 import { operatorKeyringRoutes } from './routes-operator-keyring.js';
 import { agentPoolRoutes } from './routes-agent-pool.js';
+import { eventRoutes } from './routes-event.js';
 
 /** Whether `source` may call `destination` now (POST /v1/agent/connect/authorize). */
 type Authorize = (source: { service: string; namespace: string }, destination: string) => Decision;
@@ -44,4 +45,5 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
   // The gossip keyring (this agent's): the pool is joined after the HTTP server listens, hence the lazy reference.
   operatorKeyringRoutes(router, deps, () => backend.gossip);
   agentPoolRoutes(router, () => backend.gossip);
+  eventRoutes(router, deps, () => backend.events);
 }

@@ -89,6 +89,11 @@ export class Memberlist {
     this.timers.push(t);
   }
 
+  /** A user message (a Serf query response) straight to addr:port by UDP, nothing piggybacked. */
+  sendUser(msg: Buffer, addr: string, port: number): void {
+    this.transport.sendUdp(Buffer.concat([Buffer.from([m.MsgType.user]), msg]), addr, port);
+  }
+
   /** One push/pull exchange with a peer over TCP. */
   pushPullWith(addr: string, port: number, join: boolean): Promise<void> {
     return this.pushPull.pushPullWith(addr, port, join);

@@ -1,23 +1,20 @@
-// The Serf layer on top of memberlist: tags as node meta, Lamport clocks, join and leave intents; other Serf
-// messages (events, queries, key operations) are read and ignored without harm.
+// The Serf layer on top of memberlist: tags as node meta, Lamport clocks, join and leave intents, user events and
+// queries (answered as a member answers them); nodemesh's own messages ride along to nodemesh peers only.
 
 import { NodemeshError } from '../lib/errors.js';
 import { asObject, decode, encode, str, uint, type GoValue } from './go-msgpack.js';
 import { BroadcastQueue } from './broadcast-queue.js';
 import { Memberlist, type GossipLog, type MemberlistConfig, type NodeRecord } from './memberlist.js';
 import { MsgType, NodeState } from './wire-messages.js';
+import { LamportClock } from './lamport-clock.js';
+import { SerfQueries } from './serf-queries.js';
+import { SerfUserEvents, type UserEvent } from './serf-user-events.js';
+import { compileLinearRegex } from '../lib/linear-regex.js';
 
 export const SerfType = { leave: 0, join: 1, pushPull: 2, userEvent: 3, query: 4, queryResponse: 5 } as const;
 
 export interface Member { name: string; addr: string; port: number; tags: Record<string, string>; status: 'alive' | 'leaving' | 'left' | 'failed' }
 
-class Lamport {
-  private t = 1n;
-  time(): bigint { return this.t; }
-  increment(): bigint { return ++this.t; }
-  /** Ignores times absurdly far ahead (a forged 2^64 would otherwise wedge every later encode). */
-  witness(v: bigint): void { if (v >= this.t && v - this.t < 1n << 32n) this.t = v + 1n; }
-}
 
 export function encodeTags(tags: Record<string, string>): Buffer {
   const meta = Buffer.concat([Buffer.from([0xff]), encode(tags)]);
@@ -37,7 +34,12 @@ export function decodeTags(meta: Buffer): Record<string, string> {
 
 export class SerfNode {
   readonly memberlist: Memberlist;
-  private readonly clock = new Lamport();
+  private readonly clock = new LamportClock();
+  /** Serf user events: fired and received here, each once. */
+  readonly events: SerfUserEvents;
+  private readonly queries: SerfQueries;
+  /** A new user event (ours or a peer's), for the agent's event list. */
+  onUserEvent?: (e: UserEvent) => void;
   private readonly queue: BroadcastQueue;
   /** Our own messages: piggybacked only on packets to peers that run nodemesh, so a Serf member never sees one. */
   private readonly appQueue: BroadcastQueue;
@@ -61,7 +63,7 @@ export class SerfNode {
       getBroadcasts: (overhead, budget, to) => this.takeSerfBroadcasts(overhead, budget, to),
       // Serf's own push/pull state, with our data under an extra key that Serf's decoder skips.
       localState: () => Buffer.concat([Buffer.from([SerfType.pushPull]), encode({
-        LTime: this.clock.time(), StatusLTimes: {}, LeftMembers: [], EventLTime: 1, Events: null, QueryLTime: 1,
+        LTime: this.clock.time(), StatusLTimes: {}, LeftMembers: [], EventLTime: this.events.clock.time(), Events: null, QueryLTime: this.queries.clock.time(),
         ...(this.app ? { Nodemesh: this.app.localState() } : {}),
       })]),
       mergeRemoteState: (state) => {
@@ -70,6 +72,10 @@ export class SerfNode {
           const o = asObject(decode(state.subarray(1)), 'serf push/pull');
           const lt = o.LTime;
           if (typeof lt === 'number' && lt > 0) this.clock.witness(BigInt(lt) - 1n);
+          for (const [k, c] of [['EventLTime', this.events.clock], ['QueryLTime', this.queries.clock]] as const) {
+            const v = o[k];
+            if (typeof v === 'number' && v > 0) c.witness(BigInt(v) - 1n);
+          }
           const ours = o.Nodemesh;
           if (this.app && Buffer.isBuffer(ours)) this.app.mergeState(ours);
         } catch (e) {
@@ -82,6 +88,19 @@ export class SerfNode {
     }, log);
     this.queue = new BroadcastQueue(this.memberlist.cfg.retransmitMult, () => this.memberlist.nodes.size);
     this.appQueue = new BroadcastQueue(this.memberlist.cfg.retransmitMult, () => this.memberlist.nodes.size);
+    this.events = new SerfUserEvents((type, body) => this.broadcast(type, body), (e) => this.onUserEvent?.(e));
+    this.queries = new SerfQueries({
+      name: config.name,
+      tags: () => this.tags,
+      rebroadcast: (raw) => this.queue.queue(Buffer.concat([Buffer.from([MsgType.user]), raw])),
+      send: (msg, addr, port) => this.memberlist.sendUser(msg, addr, port),
+      keys: () => this.memberlist.cfg.keys.map((k) => k.toString('base64')),
+      isMember: (addr, port) => [...this.memberlist.nodes.values()].some((n) => n.addr === addr && n.port === port && n.state !== NodeState.dead && n.state !== NodeState.left),
+      matches: (pattern, value) => {
+        // Go's MatchString finds the pattern anywhere in the value; RE2 in linear time, as every user regex here.
+        try { return compileLinearRegex(`(?s).*(?:${pattern}).*`)(value); } catch { return false; }
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -132,7 +151,11 @@ export class SerfNode {
         else this.leftIntents.delete(str(o, 'Node'));
         this.onChange();
       }
-      // User events, queries and responses are not used by nodemesh: ignored.
+      else if (type === SerfType.userEvent) {
+        // New to us: gossiped on, as Serf re-gossips what it has not seen.
+        if (this.events.receive(msg.subarray(1))) this.queue.queue(Buffer.concat([Buffer.from([MsgType.user]), msg]));
+      } else if (type === SerfType.query) this.queries.receive(msg.subarray(1), msg);
+      // Query responses are for the member that asked (nodemesh asks none): ignored.
     } catch (e) {
       this.log.debug({ err: (e as Error).message, type }, 'serf message ignored');
     }

@@ -19,6 +19,7 @@ import { MemberHealth } from './member-health.js';
 import { ForwardedPolicyWrites, startPolicyEndpoint } from './policy-forwarding.js';
 import { LocalPolicyWrites, type PolicyWrites } from './policy-writes.js';
 import { RefusedRecords } from './refused-records.js';
+import { UserEventLog } from './user-event-log.js';
 
 /** First byte of nodemesh's own gossip messages: outside Serf's types (0–9), so Serf logs and skips them. */
 const NODEMESH_GOSSIP_TYPE = 0x6e;
@@ -34,6 +35,8 @@ export class GossipBackend implements MeshBackend {
   readonly writes: PolicyWrites;
   /** The Serf pool, once joined. */
   gossip: GossipMembership | undefined;
+  /** Consul's user events on the pool, once joined. */
+  events: UserEventLog | undefined;
   private readonly refused: RefusedRecords;
   private readonly policySets: ReturnType<typeof signedPolicySet>[];
   private policyEndpoint?: { port: number; close(): Promise<void> };
@@ -175,6 +178,8 @@ export class GossipBackend implements MeshBackend {
       },
     });
     registerGossipMetrics(this.o.registry, this.gossip);
+    const events = this.events = new UserEventLog(this.gossip.serf.events, catalog, config.node);
+    this.gossip.serf.onUserEvent = (e) => events.receive(e);
     for (const feed of [catalog.feed, this.store.feed, this.entryStore.feed]) this.unsubscribe.push(feed.subscribe(() => replicator.localChanged()));
     replicator.localChanged();
   }
