@@ -3,6 +3,7 @@
 import type { ChangeFeed } from '../lib/change-feed.js';
 import { NodemeshError } from '../lib/errors.js';
 import { parseGoDuration } from '../lib/go-duration.js';
+import { compileBexpr, type Bexpr } from '../model/bexpr.js';
 import type { RequestContext } from './http-router.js';
 import { sendJson } from './http-router.js';
 
@@ -11,11 +12,18 @@ export const MAX_WAIT_MS = 10 * 60_000;
 
 export interface QueryResult { index: number; body: unknown }
 
-/** ?filter (Consul's bexpr) is not implemented: say so rather than answer unfiltered data. */
-export function rejectFilter(query: URLSearchParams): void {
-  if (query.get('filter')) {
-    throw new NodemeshError('API_FILTER_UNSUPPORTED', 'Failed to create boolean expression evaluator: ?filter is not supported by nodemesh yet; filter the result on the client', 400);
-  }
+/** The request's ?filter (Consul's bexpr), compiled; undefined without one. A malformed filter is a 400. */
+export function filterOf(query: URLSearchParams): Bexpr | undefined {
+  const text = query.get('filter');
+  return text ? compileBexpr(text) : undefined;
+}
+
+/** Consul applies a filter to each element of a list answer, or each value of a map answer (agent services, checks). */
+export function applyFilter<T>(body: T, f: Bexpr | undefined): T {
+  if (!f) return body;
+  if (Array.isArray(body)) return body.filter((x) => f(x)) as T;
+  if (body !== null && typeof body === 'object') return Object.fromEntries(Object.entries(body).filter(([, v]) => f(v))) as T;
+  return body;
 }
 
 export function parseBlocking(query: URLSearchParams): { minIndex: number; waitMs: number } {
@@ -44,7 +52,7 @@ export function parseBlocking(query: URLSearchParams): { minIndex: number; waitM
  * wait time plus up to 1/16 jitter. The index sent is never 0.
  */
 export async function answerBlocking(ctx: RequestContext, feed: ChangeFeed, compute: () => QueryResult, status = 200): Promise<void> {
-  rejectFilter(ctx.query);
+  const filter = filterOf(ctx.query);
   const { minIndex, waitMs } = parseBlocking(ctx.query);
   let result = compute();
   if (minIndex > 0 && result.index <= minIndex) {
@@ -55,7 +63,7 @@ export async function answerBlocking(ctx: RequestContext, feed: ChangeFeed, comp
     }
   }
   if (ctx.res.destroyed) return;
-  sendJson(ctx.res, status, result.body, {
+  sendJson(ctx.res, status, applyFilter(result.body, filter), {
     'X-Consul-Index': String(Math.max(1, result.index)),
     'X-Consul-KnownLeader': 'true',
     'X-Consul-LastContact': '0',

@@ -5,7 +5,7 @@ import type { HealthStatus } from '../model/catalog-types.js';
 import { decodeBody } from '../lib/strict-json.js';
 import { decodeCheckBody, decodeOrThrow } from '../model/service-definition.js';
 import type { ApiDeps } from './api-deps.js';
-import { rejectFilter } from './blocking-query.js';
+import { applyFilter, filterOf } from './blocking-query.js';
 import type { Router } from './http-router.js';
 import { sendJson, sendText } from './http-router.js';
 import { renderCheck } from './render.js';
@@ -18,10 +18,10 @@ export function agentCheckRoutes(r: Router, d: ApiDeps): void {
   });
 
   r.on('GET', '/v1/agent/checks', (ctx) => {
-    rejectFilter(ctx.query);
+    const filter = filterOf(ctx.query);
     const out: Record<string, unknown> = {};
     for (const c of d.local.agentChecks()) out[c.CheckID] = renderCheck(c);
-    sendJson(ctx.res, 200, out);
+    sendJson(ctx.res, 200, applyFilter(out, filter));
   });
 
   for (const [verb, status] of [['pass', 'passing'], ['warn', 'warning'], ['fail', 'critical']] as const) {

@@ -6,7 +6,7 @@ import type { CheckRecord, HealthStatus, ServiceRecord } from '../model/catalog-
 import { decodeServiceBody } from '../model/service-definition.js';
 import type { ApiDeps } from './api-deps.js';
 import { queryFlag } from './api-deps.js';
-import { parseBlocking, rejectFilter } from './blocking-query.js';
+import { applyFilter, filterOf, parseBlocking } from './blocking-query.js';
 import type { Router } from './http-router.js';
 import { errorHeader, sendError, sendJson, sendText } from './http-router.js';
 import { renderAgentService, renderCheck } from './render.js';
@@ -50,10 +50,10 @@ export function agentServiceRoutes(r: Router, d: ApiDeps): void {
   });
 
   r.on('GET', '/v1/agent/services', (ctx) => {
-    rejectFilter(ctx.query);
+    const filter = filterOf(ctx.query);
     const out: Record<string, unknown> = {};
     for (const s of d.local.services()) out[s.ID] = renderAgentService(s, dc);
-    sendJson(ctx.res, 200, out);
+    sendJson(ctx.res, 200, applyFilter(out, filter));
   });
 
   r.on('GET', '/v1/agent/service/:id*', async (ctx) => {

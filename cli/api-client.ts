@@ -2,7 +2,14 @@
 
 import { NodemeshError } from '../lib/errors.js';
 
-export interface ClientOptions { httpAddr: string; token?: string }
+export interface ClientOptions {
+  httpAddr: string;
+  token?: string;
+  /** How long one call may take before the CLI gives up (default 10 s): an agent that accepts and never answers. */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
 
 export function resolveAddr(raw: string): string {
   const withScheme = /^[a-z]+:\/\//i.test(raw) ? raw : `http://${raw}`;
@@ -18,20 +25,27 @@ export function resolveAddr(raw: string): string {
 
 export async function apiCall(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
   const base = resolveAddr(opts.httpAddr);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const headers: Record<string, string> = {};
   if (opts.token) headers['X-Consul-Token'] = opts.token;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res: Response;
   try {
-    res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
+    if ((e as Error).name === 'TimeoutError') {
+      throw new NodemeshError('CLI_TIMEOUT', `the agent at ${base} did not answer within ${timeoutMs / 1000} s: is it stuck or overloaded? (raise --timeout if it is just slow)`, 1);
+    }
     const c = (e as { cause?: { code?: string; message?: string } }).cause;
     const cause = c?.code ?? c?.message ?? (e as Error).message;
     throw new NodemeshError('CLI_UNREACHABLE', `cannot reach the agent at ${base} (${cause}): is it running? start one with 'nodemesh agent --dev', or point --http-addr / NODEMESH_HTTP_ADDR at it`, 1);
   }
   const text = await res.text();
   if (!res.ok) {
-    const hint = res.status === 403 ? ' (pass --token or set NODEMESH_HTTP_TOKEN)' : '';
+    // The agent answers 403 alike for no token and a wrong one; the CLI knows which it sent.
+    const hint = res.status !== 403 ? '' : opts.token
+      ? ' (the token was rejected: check --token / NODEMESH_HTTP_TOKEN against the agent\'s acl_token, or operator_token for policy writes)'
+      : ' (this needs a token: pass --token or set NODEMESH_HTTP_TOKEN)';
     throw Object.assign(new NodemeshError('CLI_API_ERROR', `agent answered ${res.status}: ${text.trim() || res.statusText}${hint}`, 1), {
       /** The agent's own error code (X-Nodemesh-Error), when it sent one. */
       apiCode: res.headers.get('x-nodemesh-error') ?? undefined,

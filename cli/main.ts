@@ -2,7 +2,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { Command, CommanderError, Option } from 'commander';
-import { isNodemeshError } from '../lib/errors.js';
+import { isNodemeshError, NodemeshError } from '../lib/errors.js';
 import { VERSION } from '../lib/version.js';
 import { agentCommand } from './agent-command.js';
 import { agentControlCommands } from './agent-control-commands.js';
@@ -13,19 +13,28 @@ import { configCommands } from './config-commands.js';
 import { keyringCommands } from './keyring-commands.js';
 import { verifyCommand } from './verify-command.js';
 import type { Format } from './table.js';
+import { parseGoDuration } from '../lib/go-duration.js';
 
 const program = new Command('nodemesh')
   .description('nodemesh: a service-mesh node agent with a Consul-compatible API')
   .addOption(new Option('--http-addr <addr>', 'agent HTTP API address').env('NODEMESH_HTTP_ADDR').default('http://127.0.0.1:8500'))
   .addOption(new Option('--token <token>', 'ACL token for API writes').env('NODEMESH_HTTP_TOKEN'))
   .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+  .addOption(new Option('--timeout <duration>', 'give up on an API call after this long, e.g. 30s').default('10s'))
   .enablePositionalOptions(false)
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
 const globals = () => {
-  const o = program.opts<{ httpAddr: string; token?: string; format: Format }>();
-  return { httpAddr: o.httpAddr, token: o.token, format: o.format };
+  const o = program.opts<{ httpAddr: string; token?: string; format: Format; timeout: string }>();
+  let timeoutMs: number;
+  try {
+    timeoutMs = parseGoDuration(o.timeout);
+  } catch {
+    timeoutMs = NaN;
+  }
+  if (!(timeoutMs > 0)) throw new NodemeshError('CLI_USAGE', `invalid --timeout ${JSON.stringify(o.timeout)}: a duration such as 10s or 2m`, 2);
+  return { httpAddr: o.httpAddr, token: o.token, format: o.format, timeoutMs };
 };
 
 agentCommand(program);

@@ -18,7 +18,7 @@ export const ERROR_CODES = {
   API_BAD_INDEX: 'the blocking query ?index= is not a non-negative integer: pass the X-Consul-Index of an earlier answer',
   API_BAD_WAIT: 'the blocking query ?wait= is not a duration: pass one such as "30s"',
   API_BAD_STATE: 'the health state in the path is unknown: use any, passing, warning or critical',
-  API_FILTER_UNSUPPORTED: '?filter is not supported by nodemesh: drop it and filter the result on the client',
+  API_FILTER_INVALID: "?filter is not a valid Consul filter expression: fix it (selectors, ==, !=, in, contains, is empty, matches, and, or, not)",
   API_DECODE: 'the request body is not the JSON the endpoint expects: fix the field the message names',
   API_BODY_ENCODING: 'the request body is not valid UTF-8: send UTF-8 JSON',
   API_BODY_TOO_LARGE: 'the request body is over the 1 MiB limit: send a smaller body',
@@ -152,6 +152,7 @@ export const ERROR_CODES = {
   RATE_LIMITED: "the resolver's local rate limit is exhausted: slow down or raise Nodemesh.RateLimit",
   FAULT_ABORT: 'the route injects this failure on purpose (Nodemesh.Fault): remove the fault from the service-router when the test is over',
 
+  CLI_TIMEOUT: 'the agent accepted the connection but did not answer in time: check that it is healthy, or raise --timeout',
   CLI_UNREACHABLE: "the CLI cannot reach the agent: start one, or point --http-addr / NODEMESH_HTTP_ADDR at it",
   CLI_API_ERROR: "the agent refused the CLI's request: see its message (pass --token on 403)",
   CLI_FILE: 'a file given to the CLI cannot be read or is not the JSON object expected: fix the file',

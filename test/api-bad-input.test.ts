@@ -119,13 +119,17 @@ test('bad input: wrong method on a literal path is 405, not a lookup of a servic
   assert.equal(await r.text(), 'method GET not allowed');
 });
 
-test('bad input: ?wait without a unit is 400; ?filter is refused rather than ignored', async () => {
+test('bad input: ?wait without a unit is 400; a malformed ?filter is a 400 naming the problem, never ignored', async () => {
   let r = await agent.api('/v1/catalog/services?index=1&wait=10');
   assert.equal(r.status, 400);
   assert.equal(await r.text(), 'Invalid wait time');
-  for (const path of ['/v1/catalog/services?filter=x', '/v1/health/service/keep?filter=x', '/v1/agent/services?filter=x']) {
-    r = await agent.api(path);
-    assert.equal(r.status, 400, path);
-    assert.match(await r.text(), /filter is not supported/);
+  for (const [filter, why] of [['x', /end of expression/], ['Service ==', /end of expression/], ['(Service == a', /missing \)/], ['Service ~ a', /unknown operator/], ['Service = a', /unexpected/],
+    ['Service matches "(["', /bad regular expression/], ['"a" in', /end of expression/], ['Port > 1', /unknown operator/], ['(('.repeat(40) + 'a == b' + '))'.repeat(40), /nested too deeply/]] as const) {
+    for (const path of ['/v1/catalog/services', '/v1/health/service/keep', '/v1/agent/services']) {
+      r = await agent.api(`${path}?filter=${encodeURIComponent(filter)}`);
+      assert.equal(r.status, 400, `${path} ${filter}`);
+      assert.equal(r.headers.get('x-nodemesh-error'), 'API_FILTER_INVALID');
+      assert.match(await r.text(), why, `${path} ${filter}`);
+    }
   }
 });

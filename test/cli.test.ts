@@ -286,6 +286,27 @@ describe('nodemesh errors and exit codes', () => {
     for (const r of results.slice(2)) assert.match(r.stderr, /\(ECONNREFUSED\)/);
   });
 
+  test('an agent that accepts and never answers: exit 1 after --timeout, one line saying so', async () => {
+    const held: import('node:net').Socket[] = [];
+    const srv = createServer((s) => held.push(s));
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const addr = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+    try {
+      const t0 = Date.now();
+      const r = await runCli(['catalog', 'services', '--http-addr', addr, '--timeout', '1s'], NO_ENV);
+      assert.equal(r.code, 1, show(r));
+      oneLine(r);
+      assert.match(r.stderr, /did not answer within 1 s/);
+      assert.ok(Date.now() - t0 < 8000, 'gave up, did not hang');
+      const bad = await runCli(['catalog', 'services', '--http-addr', addr, '--timeout', 'soon'], NO_ENV);
+      assert.equal(bad.code, 2, show(bad));
+      assert.match(bad.stderr, /invalid --timeout "soon"/);
+    } finally {
+      for (const s of held) s.destroy();
+      srv.close();
+    }
+  });
+
   test('bad flag values are usage errors → exit 2, nothing sent', async () => {
     const cases = [
       ['services', 'register', '--name', 'x', '--port', '99999'],
@@ -376,12 +397,13 @@ describe('nodemesh against an agent with an ACL token', () => {
       assert.equal(r.stdout, '');
       assert.equal(r.stderr.trimEnd().split('\n').length, 1, show(r));
       assert.match(r.stderr, /403/);
-      assert.match(r.stderr, /--token/);
+      assert.match(r.stderr, /this needs a token: pass --token/);
       assert.match(r.stderr, /NODEMESH_HTTP_TOKEN/);
     }
     const wrong = await cliAt(agent, ['services', 'register', '--name', 'web', '--port', '80', '--token', 'wrong-token-456']);
     assert.equal(wrong.code, 1, show(wrong));
     assert.match(wrong.stderr, /403/);
+    assert.match(wrong.stderr, /the token was rejected/, 'a wrong token is told apart from a missing one');
     assert.deepEqual(await getJson(agent, '/v1/agent/services'), {});
   });
 

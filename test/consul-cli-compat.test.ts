@@ -88,6 +88,19 @@ test('consul catalog datacenters, consul info and node-meta filters answer as Co
   assert.equal((await a.api('/v1/catalog/nodes?node-meta=zone')).status, 400, 'a malformed node-meta pair');
 });
 
+test('?filter with Consul\'s expression language: consul catalog nodes -filter, and the agent\'s and health lists', { skip }, async () => {
+  assert.match((await consul('catalog', 'nodes', '-filter', 'Meta.zone == z1')).out, /cli-a/);
+  const none = await consul('catalog', 'nodes', '-filter', 'Meta.zone == elsewhere');
+  assert.doesNotMatch(none.out, /cli-a/);
+  const bad = await consul('catalog', 'nodes', '-filter', 'Meta.zone ===');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /Failed to create boolean expression evaluator/);
+  const services = await (await a.api(`/v1/agent/services?filter=${encodeURIComponent('Service == web and "web" not in Tags')}`)).json() as Record<string, unknown>;
+  assert.deepEqual(Object.keys(services), ['web']);
+  const health = await (await a.api(`/v1/health/service/web-sidecar-proxy?filter=${encodeURIComponent('Service.Proxy.DestinationServiceName == web')}`)).json() as unknown[];
+  assert.equal(health.length, 1);
+});
+
 test('consul maint: node and service maintenance as Consul\'s critical checks, listed, then lifted', { skip }, async () => {
   await a.api('/v1/agent/service/register', { method: 'PUT', body: JSON.stringify({ Name: 'db', Port: 5432 }) });
   assert.equal((await consul('maint', '-enable', '-reason', 'kernel upgrade')).code, 0);

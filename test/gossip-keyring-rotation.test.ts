@@ -178,7 +178,7 @@ test('nodemesh keyring: list as a table and as JSON, install/use/remove exit 0, 
 
   const denied = await runCli(['keyring', 'list', '--http-addr', a.url]);
   assert.equal(denied.code, 1);
-  assert.match(denied.stderr, /agent answered 403: .*\(pass --token or set NODEMESH_HTTP_TOKEN\)/);
+  assert.match(denied.stderr, /agent answered 403: .*\(this needs a token: pass --token or set NODEMESH_HTTP_TOKEN\)/);
 
   const installed = await cli('install', K2);
   assert.equal(installed.code, 0, installed.stderr);
