@@ -104,7 +104,6 @@ export abstract class LwwRecordStore<F extends string, T extends { ModifyIndex: 
   private async commit(rec: LwwRecord<F, T>): Promise<void> {
     if (this.sealer) rec.sig = this.sealer(JSON.stringify(rec));
     const before = this.records.get(rec.id);
-    this.unsent.set(rec.id, rec);
     this.apply(rec);
     try {
       await this.file.save();
@@ -114,6 +113,9 @@ export abstract class LwwRecordStore<F extends string, T extends { ModifyIndex: 
       this.feed.notify();
       throw new NodemeshError('STATE_WRITE_FAILED', `could not save ${this.label}: ${(e as Error).message}`, 500);
     }
+    // Gossiped only once it is durable: a write the caller was told failed never reaches a peer.
+    this.unsent.set(rec.id, rec);
+    this.feed.notify();
   }
 
   private apply(rec: LwwRecord<F, T>): void {

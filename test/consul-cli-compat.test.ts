@@ -134,3 +134,26 @@ test('consul join brings a second agent in; consul force-leave takes a failed me
   assert.notEqual(none.code, 0);
   assert.match(none.err, /No node found with name 'nobody'/);
 });
+
+test('consul intention create/check/delete, consul config write/read and consul watch -type=services against the pool', { skip }, async () => {
+  const made = await consul('intention', 'create', '-deny', 'web', 'db');
+  assert.equal(made.code, 0, made.err);
+  assert.match((await consul('intention', 'check', 'web', 'db')).out, /Denied/);
+  assert.match((await consul('intention', 'check', 'web', 'other')).out, /Allowed/, 'dev mode allows by default');
+  assert.equal((await consul('intention', 'delete', 'web', 'db')).code, 0);
+  const dir = tempDir();
+  writeFileSync(join(dir, 'db.hcl'), 'Kind = "service-defaults"\nName = "db"\nProtocol = "tcp"\n');
+  const wrote = await consul('config', 'write', join(dir, 'db.hcl'));
+  assert.equal(wrote.code, 0, wrote.err);
+  assert.match((await consul('config', 'read', '-kind', 'service-defaults', '-name', 'db')).out, /"Protocol": "tcp"/);
+  // A watch prints the current services at once and keeps blocking: its first answer is enough here.
+  await a.api('/v1/agent/service/register', { method: 'PUT', body: JSON.stringify({ Name: 'cache', Port: 6379 }) });
+  const w = spawn(CONSUL_BIN, ['watch', '-type=services'], { env: { ...process.env, CONSUL_HTTP_ADDR: `http://127.0.0.1:${a.http.port}` } });
+  let out = '';
+  w.stdout.on('data', (c: Buffer) => { out += c; });
+  try {
+    await waitFor(() => assert.match(out, /"cache"/, 'the watch printed the services'), 10_000);
+  } finally {
+    w.kill();
+  }
+});
