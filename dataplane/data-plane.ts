@@ -18,6 +18,9 @@ import type { EntrySource } from './http/discovery-chain.js';
 import { instanceIndex, type InstanceIndex } from './balance/service-instances.js';
 import type { TransparentCapture } from './capture/transparent-capture.js';
 
+/** Meta on a connect-proxy registration that leaves it to an external proxy: `"nodemesh-proxy": "external"`. */
+export const EXTERNAL_PROXY_META = 'nodemesh-proxy';
+
 /** What both kinds of upstream listener (bytes, or HTTP per request) offer the manager. */
 type Upstream = UpstreamListener | HttpUpstreamListener;
 
@@ -111,6 +114,8 @@ export class DataPlane {
     const outbound = new Map<string, UpstreamSpec>();
     for (const p of services) {
       if (p.Kind !== 'connect-proxy' || !p.Proxy?.DestinationServiceName) continue;
+      // A proxy of its own runs this sidecar (Consul's `consul connect proxy -sidecar-for`, Envoy): its listeners are its own.
+      if (p.Meta?.[EXTERNAL_PROXY_META] === 'external') continue;
       const dest = p.Proxy.DestinationServiceName;
       const parent = p.Proxy.DestinationServiceID ? byId.get(p.Proxy.DestinationServiceID) : undefined;
       inbound.set(`${this.o.bind}:${p.Port}`, {
