@@ -59,8 +59,25 @@ for (const c of program.commands) {
   for (const sub of c.commands) sub.exitOverride();
 }
 
+/** Every long option the command tree knows (`--deny`, `--http-addr`, …). */
+function longOptions(c: Command, into = new Set<string>()): Set<string> {
+  for (const o of c.options) if (o.long) into.add(o.long);
+  for (const sub of c.commands) longOptions(sub, into);
+  return into;
+}
+
+/** Consul's CLI takes long flags with one dash (`-deny`, `-http-addr=…`): so does this one, for the flags it knows. */
+export function consulStyleFlags(argv: string[], known: Set<string>): string[] {
+  const end = argv.indexOf('--');
+  return argv.map((a, i) => {
+    if ((end >= 0 && i > end) || !/^-[a-z][a-z0-9-]+(=.*)?$/i.test(a)) return a;
+    const long = `-${a.split('=')[0]}`;
+    return known.has(long) ? `-${a}` : a;
+  });
+}
+
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(consulStyleFlags(process.argv, longOptions(program)));
 } catch (e) {
   if (e instanceof CommanderError) {
     process.exit(e.exitCode === 0 ? 0 : 2);

@@ -89,7 +89,11 @@ function applyFile(cfg: AgentConfig, obj: Record<string, unknown>, where: string
       continue;
     }
     const spec = CONFIG_KEYS[key];
-    if (!spec) throw configError(`unknown key "${key}" in ${where} (known keys: ${[...Object.keys(CONFIG_KEYS), 'addresses', 'ports', 'service', 'services'].sort().join(', ')})`);
+    if (!spec) {
+      const known = [...Object.keys(CONFIG_KEYS), 'addresses', 'ports', 'service', 'services'].sort();
+      const near = closest(key, known);
+      throw configError(`unknown key "${key}" in ${where}${near ? ` (did you mean "${near}"?)` : ''} (known keys: ${known.join(', ')})`);
+    }
     (cfg as unknown as Record<string, unknown>)[spec.field] = convertValue(key, value, where, false);
   }
 }
@@ -123,4 +127,28 @@ export function loadConfig(src: ConfigSources): AgentConfig {
   if (cfg.operatorToken !== undefined && cfg.operatorToken === cfg.aclToken) throw configError('operator_token must differ from acl_token: a node\'s token must not be able to change the pool\'s policy');
   if (!cfg.policyCertFile !== !cfg.policyKeyFile) throw configError('policy_cert_file and policy_key_file must be given together (make them with `nodemesh ca issue-policy`)');
   return cfg;
+}
+
+/** The known key nearest `key` by edit distance (at most 2, or a third of its length), for "did you mean". */
+function closest(key: string, known: string[]): string | undefined {
+  const distance = (a: string, b: string): number => {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = row[0];
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const here = row[j];
+        row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = here;
+      }
+    }
+    return row[b.length];
+  };
+  const k = key.toLowerCase().replace(/-/g, '_');
+  let best: { name: string; d: number } | undefined;
+  for (const name of known) {
+    const d = distance(k, name);
+    if (!best || d < best.d) best = { name, d };
+  }
+  return best && best.d <= Math.max(2, Math.floor(key.length / 3)) ? best.name : undefined;
 }

@@ -430,3 +430,14 @@ describe('nodemesh against an agent with an ACL token', () => {
     assert.deepEqual(await getJson(agent, '/v1/agent/services'), {});
   });
 });
+
+describe('Consul\'s habits on the command line', () => {
+  test('single-dash long flags, as Consul\'s CLI takes them, work for the flags nodemesh knows', async () => {
+    const r = await runCli(['catalog', 'services', '-http-addr', 'http://127.0.0.1:1', '-timeout=2s'], NO_ENV);
+    assert.equal(r.code, 1, show(r));
+    assert.match(r.stderr, /cannot reach the agent at http:\/\/127\.0\.0\.1:1/, 'the single-dash flag took effect');
+    const unknown = await runCli(['catalog', 'services', '-bogus'], NO_ENV);
+    assert.equal(unknown.code, 2, show(unknown));
+    assert.match(unknown.stderr, /unknown option '-bogus'/);
+  });
+});

@@ -33,6 +33,8 @@ test('config dirs are read in name order, Consul aliases accepted', () => {
 
 for (const [name, content, pattern] of [
   ['unknown key', { bogus_key: 1 }, /unknown key "bogus_key"/],
+  ['a misspelt key, with the nearest one suggested', { retry_jion: ['x'] }, /unknown key "retry_jion".*did you mean "retry_join"\?/],
+  ['a key spelt with dashes', { 'data-dir': '/x' }, /did you mean "data_dir"\?/],
   ['port of the wrong type', { http_port: 'abc' }, /invalid value for "http_port".*"abc"/],
   ['port out of range', { http_port: 70000 }, /invalid value for "http_port".*70000/],
   ['bad log level', { log_level: 'loud' }, /invalid value for "log_level".*"loud"/],
