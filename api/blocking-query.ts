@@ -48,6 +48,20 @@ export function parseBlocking(query: URLSearchParams): { minIndex: number; waitM
 }
 
 /**
+ * Re-computes on every change of `feed` while `same(result)` holds, for at most the wait time plus up to 1/16 jitter
+ * (or until the client goes away): the wait of every blocking query, whatever its index looks like.
+ */
+export async function waitWhile<T>(ctx: RequestContext, feed: ChangeFeed, waitMs: number, first: T, compute: () => T, same: (r: T) => boolean): Promise<T> {
+  let result = first;
+  const deadline = Date.now() + waitMs + Math.random() * (waitMs / 16);
+  while (same(result) && Date.now() < deadline && !ctx.signal.aborted && !feed.isClosed) {
+    await feed.wait(deadline - Date.now(), ctx.signal);
+    result = compute();
+  }
+  return result;
+}
+
+/**
  * Answers `compute()` now, or — with ?index — as soon as its index passes the client's, or at the
  * wait time plus up to 1/16 jitter. The index sent is never 0.
  */
@@ -55,13 +69,7 @@ export async function answerBlocking(ctx: RequestContext, feed: ChangeFeed, comp
   const filter = filterOf(ctx.query);
   const { minIndex, waitMs } = parseBlocking(ctx.query);
   let result = compute();
-  if (minIndex > 0 && result.index <= minIndex) {
-    const deadline = Date.now() + waitMs + Math.random() * (waitMs / 16);
-    while (result.index <= minIndex && Date.now() < deadline && !ctx.signal.aborted && !feed.isClosed) {
-      await feed.wait(deadline - Date.now(), ctx.signal);
-      result = compute();
-    }
-  }
+  if (minIndex > 0) result = await waitWhile(ctx, feed, waitMs, result, compute, (r) => r.index <= minIndex);
   if (ctx.res.destroyed) return;
   sendJson(ctx.res, status, applyFilter(result.body, filter), {
     'X-Consul-Index': String(Math.max(1, result.index)),

@@ -145,9 +145,7 @@ export class Router {
         if (method !== 'GET' && method !== 'HEAD' && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {
           return sendError(res, 403, 'ACL_TOKEN_DENIED', 'Permission denied: this write needs the agent\'s ACL token (X-Consul-Token header, ?token= or Authorization: Bearer)');
         }
-        let bytes: Promise<Buffer> | undefined;
-        const raw = () => (bytes ??= readBytes(req));
-        return await mount.handler({ req, res, params: { path }, query: url.searchParams, signal, body: () => readBody(raw()), bytes: raw });
+        return await mount.handler({ req, res, params: { path }, query: url.searchParams, signal, ...bodyOf(req) });
       }
       let matches = this.routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
       if (matches.length === 0) return sendError(res, 404, 'API_NOT_FOUND', '404 page not found\n');
@@ -169,12 +167,7 @@ export class Router {
       }
       const params: Record<string, string> = {};
       hit.r.keys.forEach((k, i) => { params[k] = hit.m![i + 1]; });
-      let bytes: Promise<Buffer> | undefined;
-      const raw = () => (bytes ??= readBytes(req));
-      await hit.r.handler({
-        req, res, params, query: url.searchParams, signal,
-        body: () => readBody(raw()), bytes: raw,
-      });
+      await hit.r.handler({ req, res, params, query: url.searchParams, signal, ...bodyOf(req) });
     } catch (e) {
       if (res.headersSent) {
         res.destroy();
@@ -217,6 +210,14 @@ function readBytes(req: IncomingMessage): Promise<Buffer> {
     req.on('end', () => { if (!failed) resolve(Buffer.concat(chunks)); });
     req.on('error', (e) => { if (!failed) { failed = true; reject(e); } });
   });
+}
+
+/** A request's body, read once on first use: as bytes, or as UTF-8 text. */
+function bodyOf(req: IncomingMessage): Pick<RequestContext, 'body' | 'bytes'> {
+  let bytes: Promise<Buffer> | undefined;
+  let text: Promise<string> | undefined;
+  const raw = () => (bytes ??= readBytes(req));
+  return { bytes: raw, body: () => (text ??= readBody(raw())) };
 }
 
 /** The request body as UTF-8 text (400 when it is not). */

@@ -2,7 +2,7 @@
 
 import { NodemeshError } from '../lib/errors.js';
 import { eventIndex, type UserEventLog } from '../backend/gossip/user-event-log.js';
-import { parseBlocking } from './blocking-query.js';
+import { parseBlocking, waitWhile } from './blocking-query.js';
 import type { ApiDeps } from './api-deps.js';
 import type { Router } from './http-router.js';
 import { sendJson } from './http-router.js';
@@ -30,22 +30,16 @@ export function eventRoutes(r: Router, d: ApiDeps, log: () => UserEventLog | und
   r.on('GET', '/v1/event/list', async (ctx) => {
     sameDc(ctx.query);
     const name = ctx.query.get('name') ?? undefined;
+    // Validates ?index (digits) and ?wait; the index itself is compared as text (a 64-bit hash, past 2^53).
+    const { waitMs } = parseBlocking(ctx.query);
     const raw = ctx.query.get('index');
-    const { waitMs } = parseBlocking(new URLSearchParams(ctx.query.get('wait') ? { wait: ctx.query.get('wait')! } : {}));
-    if (raw !== null && raw !== '' && !/^\d+$/.test(raw)) throw new NodemeshError('API_BAD_INDEX', 'Invalid index', 400);
     const l = events();
     const compute = () => {
       const list = l.list(name);
       return { list, index: eventIndex(list.at(-1)?.ID) };
     };
     let result = compute();
-    if (raw && raw === result.index) {
-      const deadline = Date.now() + waitMs + Math.random() * (waitMs / 16);
-      while (result.index === raw && Date.now() < deadline && !ctx.signal.aborted) {
-        await l.feed.wait(deadline - Date.now(), ctx.signal);
-        result = compute();
-      }
-    }
+    if (raw) result = await waitWhile(ctx, l.feed, waitMs, result, compute, (r) => r.index === raw);
     if (ctx.res.destroyed) return;
     sendJson(ctx.res, 200, result.list, { 'X-Consul-Index': result.index });
   });

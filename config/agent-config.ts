@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { NodemeshError } from '../lib/errors.js';
 import { parseGoDuration } from '../lib/go-duration.js';
 import { parseIpv4Range } from '../lib/ipv4-range.js';
+import { parseIpPort } from '../lib/ip-port.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
@@ -243,10 +244,7 @@ export function convertValue(key: string, value: unknown, where: string, fromFla
     }
     case 'recursors': {
       const list = typeof value === 'string' ? [value] : value;
-      const ok = (a: unknown) => typeof a === 'string' && (isIP(a) !== 0 || /^\[([0-9a-fA-F:]+)\]:\d{1,5}$/.test(a) && isIP(a.slice(1, a.indexOf(']'))) === 6
-        || /^[\d.]+:\d{1,5}$/.test(a) && isIP(a.slice(0, a.lastIndexOf(':'))) === 4);
-      const portOk = (a: string) => isIP(a) !== 0 || Number(a.slice(a.lastIndexOf(':') + 1)) <= 65535;
-      if (!Array.isArray(list) || list.length > 16 || !list.every((a) => ok(a) && portOk(a as string))) throw bad('must be IP addresses with an optional port, e.g. ["127.0.0.53", "[::1]:53"] (at most 16)');
+      if (!Array.isArray(list) || list.length > 16 || !list.every((a) => typeof a === 'string' && parseIpPort(a, 53))) throw bad('must be IP addresses with an optional port, e.g. ["127.0.0.53", "[::1]:53"] (at most 16)');
       return list;
     }
     case 'domain':

@@ -252,8 +252,7 @@ export class DataPlane {
     }
     this.dropUnusedLeaves();
     if (this.o.capture) {
-      const open = new Set([...this.outbound.keys()].filter((k) => k.startsWith('0.0.0.0:')).map((k) => Number(k.slice(8))));
-      await this.o.capture.apply(open, this.localServices(), this.o.catalog.getNode(this.o.nodeName)?.info.Address ?? '');
+      await this.o.capture.apply(new Set(this.outbound.keys()), this.localServices(), this.o.catalog.getNode(this.o.nodeName)?.info.Address ?? '');
     }
   }
 

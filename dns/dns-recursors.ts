@@ -4,21 +4,18 @@ import { createSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import packet from 'dns-packet';
 import { NodemeshError } from '../lib/errors.js';
+import { parseIpPort, type IpPort } from '../lib/ip-port.js';
 
 /** How long one recursor has to answer before the next is asked (Consul's recursor_timeout). */
 const RECURSOR_TIMEOUT_MS = 2000;
 
-interface Upstream { host: string; port: number }
+type Upstream = IpPort;
 
 /** `IP`, `IP:port` or `[IPv6]:port`; a recursor must be an address (a name would need DNS to find DNS). */
 export function parseRecursor(text: string): Upstream {
-  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(text);
-  const host = m?.[1] ?? (isIP(text) === 6 ? text : '');
-  const port = m?.[2] ? Number(m[2]) : 53;
-  if (!isIP(host) || port < 1 || port > 65535) {
-    throw new NodemeshError('CONFIG_INVALID', `invalid recursor ${JSON.stringify(text)}: an IP address with an optional port, e.g. 127.0.0.53 or 127.0.0.53:53`, 2);
-  }
-  return { host, port };
+  const at = parseIpPort(text, 53);
+  if (!at) throw new NodemeshError('CONFIG_INVALID', `invalid recursor ${JSON.stringify(text)}: an IP address with an optional port, e.g. 127.0.0.53 or 127.0.0.53:53`, 2);
+  return at;
 }
 
 export class Recursors {

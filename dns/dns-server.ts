@@ -36,17 +36,14 @@ export interface DnsServerOptions {
 
 export interface DnsServer {
   port: number;
-  /** Queries answered and packets refused as malformed, since start. */
-  readonly stats: { queries: number; malformed: number };
   close(): Promise<void>;
 }
 
 /** `attempt`: how many times a port-0 start has found its UDP port taken for TCP. */
 export async function startDnsServer(o: DnsServerOptions, attempt = 0): Promise<DnsServer> {
-  const stats = { queries: 0, malformed: 0 };
   const answer = async (buf: Buffer, udp: boolean): Promise<Buffer | undefined> => {
     try {
-      return await respond(buf, udp, o, stats);
+      return await respond(buf, udp, o);
     } catch (e) {
       o.log.error({ err: (e as Error).stack }, 'dns: answering a query failed');
       return header(buf, RCODE.SERVFAIL);
@@ -73,7 +70,6 @@ export async function startDnsServer(o: DnsServerOptions, attempt = 0): Promise<
 
   return {
     port,
-    stats,
     close: async () => {
       for (const s of open) s.destroy();
       await new Promise<void>((r) => tcp.close(() => r()));
@@ -127,17 +123,15 @@ function header(req: Buffer, rcode: number): Buffer | undefined {
   return out;
 }
 
-async function respond(buf: Buffer, udp: boolean, o: DnsServerOptions, stats: DnsServer['stats']): Promise<Buffer | undefined> {
+async function respond(buf: Buffer, udp: boolean, o: DnsServerOptions): Promise<Buffer | undefined> {
   let req: DecodedPacket;
   try {
     req = packet.decode(buf);
   } catch {
-    stats.malformed++;
     // A response (QR set) is never answered: two servers must not bounce errors at each other.
     return buf.length > 2 && buf[2] & 0x80 ? undefined : header(buf, RCODE.FORMERR);
   }
   if (req.flag_qr) return undefined;
-  stats.queries++;
   const rd = req.flag_rd ? RD : 0;
   const ra = o.recursors.count ? RA : 0;
   const opt = (req.additionals ?? []).find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
@@ -148,7 +142,7 @@ async function respond(buf: Buffer, udp: boolean, o: DnsServerOptions, stats: Dn
   // dns-packet decodes the opcode too; its types leave it out.
   if ((req as DecodedPacket & { opcode?: string }).opcode !== 'QUERY') return reply(RCODE.NOTIMP);
   const q = req.questions?.[0];
-  if (!q || req.questions!.length !== 1) { stats.malformed++; return reply(RCODE.FORMERR); }
+  if (!q || req.questions!.length !== 1) return reply(RCODE.FORMERR);
   const name = q.name.toLowerCase().replace(/\.$/, '');
   if (!inDomain(name, o.domain)) {
     if (!o.recursors.count) return reply(RCODE.REFUSED);

@@ -302,11 +302,10 @@ test('KV, sessions and locks through nodemesh are Consul\'s: consul kv put/get a
   await viaAgent('kv', 'put', 'app/config', 'v1');
   assert.equal((await viaAgent('kv', 'get', 'app/config')).stdout.trim(), 'v1');
   assert.equal((await consul.call('GET', '/v1/kv/app/config?raw')).text, 'v1', 'stored in Consul');
-  // A lock held through the agent: the child runs while Consul's session holds it.
-  const locked = await viaAgent('lock', 'app/leader', 'echo holding the lock');
-  assert.match(locked.stdout, /holding the lock/);
-  const keys = (await consul.call('GET', '/v1/kv/app/leader?keys')).status;
-  assert.ok(keys === 200 || keys === 404, 'the lock prefix lives in Consul');
+  // A lock held through the agent: while the child runs, Consul holds the lock key under a session; released after.
+  const locked = await viaAgent('lock', 'app/leader', `${CONSUL_BIN} kv get -detailed app/leader/.lock`);
+  assert.match(locked.stdout, /^Session\s+[0-9a-f-]{36}$/m, `the child saw the lock held by a session: ${locked.stdout}`);
+  assert.equal((await consul.call('GET', '/v1/kv/app/leader/.lock')).status, 404, 'released and cleaned up in Consul');
   await viaAgent('kv', 'delete', 'app/config');
   // Binary values pass byte for byte both ways.
   const bytes = Buffer.from([0, 255, 128, 10, 13, 0xc3, 0x28]);

@@ -18,6 +18,9 @@ export interface CaptureSettings {
   excludeInboundPorts: number[];
 }
 
+/** Transparent listeners listen on every address: redirected connections arrive on whichever the packet came to. */
+const LISTEN_ADDRESS = '0.0.0.0';
+
 /** At most this many mesh services get a transparent listener (and so a port above portBase). */
 const MAX_SERVICES = 1000;
 
@@ -81,14 +84,17 @@ export class TransparentCapture {
         used.add(port);
         this.ports.set(name, port);
       }
-      out.push({ bindAddress: '0.0.0.0', bindPort: port, destination: name, lb: 'round_robin', connectTimeoutMs: 5000, declarers, protocol: protocolOf(name) });
+      out.push({ bindAddress: LISTEN_ADDRESS, bindPort: port, destination: name, lb: 'round_robin', connectTimeoutMs: 5000, declarers, protocol: protocolOf(name) });
     }
     return out;
   }
 
-  /** Installs the rules for the transparent listeners now open and the local workloads to guard; unchanged rules are not re-applied. */
-  async apply(openPorts: Set<number>, local: ServiceRecord[], nodeAddress: string): Promise<void> {
-    const redirects = [...this.ports].filter(([, port]) => openPorts.has(port)).map(([name, port]) => ({ vip: this.vips.of(name)!, port })).filter((r) => r.vip);
+  /**
+   * Installs the rules for the transparent listeners now open (`open`: the data plane's listener keys, address:port)
+   * and the local workloads to guard; unchanged rules are not re-applied.
+   */
+  async apply(open: Set<string>, local: ServiceRecord[], nodeAddress: string): Promise<void> {
+    const redirects = [...this.ports].filter(([, port]) => open.has(`${LISTEN_ADDRESS}:${port}`)).map(([name, port]) => ({ vip: this.vips.of(name)!, port })).filter((r) => r.vip);
     const byId = new Map(local.map((s) => [s.ID, s]));
     const guarded = local.filter((p) => p.Kind === 'connect-proxy' && p.Proxy?.DestinationServiceName).flatMap((p) => {
       const parent = p.Proxy!.DestinationServiceID ? byId.get(p.Proxy!.DestinationServiceID) : undefined;
