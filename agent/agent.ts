@@ -146,6 +146,7 @@ async function startIn(
   const deps: ApiDeps = {
     config, catalog, virtualIps, local, log, metrics, version: VERSION, startedAt: new Date(),
     members: () => (backend.kind === 'gossip' ? backend.members() : []),
+    coordinates: () => (backend.kind === 'gossip' ? backend.coordinates() : new Map()),
     leave: () => void stop('leave requested through the API'),
     reload: () => reloadFromSource(),
     posture: () => assessPosture({ config, dataDir, defaultPolicy: backend.intentions.defaultPolicy(), leafExpiries: backend.leaves.expiries(), ...backend.posture() }),

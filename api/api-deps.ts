@@ -20,6 +20,8 @@ export interface ApiDeps {
   startedAt: Date;
   /** The gossip pool's members, in Consul's shape. */
   members(): import('../backend/gossip/gossip-membership.js').ConsulMember[];
+  /** Serf's network coordinates by node name (this node's included), for /v1/coordinate and ?near=. */
+  coordinates(): Map<string, import('../membership/network-coordinate.js').Coordinate>;
   /** Starts a graceful shutdown (PUT /v1/agent/leave). */
   leave(): void;
   /** Re-reads the config files and applies them (PUT /v1/agent/reload); rejects with a 4xx error on a bad config. */

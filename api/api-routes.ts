@@ -19,6 +19,7 @@ import { healthRoutes } from './routes-health.js';
 import { operatorKeyringRoutes } from './routes-operator-keyring.js';
 import { agentPoolRoutes } from './routes-agent-pool.js';
 import { eventRoutes } from './routes-event.js';
+import { coordinateRoutes } from './routes-coordinate.js';
 
 /** Whether `source` may call `destination` now (POST /v1/agent/connect/authorize). */
 type Authorize = (source: { service: string; namespace: string }, destination: string) => Decision;
@@ -46,4 +47,5 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
   operatorKeyringRoutes(router, deps, () => backend.gossip);
   agentPoolRoutes(router, () => backend.gossip);
   eventRoutes(router, deps, () => backend.events);
+  coordinateRoutes(router, deps);
 }

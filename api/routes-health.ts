@@ -6,12 +6,14 @@ import type { NodeEntry, ServiceRecord } from '../model/catalog-types.js';
 import type { ApiDeps } from './api-deps.js';
 import { queryFlag } from './api-deps.js';
 import { answerBlocking } from './blocking-query.js';
+import { nearSorter } from './near-sort.js';
 import { nodeMetaFilter } from './node-meta-filter.js';
 import type { Router } from './http-router.js';
 import { renderCheck, renderHealthService, renderNode } from './render.js';
 
 export function healthRoutes(r: Router, d: ApiDeps): void {
   const { catalog } = d;
+  const near = (q: URLSearchParams) => nearSorter(q, d.config.node, d.coordinates);
 
   const entries = (pairs: { node: NodeEntry; service: ServiceRecord }[], passingOnly: boolean) =>
     pairs
@@ -24,9 +26,10 @@ export function healthRoutes(r: Router, d: ApiDeps): void {
     if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     const passing = queryFlag(ctx.query, 'passing', 'Invalid value for ?passing');
     const meta = nodeMetaFilter(ctx.query) ?? (() => true);
+    const sort = near(ctx.query);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.serviceIdx(name),
-      body: entries(catalog.serviceNodes(name, ctx.query.getAll('tag')).filter(({ node }) => meta(node)), passing),
+      body: sort(entries(catalog.serviceNodes(name, ctx.query.getAll('tag')).filter(({ node }) => meta(node)), passing), (e) => String(e.Node.Node)),
     }));
   });
 
@@ -35,9 +38,10 @@ export function healthRoutes(r: Router, d: ApiDeps): void {
     if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     const passing = queryFlag(ctx.query, 'passing', 'Invalid value for ?passing');
     const meta = nodeMetaFilter(ctx.query) ?? (() => true);
+    const sort = near(ctx.query);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.tableIdx('services', 'checks'),
-      body: entries(catalog.connectNodes(name).filter(({ node }) => meta(node)), passing),
+      body: sort(entries(catalog.connectNodes(name).filter(({ node }) => meta(node)), passing), (e) => String(e.Node.Node)),
     }));
   });
 
@@ -45,9 +49,10 @@ export function healthRoutes(r: Router, d: ApiDeps): void {
     const name = ctx.params.service;
     if (!name) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);
     const folded = foldName(name);
+    const sort = near(ctx.query);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.serviceIdx(name),
-      body: catalog.allChecks().filter((c) => sameName(c.ServiceName, folded)).map(renderCheck),
+      body: sort(catalog.allChecks().filter((c) => sameName(c.ServiceName, folded)).map(renderCheck), (c) => String(c.Node)),
     }));
   });
 
@@ -59,9 +64,10 @@ export function healthRoutes(r: Router, d: ApiDeps): void {
   r.on('GET', '/v1/health/state/:state', (ctx) => {
     const state = ctx.params.state;
     if (!['any', 'passing', 'warning', 'critical'].includes(state)) throw new NodemeshError('API_BAD_STATE', `Invalid state: ${state}`, 400);
+    const sort = near(ctx.query);
     return answerBlocking(ctx, catalog.feed, () => ({
       index: catalog.tableIdx('checks'),
-      body: catalog.allChecks().filter((c) => state === 'any' || c.Status === state).map(renderCheck),
+      body: sort(catalog.allChecks().filter((c) => state === 'any' || c.Status === state).map(renderCheck), (c) => String(c.Node)),
     }));
   });
 }

@@ -4,7 +4,12 @@
 // Written by hand because no maintained msgpack library can emit byte arrays as old-spec raw strings (they
 // all use bin8/16/32 for bytes), which Go's decoder rejects for string fields and Serf expects for []byte.
 
-export type GoValue = null | boolean | number | bigint | Uint8Array | string | GoValue[] | { [k: string]: GoValue };
+export type GoValue = null | boolean | number | bigint | Uint8Array | string | Float64 | GoValue[] | { [k: string]: GoValue };
+
+/** A number that Go declares float64: always written as a msgpack double, even when it is whole (0, 1.5e-5, 2). */
+export class Float64 {
+  constructor(readonly value: number) {}
+}
 
 export class MsgpackError extends Error {}
 /** The input ended inside a value: on a stream, more bytes may complete it. */
@@ -57,17 +62,19 @@ function write(v: GoValue, out: Buffer[]): void {
     if (Number.isInteger(v)) int(BigInt(v), out);
     else { const b = Buffer.alloc(9); b[0] = 0xcb; b.writeDoubleBE(v, 1); out.push(b); }
   } else if (typeof v === 'string') raw(Buffer.from(v, 'utf8'), out);
+  else if (v instanceof Float64) { const b = Buffer.alloc(9); b[0] = 0xcb; b.writeDoubleBE(v.value, 1); out.push(b); }
   else if (v instanceof Uint8Array) raw(v, out);
   else if (Array.isArray(v)) {
     len(v.length, 0x90, 0xdc, 0xdd, out);
     for (const item of v) write(item, out);
   } else {
     // Go's codec sorts struct and map keys by their bytes.
-    const keys = Object.keys(v).filter((k) => v[k] !== undefined).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const map = v as { [k: string]: GoValue };
+    const keys = Object.keys(map).filter((k) => map[k] !== undefined).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     len(keys.length, 0x80, 0xde, 0xdf, out);
     for (const k of keys) {
       raw(Buffer.from(k, 'utf8'), out);
-      write(v[k], out);
+      write(map[k], out);
     }
   }
 }
@@ -190,6 +197,18 @@ export function uint(o: Obj, k: string, max = 0xffffffff): number {
   }
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new MsgpackError(`field ${k}: expected an unsigned integer up to ${max}`);
   return v;
+}
+
+/** A float64 field: Go's decoder takes any msgpack number for one; NaN and infinities are refused. */
+export function float(o: Obj, k: string): number {
+  const v = o[k];
+  return v === undefined || v === null ? 0 : asFloat(v, `field ${k}`);
+}
+
+export function asFloat(v: Decoded, what: string): number {
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isFinite(n)) throw new MsgpackError(`${what}: expected a finite number`);
+  return n;
 }
 
 export function bool(o: Obj, k: string): boolean {

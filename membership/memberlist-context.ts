@@ -20,6 +20,10 @@ export interface MemberlistDelegate {
   getBroadcasts(overhead: number, budget: number, to: string): Buffer[];
   localState(join: boolean): Buffer;
   mergeRemoteState(state: Buffer, join: boolean): void;
+  /** What our acks carry (Serf: this node's network coordinate); nothing when absent. */
+  ackPayload?(): Buffer | null;
+  /** A direct probe of `n` was acked after `rttMs`, the ack carrying `payload` (Serf: that node's coordinate). */
+  notifyPingComplete?(n: NodeRecord, rttMs: number, payload: Buffer): void;
   notifyJoin?(n: NodeRecord): void;
   notifyLeave?(n: NodeRecord): void;
   notifyUpdate?(n: NodeRecord): void;

@@ -168,7 +168,7 @@ export class PacketTransport {
         const p = m.readPing(decode(body));
         if (p.Node && p.Node !== this.ctx.cfg.name) return;
         const to = p.SourceAddr && p.SourcePort ? { addr: ipOf(p.SourceAddr), port: p.SourcePort } : { addr: from, port: fromPort };
-        this.sendUdp(m.ack(p.SeqNo), to.addr, to.port, { piggyback: true });
+        this.sendUdp(m.ack(p.SeqNo, this.ctx.delegate.ackPayload?.() ?? null), to.addr, to.port, { piggyback: true });
         return;
       }
       case MsgType.indirectPing:

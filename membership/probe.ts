@@ -33,7 +33,7 @@ export class Prober {
   async relayPing(req: m.IndirectPing, from: string, fromPort: number): Promise<void> {
     if (!req.Target) return;
     const seq = ++this.seq;
-    const ok = await this.pingUdp(ipOf(req.Target), req.Port, req.Node, seq, this.ctx.cfg.probeTimeoutMs);
+    const ok = (await this.pingUdp(ipOf(req.Target), req.Port, req.Node, seq, this.ctx.cfg.probeTimeoutMs)) !== false;
     const back = req.SourceAddr && req.SourcePort ? { addr: ipOf(req.SourceAddr), port: req.SourcePort } : { addr: from, port: fromPort };
     if (ok) this.transport.sendUdp(m.ack(req.SeqNo), back.addr, back.port, { piggyback: true });
     else if (req.Nack) this.transport.sendUdp(m.nack(req.SeqNo), back.addr, back.port);
@@ -44,10 +44,11 @@ export class Prober {
     return m.ping({ Node: node, SeqNo: seq, SourceAddr: addrBytes(cfg.advertiseAddr), SourceNode: cfg.name, SourcePort: cfg.port });
   }
 
-  private pingUdp(addr: string, port: number, node: string, seq: number, timeoutMs: number, withSuspect?: Buffer): Promise<boolean> {
+  /** A UDP ping: false when no ack came in time, else the ack's payload (null when it carried none). */
+  private pingUdp(addr: string, port: number, node: string, seq: number, timeoutMs: number, withSuspect?: Buffer): Promise<Buffer | null | false> {
     return new Promise((resolve) => {
       const t = setTimeout(() => { this.ackWaiters.delete(seq); resolve(false); }, timeoutMs);
-      this.ackWaiters.set(seq, () => { clearTimeout(t); this.ackWaiters.delete(seq); resolve(true); });
+      this.ackWaiters.set(seq, (payload) => { clearTimeout(t); this.ackWaiters.delete(seq); resolve(payload); });
       const p = this.pingMsg(node, seq);
       this.transport.sendUdp(withSuspect ? compound([p, withSuspect]) : p, addr, port, { piggyback: !withSuspect, crc: true });
     });
@@ -89,8 +90,12 @@ export class Prober {
     // While we look unhealthy ourselves (missed nacks, refutations), give peers longer to answer.
     const window = awareness.scale(cfg.probeIntervalMs);
     const suspectMsg = n.state === NodeState.suspect ? m.suspect({ From: cfg.name, Incarnation: n.incarnation, Node: n.name }) : undefined;
-    if (await this.pingUdp(n.addr, n.port, n.name, seq, awareness.scale(cfg.probeTimeoutMs), suspectMsg)) {
+    const sent = performance.now();
+    const payload = await this.pingUdp(n.addr, n.port, n.name, seq, awareness.scale(cfg.probeTimeoutMs), suspectMsg);
+    if (payload !== false) {
       awareness.apply(-1);
+      // Only a direct ack times a round trip (as memberlist's ping delegate).
+      if (payload?.length) this.ctx.delegate.notifyPingComplete?.(n, performance.now() - sent, payload);
       return;
     }
     // Indirect probes through up to three other peers, and a TCP ping, in parallel (Lifeguard).

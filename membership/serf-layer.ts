@@ -10,6 +10,8 @@ import { LamportClock } from './lamport-clock.js';
 import { SerfQueries } from './serf-queries.js';
 import { SerfUserEvents, type UserEvent } from './serf-user-events.js';
 import { compileLinearRegex } from '../lib/linear-regex.js';
+import { decodePingPayload, encodePingPayload, type Coordinate } from './network-coordinate.js';
+import { VivaldiClient } from './vivaldi-client.js';
 
 export const SerfType = { leave: 0, join: 1, pushPull: 2, userEvent: 3, query: 4, queryResponse: 5 } as const;
 
@@ -46,6 +48,8 @@ export class SerfNode {
   /** addr:port of the members whose tags say they run nodemesh (`td`); rebuilt after a membership change. */
   private appPeers?: Set<string>;
   private readonly leftIntents = new Map<string, bigint>();
+  /** Our network coordinate (from probe round trips) and the ones peers' acks carried. */
+  private readonly vivaldi = new VivaldiClient();
 
   /** nodemesh's own data riding on the pool (catalog, intentions): our message type and our push/pull state. */
   app?: {
@@ -82,8 +86,20 @@ export class SerfNode {
           this.log.debug({ err: (e as Error).message }, 'serf push/pull state ignored');
         }
       },
+      ackPayload: () => encodePingPayload(this.vivaldi.own),
+      notifyPingComplete: (n, rttMs, payload) => {
+        try {
+          if (!this.vivaldi.update(n.name, decodePingPayload(payload), rttMs)) this.log.debug({ node: n.name, rttMs }, 'round trip out of range: coordinate not updated');
+        } catch (e) {
+          this.log.debug({ node: n.name, err: (e as Error).message }, 'ack payload ignored');
+        }
+      },
       notifyJoin: () => { this.appPeers = undefined; this.onChange(); },
-      notifyLeave: () => { this.appPeers = undefined; this.onChange(); },
+      notifyLeave: (n) => {
+        if (n.state === NodeState.left) this.vivaldi.forget(n.name);
+        this.appPeers = undefined;
+        this.onChange();
+      },
       notifyUpdate: () => { this.appPeers = undefined; this.onChange(); },
     }, log);
     this.queue = new BroadcastQueue(this.memberlist.cfg.retransmitMult, () => this.memberlist.nodes.size);
@@ -173,6 +189,18 @@ export class SerfNode {
       status: n.state === NodeState.alive || n.state === NodeState.suspect ? 'alive'
         : this.hasLeft(n.name) ? 'left' : 'failed',
     }));
+  }
+
+  /** Network coordinates: ours, and each member's that one of its acks carried (members that left are not listed). */
+  coordinates(): Map<string, Coordinate> {
+    const out = new Map<string, Coordinate>([[this.memberlist.cfg.name, this.vivaldi.own]]);
+    for (const name of this.vivaldi.peerNames()) {
+      const c = this.vivaldi.peer(name);
+      // A member reaped from the table is forgotten here, so the cache does not grow with churn.
+      if (!this.memberlist.nodes.has(name)) this.vivaldi.forget(name);
+      else if (c && !this.hasLeft(name)) out.set(name, c);
+    }
+    return out;
   }
 
   setTags(tags: Record<string, string>): void {

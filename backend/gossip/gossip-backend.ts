@@ -1,5 +1,6 @@
 // The gossip backend: the pool's own CA, leaves and trust bundle, signed replicated intentions and config entries, policy writes, and the Serf pool that carries them.
 
+import type { Coordinate } from '../../membership/network-coordinate.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentConfig } from '../../config/agent-config.js';
@@ -152,6 +153,11 @@ export class GossipBackend implements MeshBackend {
   /** The pool's members, in Consul's shape. */
   members(): ConsulMember[] {
     return this.gossip?.members() ?? [];
+  }
+
+  /** Serf's network coordinates: this node's and each member's that has acked one of our probes. */
+  coordinates(): Map<string, Coordinate> {
+    return this.gossip?.serf.coordinates() ?? new Map();
   }
 
   /** Joins the pool: the catalog and the policy sets replicate over it; members' liveness becomes node health. */

@@ -155,7 +155,6 @@ export class GossipMembership {
 
   private readonly pulling = new Set<string>();
 
-  /** A push/pull with one member right now (it announced state newer than ours); one at a time per member. */
   /** Joins through these agents now (PUT /v1/agent/join); how many answered. */
   async join(addrs: string[]): Promise<number> {
     const n = await this.serf.join(addrs);
@@ -168,6 +167,7 @@ export class GossipMembership {
     return this.serf.forceLeave(node);
   }
 
+  /** A push/pull with one member right now (it announced state newer than ours); one at a time per member. */
   pull(node: string): void {
     const n = this.serf.memberlist.nodes.get(node);
     if (!n || this.pulling.has(node) || this.stopped) return;
