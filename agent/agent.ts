@@ -28,6 +28,7 @@ import { DataPlane } from '../dataplane/data-plane.js';
 import { ProxyMetrics } from '../dataplane/metrics/proxy-metrics.js';
 import { TransparentCapture } from '../dataplane/capture/transparent-capture.js';
 import type { ApiDeps } from '../api/api-deps.js';
+import type { LogTap } from '../lib/log-tap.js';
 import { apiRoutes } from '../api/api-routes.js';
 import { startApiServer } from '../api/api-server.js';
 import { Router } from '../api/http-router.js';
@@ -77,6 +78,8 @@ export interface RunningAgent {
 export interface StartOptions {
   /** Reads the config again for a reload; without it a reload re-applies the config the agent started with. */
   loadConfig?: () => AgentConfig;
+  /** The tap on `log` that GET /v1/agent/monitor streams from (createLogger's); without it the monitor is unavailable. */
+  logTap?: LogTap;
 }
 
 /** The backend the config names: a Consul agent (`consul_addr`), else the gossip pool with its own CA. */
@@ -145,6 +148,7 @@ async function startIn(
   const stopped = new Promise<void>((r) => { resolveStopped = r; });
   const deps: ApiDeps = {
     config, catalog, virtualIps, local, log, metrics, version: VERSION, startedAt: new Date(),
+    logTap: opts.logTap,
     members: () => (backend.kind === 'gossip' ? backend.members() : []),
     coordinates: () => (backend.kind === 'gossip' ? backend.coordinates() : new Map()),
     leave: () => void stop('leave requested through the API'),

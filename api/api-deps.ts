@@ -20,6 +20,8 @@ export interface ApiDeps {
   startedAt: Date;
   /** The gossip pool's members, in Consul's shape. */
   members(): import('../backend/gossip/gossip-membership.js').ConsulMember[];
+  /** The agent log's tap (GET /v1/agent/monitor); absent when the agent was given a logger without one. */
+  logTap?: import('../lib/log-tap.js').LogTap;
   /** Serf's network coordinates by node name (this node's included), for /v1/coordinate and ?near=. */
   coordinates(): Map<string, import('../membership/network-coordinate.js').Coordinate>;
   /** Starts a graceful shutdown (PUT /v1/agent/leave). */

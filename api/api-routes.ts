@@ -11,9 +11,11 @@ import { localIdentities } from './local-identities.js';
 import { catalogRoutes } from './routes-catalog.js';
 import { consensusRoutes } from './routes-consensus.js';
 import { configRoutes } from './routes-config.js';
+import { connectCaConfigRoutes } from './routes-connect-ca-config.js';
 import { authorizeRoute, connectRoutes } from './routes-connect.js';
 import { agentCheckRoutes } from './routes-agent-checks.js';
 import { agentSelfRoutes } from './routes-agent-self.js';
+import { agentMonitorRoutes } from './routes-agent-monitor.js';
 import { agentServiceRoutes } from './routes-agent-services.js';
 import { healthRoutes } from './routes-health.js';
 import { operatorKeyringRoutes } from './routes-operator-keyring.js';
@@ -29,6 +31,7 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
   agentServiceRoutes(router, deps);
   agentCheckRoutes(router, deps);
   agentSelfRoutes(router, deps);
+  agentMonitorRoutes(router, deps);
   authorizeRoute(router, authorize);
   if (backend.kind === 'consul') {
     // Cluster-wide reads and writes are Consul's to answer.
@@ -42,6 +45,7 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
     intentions: backend.store, trust: backend.bundle, leaves: backend.leaves, defaultPolicy: backend.intentions.defaultPolicy(),
     protocolOf: (svc) => protocolOf(svc, backend.entries.get), writes: backend.writes,
   });
+  connectCaConfigRoutes(router, deps, { trust: backend.bundle, replaceSigningCa: (chain, key, force) => backend.replaceSigningCa(chain, key, force) });
   configRoutes(router, backend.entryStore, backend.writes);
   // The gossip keyring (this agent's): the pool is joined after the HTTP server listens, hence the lazy reference.
   operatorKeyringRoutes(router, deps, () => backend.gossip);

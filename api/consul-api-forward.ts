@@ -9,9 +9,9 @@ import { CONSENSUS_PREFIXES } from './routes-consensus.js';
 
 /**
  * What is Consul's to answer: the cluster-wide state, and what needs its consensus (KV, sessions, locks, transactions,
- * queries, snapshots). The agent's own endpoints (services, checks, self, ready) stay local.
+ * queries, snapshots, the operator and ACL endpoints). The agent's own endpoints (services, checks, self, ready) stay local.
  */
-export const FORWARDED_PREFIXES = ['/v1/catalog', '/v1/health', '/v1/connect', '/v1/agent/connect/ca', '/v1/config', '/v1/event', '/v1/coordinate', ...CONSENSUS_PREFIXES];
+export const FORWARDED_PREFIXES = ['/v1/catalog', '/v1/health', '/v1/connect', '/v1/agent/connect/ca', '/v1/config', '/v1/event', '/v1/coordinate', '/v1/acl', '/v1/operator', ...CONSENSUS_PREFIXES];
 
 /** Response headers worth passing back (blocking-query indexes, cache state). */
 const PASS_HEADERS = ['x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact', 'x-consul-effective-consistency', 'x-cache', 'age'];

@@ -120,20 +120,6 @@ export function connectRoutes(r: Router, d: ApiDeps, c: ConnectDeps): void {
   r.on('GET', '/v1/agent/connect/ca/roots', roots);
   r.on('GET', '/v1/connect/ca/roots', roots);
 
-  // `consul connect ca get-config`: the pool's own CA, in the shape of Consul's built-in provider.
-  r.on('GET', '/v1/connect/ca/configuration', (ctx) => {
-    const hours = (ms: number) => `${Math.round(ms / 3_600_000)}h0m0s`;
-    sendJson(ctx.res, 200, {
-      Provider: 'consul', ClusterID: c.trust.trustDomain.replace(/\.consul$/, ''),
-      Config: { LeafCertTTL: hours(d.config.leafCertTtlMs), PrivateKeyType: 'ec', PrivateKeyBits: 256, RotationPeriod: '', IntermediateCertTTL: '' },
-      State: null, ForceWithoutCrossSigning: false, CreateIndex: 1, ModifyIndex: c.trust.index,
-    }, { 'X-Consul-Index': String(Math.max(1, c.trust.index)) });
-  });
-  // `consul connect ca set-config`: the pool's CA changes by files, on every agent, so that old roots stay trusted.
-  r.on('PUT', '/v1/connect/ca/configuration', () => {
-    throw new NodemeshError('API_UNSUPPORTED', 'The pool\'s CA is rotated by files: give every agent the new ca_file/ca_key_file (the old root stays trusted for one leaf lifetime) and run `nodemesh reload` (or SIGHUP) on each; see docs/security.md', 400);
-  });
-
   r.on('GET', '/v1/agent/connect/ca/leaf/:service*', async (ctx) => {
     const service = ctx.params.service;
     if (!service) throw new NodemeshError('SERVICE_NAME_MISSING', 'Missing service name', 400);

@@ -6,6 +6,7 @@ import { isNodemeshError } from '../lib/errors.js';
 import { startAgent, type RunningAgent } from '../agent/agent.js';
 import { loadConfig } from '../config/config-load.js';
 import { createLogger } from '../agent/log.js';
+import { LogTap } from '../lib/log-tap.js';
 
 interface AgentFlags {
   dev?: boolean; node?: string; datacenter?: string; dataDir?: string; bind?: string; client?: string;
@@ -66,7 +67,8 @@ export function agentCommand(program: Command): void {
         }
         throw e;
       }
-      const log = createLogger(config.logLevel, config.logJson);
+      const logTap = new LogTap();
+      const log = createLogger(config.logLevel, config.logJson, logTap);
       // Signal handlers go in before anything binds, so a signal during start-up is a clean stop too.
       let agent: RunningAgent | undefined;
       let pending: NodeJS.Signals | undefined;
@@ -85,7 +87,7 @@ export function agentCommand(program: Command): void {
       // A stray rejection is a bug to log, not a reason to drop every workload's traffic.
       process.on('unhandledRejection', (e) => log.error({ err: (e as Error)?.stack ?? String(e) }, 'unhandled rejection'));
       try {
-        agent = await startAgent(config, log, { loadConfig: load });
+        agent = await startAgent(config, log, { loadConfig: load, logTap });
       } catch (e) {
         const msg = isNodemeshError(e) ? e.message : (e as Error).stack;
         log.fatal({ code: isNodemeshError(e) ? e.code : undefined }, `agent failed to start: ${msg}`);

@@ -12,6 +12,7 @@ import { intentionCommands } from './intention-commands.js';
 import { configCommands } from './config-commands.js';
 import { keyringCommands } from './keyring-commands.js';
 import { verifyCommand } from './verify-command.js';
+import { monitorCommand } from './monitor-command.js';
 import type { Format } from './table.js';
 import { parseGoDuration } from '../lib/go-duration.js';
 
@@ -45,6 +46,7 @@ keyringCommands(program, globals);
 connectCommands(program, globals);
 agentControlCommands(program, globals);
 verifyCommand(program, globals);
+monitorCommand(program, globals);
 program.command('keygen').description('print a new gossip encryption key (base64, 32 bytes) for --encrypt').action(() => {
   process.stdout.write(`${randomBytes(32).toString('base64')}\n`);
 });

@@ -61,6 +61,27 @@ test('consul kv: a clear 501 that says where KV lives, never "No key exists"; th
   assert.equal(res.headers.get('x-nodemesh-error'), 'CONSENSUS_REQUIRED');
 });
 
+test('consul operator raft/autopilot and consul acl: a Consul-shaped refusal that says why and what to use instead', { skip }, async () => {
+  for (const args of [['operator', 'raft', 'list-peers'], ['operator', 'autopilot', 'get-config']]) {
+    const r = await consul(...args);
+    assert.notEqual(r.code, 0, `consul ${args.join(' ')} fails`);
+    assert.match(r.err, /501/, `consul ${args.join(' ')}: ${r.err}`);
+  }
+  const acl = await consul('acl', 'token', 'list');
+  assert.notEqual(acl.code, 0);
+  assert.match(acl.err, /401 \(ACL support disabled/, acl.err);
+  const res = await a.api('/v1/operator/raft/configuration');
+  assert.equal(res.status, 501);
+  assert.match(await res.text(), /no servers[\s\S]*--consul-addr/);
+  const policy = await a.api('/v1/acl/policies');
+  assert.equal(policy.status, 401);
+  assert.match(await policy.text(), /acl_token[\s\S]*operator_token/);
+  // The keyring is not a server operation: still this agent's (this one has no gossip key, and says so).
+  const keyring = await a.api('/v1/operator/keyring');
+  assert.equal(keyring.status, 400);
+  assert.doesNotMatch(await keyring.text(), /no servers/);
+});
+
 test('consul watch -type=keyprefix backs off on the 501 instead of spinning', { skip }, async () => {
   const count = async () => {
     const text = await (await a.api('/metrics')).text();

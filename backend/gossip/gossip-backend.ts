@@ -1,7 +1,6 @@
 // The gossip backend: the pool's own CA, leaves and trust bundle, signed replicated intentions and config entries, policy writes, and the Serf pool that carries them.
 
-import type { Coordinate } from '../../membership/network-coordinate.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentConfig } from '../../config/agent-config.js';
 import { CatalogReplicator } from '../../catalog/replication.js';
@@ -14,6 +13,9 @@ import { signedPolicySet } from '../../identity/authority/signed-policy-set.js';
 import { withDefault, type IntentionSource } from '../../policy/authorizer.js';
 import { ConfigEntryStore } from '../../policy/config-entry-store.js';
 import { IntentionStore } from '../../policy/intention-store.js';
+import type { Coordinate } from '../../membership/network-coordinate.js';
+import { isNodemeshError, NodemeshError } from '../../lib/errors.js';
+import { writePrivate } from '../../lib/private-file.js';
 import type { BackendInputs, JoinInputs, MeshBackend } from '../mesh-backend.js';
 import { GossipMembership, registerGossipMetrics, type ConsulMember } from './gossip-membership.js';
 import { MemberHealth } from './member-health.js';
@@ -46,6 +48,8 @@ export class GossipBackend implements MeshBackend {
   private syncedWithPeer = false;
   private caFiles: { caFile?: string; caKeyFile?: string };
   private lastCaText: string;
+  /** The configuration as of the last reload. */
+  private current: AgentConfig;
 
   private constructor(
     private readonly o: BackendInputs,
@@ -61,6 +65,7 @@ export class GossipBackend implements MeshBackend {
     this.entries = { feed: entryStore.feed, get index() { return entryStore.index; }, get: (k, n) => entryStore.get(k, n) };
     this.caFiles = { caFile: config.caFile, caKeyFile: config.caKeyFile };
     this.lastCaText = caText(config);
+    this.current = config;
     this.refused = new RefusedRecords(o.registry, log);
     // Records the stores refuse as the API would (from a peer, or found in their files at load): never applied, logged once.
     store.onRefused = entryStore.onRefused = this.refused.report;
@@ -227,7 +232,8 @@ export class GossipBackend implements MeshBackend {
 
   /** A new CA (files changed, or replaced in place) re-issues every leaf; the old roots stay trusted for one leaf lifetime. */
   async reload(next: AgentConfig): Promise<void> {
-    const { config, dataDir, log } = this.o;
+    const { dataDir } = this.o;
+    this.current = next;
     const text = caText(next);
     const changedCa = next.caFile !== this.caFiles.caFile || next.caKeyFile !== this.caFiles.caKeyFile || text !== this.lastCaText;
     this.lastCaText = text;
@@ -235,16 +241,50 @@ export class GossipBackend implements MeshBackend {
       this.bundle.setExtraRoots(next.caTrustedRootsFile);
       return;
     }
-    const nextCa = await CertificateAuthority.open({ dataDir, caFile: next.caFile, caKeyFile: next.caKeyFile });
-    const { bundle } = this;
-    if (nextCa.rootPems[0] !== bundle.ca.rootPems[0] || nextCa.intermediates.join() !== bundle.ca.intermediates.join()) {
-      log.warn({ from: bundle.ca.trustDomain, to: nextCa.trustDomain }, 'CA rotation: new root active, old root trusted for one leaf lifetime; re-issuing leaves');
-      bundle.rotate(nextCa, next.caTrustedRootsFile, config.leafCertTtlMs + 3_600_000);
-      await this.leafCerts.rotate(nextCa);
-      this.authority.rotate(nextCa);
-      useSigner(this.authority, nextCa, this.store, this.entryStore);
-    }
+    await this.activate(await CertificateAuthority.open({ dataDir, caFile: next.caFile, caKeyFile: next.caKeyFile }), next);
     this.caFiles = { caFile: next.caFile, caKeyFile: next.caKeyFile };
+  }
+
+  /** Makes `nextCa` the signing CA if it differs: old roots stay trusted for one leaf lifetime, leaves are re-issued. */
+  private async activate(nextCa: CertificateAuthority, next: AgentConfig): Promise<void> {
+    const { bundle } = this;
+    if (nextCa.rootPems[0] === bundle.ca.rootPems[0] && nextCa.intermediates.join() === bundle.ca.intermediates.join()) return;
+    this.o.log.warn({ from: bundle.ca.trustDomain, to: nextCa.trustDomain }, 'CA rotation: new root active, old root trusted for one leaf lifetime; re-issuing leaves');
+    bundle.rotate(nextCa, next.caTrustedRootsFile, this.o.config.leafCertTtlMs + 3_600_000);
+    await this.leafCerts.rotate(nextCa);
+    this.authority.rotate(nextCa);
+    useSigner(this.authority, nextCa, this.store, this.entryStore);
+  }
+
+  /**
+   * Consul's `connect ca set-config`, for this agent: a new signing CA (a root, or an intermediate followed by its chain)
+   * replaces this agent's CA files (ca_file/ca_key_file, or the data dir's own CA) and is applied as a reload applies
+   * changed files. Unless forced, it must end in a root this agent already trusts — its own, or one given in
+   * ca_trusted_roots_file — since peers refuse leaves under a root they were not given: the operator distributes the
+   * new root first (docs/security.md). Other agents are not touched: the root key stays with the operator.
+   */
+  async replaceSigningCa(chainPem: string, keyPem: string, force: boolean): Promise<void> {
+    // A bad certificate or key is the caller's mistake here (at start-up the same check is a config error).
+    const next = await CertificateAuthority.fromPem(chainPem, keyPem, 'RootCert').catch((e: unknown) => {
+      throw isNodemeshError(e) ? new NodemeshError(e.code, e.message, 400) : e;
+    });
+    const trusted = this.bundle.pems();
+    if (!force && !next.rootPems.some((p) => trusted.includes(p))) {
+      throw new NodemeshError('CA_ROOT_NOT_TRUSTED', 'the new CA ends in a root this agent does not trust yet, so its peers would refuse the leaves it signs: add that root to ca_trusted_roots_file on every agent and reload them first (or set ForceWithoutCrossSigning to switch anyway)', 400);
+    }
+    const { caFile, caKeyFile } = this.current.caFile && this.current.caKeyFile
+      ? this.current : { caFile: join(this.o.dataDir, 'ca', 'root-cert.pem'), caKeyFile: join(this.o.dataDir, 'ca', 'root-key.pem') };
+    try {
+      const tmp = `${caFile!}.${process.pid}.tmp`;
+      writeFileSync(tmp, chainPem, { mode: 0o644 });
+      writePrivate(caKeyFile!, keyPem);
+      renameSync(tmp, caFile!);
+    } catch (e) {
+      throw new NodemeshError('CA_FILES_READ_ONLY', `cannot write the CA files (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): where they are mounted read-only, rotate by replacing the files and reloading (docs/security.md)`, 409);
+    }
+    this.o.log.warn({ caFile, force }, 'CA replaced through the API (connect ca set-config)');
+    this.lastCaText = caText(this.current);
+    await this.activate(next, this.current);
   }
 
   describe(): Record<string, string> {

@@ -85,6 +85,14 @@ export class CertificateAuthority {
       certBundle = readFileSync(certPath, 'utf8');
       keyPem = readFileSync(keyPath, 'utf8');
     }
+    return CertificateAuthority.fromPem(certBundle, keyPem, where);
+  }
+
+  /**
+   * A CA from its PEM text (`where` names the source in errors): the signing certificate first (a CA), then its chain
+   * up to a root, and the signing key, which must belong to the first certificate.
+   */
+  static async fromPem(certBundle: string, keyPem: string, where: string): Promise<CertificateAuthority> {
     const chain = splitPem(certBundle);
     if (chain.length === 0) throw caError(`${where}: no PEM certificate found`);
     let infos: CertInfo[];
@@ -96,6 +104,12 @@ export class CertificateAuthority {
     if (!infos[0].isCa) throw caError(`${where}: the first certificate is not a CA certificate (CA:TRUE)`);
     const roots = chain.filter((_, i) => infos[i].selfSigned);
     if (roots.length === 0) throw caError(`${where}: holds an intermediate but not its root: append the root certificate after the intermediate`);
+    const certs = chain.map((p) => new X509Certificate(p));
+    for (let i = 0; i + 1 < certs.length && !infos[i].selfSigned; i++) {
+      if (!certs[i].checkIssued(certs[i + 1]) || !certs[i].verify(certs[i + 1].publicKey)) {
+        throw caError(`${where}: certificate ${i + 1} is not signed by the one after it: give the signing certificate first, then its issuers up to the root`);
+      }
+    }
     const trustDomain = trustDomainOf(certInfo(roots[0]), where);
     let key: CryptoKey;
     let keyObject: KeyObject;
