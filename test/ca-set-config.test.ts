@@ -23,6 +23,7 @@ const TOKEN = 'ca-config-token';
 const dir = tempDir();
 let root: { certPem: string; keyPem: string; trustDomain: string };
 let agent: TestAgent;
+let app: Awaited<ReturnType<typeof echoApp>>;
 let up: number;
 const caFile = join(dir, 'ca.pem');
 const caKeyFile = join(dir, 'ca-key.pem');
@@ -39,13 +40,17 @@ before(async () => {
   writeFileSync(caFile, root.certPem);
   writeFileSync(caKeyFile, root.keyPem, { mode: 0o600 });
   agent = await startTestAgent({ bind: '127.0.27.1', caFile, caKeyFile, aclToken: TOKEN });
-  const app = await echoApp('127.0.27.3');
+  app = await echoApp('127.0.27.3');
   up = await freePort('127.0.0.1');
   await agent.api('/v1/agent/service/register', put({ Name: 'api', Address: '127.0.27.3', Port: app.port, Connect: { SidecarService: {} } }, auth));
   await agent.api('/v1/agent/service/register', put({ Name: 'web', Address: '127.0.27.2', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: up }] } } } }, auth));
   await waitFor(async () => assert.equal((await roundTrip('127.0.27.2', up, 'ping')).reply.toString(), 'ping', 'mesh carries traffic'), 10_000);
 });
-after(() => agent?.stop());
+after(async () => {
+  await agent?.stop();
+  app?.server.closeAllConnections?.();
+  await new Promise((r) => app ? app.server.close(r) : r(undefined));
+});
 
 test('bad set-config requests are 4xx with a message that says what to do, and change nothing', async () => {
   const other = await CertificateAuthority.createRoot();
