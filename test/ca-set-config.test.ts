@@ -48,7 +48,6 @@ before(async () => {
 });
 after(async () => {
   await agent?.stop();
-  app?.server.closeAllConnections?.();
   await new Promise((r) => app ? app.server.close(r) : r(undefined));
 });
 
