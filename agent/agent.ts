@@ -30,6 +30,7 @@ import { TransparentCapture } from '../dataplane/capture/transparent-capture.js'
 import type { ApiDeps } from '../api/api-deps.js';
 import type { LogTap } from '../lib/log-tap.js';
 import { apiRoutes } from '../api/api-routes.js';
+import { startMetricsServer } from '../api/metrics-server.js';
 import { startApiServer } from '../api/api-server.js';
 import { Router } from '../api/http-router.js';
 import { createMetrics } from '../api/metrics.js';
@@ -44,6 +45,8 @@ export interface RunningAgent {
   http: { host: string; port: number };
   /** Where DNS listens (UDP and TCP, on addresses.dns or the HTTP API's host); undefined with DNS off. */
   dnsPort: number | undefined;
+  /** The metrics listener's port, when ports.metrics is on. */
+  metricsPort: number | undefined;
   dataDir: string;
   catalog: Catalog;
   local: LocalState;
@@ -167,6 +170,13 @@ async function startIn(
     catalog.feed.close();
     await closing;
   });
+  // The scrape endpoint for a cluster's Prometheus, apart from the API.
+  let metricsPort: number | undefined;
+  if (config.metricsPort >= 0) {
+    const m = await startMetricsServer(metrics.registry, { host: config.metricsAddr ?? config.client, port: config.metricsPort, log });
+    closers.push(() => m.close());
+    metricsPort = m.port;
+  }
   // Consul's DNS interface: names from the catalog, on the API's address.
   let dnsPort: number | undefined;
   if (config.dnsPort >= 0) {
@@ -218,7 +228,7 @@ async function startIn(
 
   const gossip = backend.kind === 'gossip' ? backend : undefined;
   return {
-    http: { host: api.host, port: api.port }, dnsPort, dataDir, catalog, local, backend: backend.kind,
+    http: { host: api.host, port: api.port }, dnsPort, metricsPort, dataDir, catalog, local, backend: backend.kind,
     get ca() { return gossip?.ca; },
     trust: backend.trust, leaves: backend.leaves, intentions: gossip?.store, consul: backend.kind === 'consul' ? backend : undefined,
     configEntries: gossip?.entryStore, dataPlane, get gossip() { return gossip?.gossip; },

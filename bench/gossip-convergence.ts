@@ -34,8 +34,8 @@ function spawnUntil(cmd: string, args: string[], ready: RegExp): Promise<{ proc:
 
 async function gossipTraffic(api: string): Promise<{ packets: number; bytes: number }> {
   const text = await (await fetch(`${api}/metrics`)).text();
-  const v = (dir: string, unit: string) => Number(new RegExp(`^nodemesh_gossip_udp\\{direction="${dir}",unit="${unit}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
-  return { packets: v('sent', 'packets'), bytes: v('sent', 'bytes') };
+  const v = (unit: string) => Number(new RegExp(`^nodemesh_gossip_udp_${unit}_total\\{direction="sent"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return { packets: v('packets'), bytes: v('bytes') };
 }
 
 async function nodemesh(n: number): Promise<{ converge: number; pps: number; bps: number }> {

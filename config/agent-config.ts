@@ -78,6 +78,10 @@ export interface AgentConfig {
   /** The DNS domain answered from the catalog (Consul: "consul"). */
   domain: string;
   dnsConfig: DnsConfig;
+  /** A read-only Prometheus listener (plain HTTP, GET /metrics only) for scrapers; -1 (the default) turns it off. */
+  metricsPort: number;
+  /** Where the metrics listener binds (the node IP for a cluster's Prometheus); the client address unless set. */
+  metricsAddr: string | undefined;
   /** The range mesh services' virtual IPs come from (Consul: 240.0.0.0/4). */
   virtualIpRange: string;
   /** Transparent capture of this node's workloads (nftables); undefined: off. */
@@ -166,6 +170,8 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   recursors: { kind: 'recursors', field: 'recursors' },
   domain: { kind: 'domain', field: 'domain' },
   dns_config: { kind: 'dnsconfig', field: 'dnsConfig' },
+  metrics_port: { kind: 'portoff', field: 'metricsPort' },
+  metrics_addr: { kind: 'ip', field: 'metricsAddr' },
   virtual_ip_range: { kind: 'cidr', field: 'virtualIpRange' },
   transparent_proxy: { kind: 'tproxy', field: 'transparentProxy' },
 };
@@ -376,6 +382,8 @@ export function defaultConfig(): AgentConfig {
     recursors: [],
     domain: 'consul',
     dnsConfig: { onlyPassing: false, nodeTtlS: 0, serviceTtlS: {}, udpAnswerLimit: 3, enableTruncate: false },
+    metricsPort: -1,
+    metricsAddr: undefined,
     virtualIpRange: '240.0.0.0/4',
     transparentProxy: undefined,
   };

@@ -76,15 +76,17 @@ function applyFile(cfg: AgentConfig, obj: Record<string, unknown>, where: string
       for (const [pk, pv] of Object.entries(value)) {
         if (pk === 'http') cfg.httpPort = convertValue('http_port', pv, where, false) as number;
         else if (pk === 'dns') cfg.dnsPort = convertValue('dns_port', pv, where, false) as number;
-        else throw configError(`unknown key "ports.${pk}" in ${where} (supported: ports.http, ports.dns)`);
+        else if (pk === 'metrics') cfg.metricsPort = convertValue('metrics_port', pv, where, false) as number;
+        else throw configError(`unknown key "ports.${pk}" in ${where} (supported: ports.http, ports.dns, ports.metrics)`);
       }
       continue;
     }
     if (key === 'addresses') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw configError(`invalid value for "addresses" in ${where}: must be an object such as {"dns": "127.0.0.1"}`);
       for (const [ak, av] of Object.entries(value)) {
-        if (ak !== 'dns') throw configError(`unknown key "addresses.${ak}" in ${where} (supported: addresses.dns)`);
-        cfg.dnsAddr = convertValue('dns_addr', av, where, false) as string;
+        if (ak === 'dns') cfg.dnsAddr = convertValue('dns_addr', av, where, false) as string;
+        else if (ak === 'metrics') cfg.metricsAddr = convertValue('metrics_addr', av, where, false) as string;
+        else throw configError(`unknown key "addresses.${ak}" in ${where} (supported: addresses.dns, addresses.metrics)`);
       }
       continue;
     }

@@ -94,6 +94,8 @@ export const ERROR_CODES = {
   MONITOR_UNAVAILABLE: 'this agent was started in-process with a logger that has no monitor tap: read its log directly',
   CONSENSUS_REQUIRED: 'KV, sessions, locks, transactions, prepared queries and snapshots need Consul\'s servers: run the agent with --consul-addr to use a Consul cluster\'s',
   DNS_LISTEN_FAILED: 'cannot listen for DNS: set ports.dns (dns_port) to a free port, or -1 to turn DNS off',
+  METRICS_LISTEN_FAILED: 'cannot listen for metrics: set ports.metrics (metrics_port) to a free port, or -1 to turn the metrics listener off',
+  METRICS_FAILED: 'collecting the metrics failed: the agent log says which collector',
   HTTP_LISTEN_FAILED: 'cannot listen on the HTTP API address: pick another --http-port (is another agent running?)',
   K8S_CONFIG_INVALID: 'the Kubernetes config cannot be loaded or has no current cluster: fix the kubeconfig or run in the cluster',
   K8S_POD_ANNOTATION_INVALID: "a pod's nodemesh annotations are malformed, so it is not registered: fix the annotations",

@@ -148,6 +148,25 @@ test('DaemonSet: host network with cluster DNS, node name and host IP from the d
   assert.equal(spec.serviceAccountName, one<V1ServiceAccount>('ServiceAccount').metadata!.name);
 });
 
+test('DaemonSet: metrics on a read-only listener at the node IP, with scrape annotations and a PodMonitor that name its port', () => {
+  const args = agentContainer().args ?? [];
+  const port = Number(args.find((a) => a.startsWith('--metrics-port='))?.split('=')[1]);
+  assert.ok(port > 1024, 'a metrics port (unprivileged)');
+  assert.ok(args.includes('--metrics-addr=$(HOST_IP)'), 'bound to the node IP, where Prometheus reaches a hostNetwork pod');
+  assert.ok(!args.some((a) => a.startsWith('--client=')), 'the API itself stays on 127.0.0.1');
+  const named = (agentContainer().ports ?? []).find((p) => p.name === 'metrics');
+  assert.equal(named?.containerPort, port, 'the container port named metrics is that port');
+  const ann = ds().spec!.template.metadata!.annotations ?? {};
+  assert.deepEqual([ann['prometheus.io/scrape'], ann['prometheus.io/port'], ann['prometheus.io/path']], ['true', String(port), '/metrics']);
+  const monitorDir = join(DIR, 'monitoring');
+  const pm = parseAllDocuments(readFileSync(join(monitorDir, 'pod-monitor.yaml'), 'utf8'))[0].toJS() as { kind: string; spec: { selector: { matchLabels: Record<string, string> }; podMetricsEndpoints: { port: string; path: string }[] } };
+  assert.equal(pm.kind, 'PodMonitor');
+  assert.deepEqual(pm.spec.podMetricsEndpoints.map((e) => [e.port, e.path]), [['metrics', '/metrics']]);
+  for (const [k, v] of Object.entries(pm.spec.selector.matchLabels)) assert.equal(ds().spec!.template.metadata!.labels![k], v, `PodMonitor selects the agents by ${k}`);
+  const kust = parseAllDocuments(readFileSync(join(monitorDir, 'kustomization.yaml'), 'utf8'))[0].toJS() as { resources: string[] };
+  assert.deepEqual(kust.resources, ['../', 'pod-monitor.yaml']);
+});
+
 test('DaemonSet: rolling update one node at a time, a grace period for a clean leave, resources on every container', () => {
   const u = ds().spec!.updateStrategy!;
   assert.equal(u.type, 'RollingUpdate');

@@ -150,7 +150,7 @@ test('strict: pod A going straight to pod B\'s address (past the mesh) is droppe
   const rules = (await inNs(NS.nodeB, 'nft', 'list', 'chain', 'inet', 'nodemesh', 'forward')).stdout;
   assert.match(rules, new RegExp(`ip daddr ${IP.podB.replace(/\./g, '\\.')} tcp dport 80 counter packets [1-9]\\d* bytes \\d+ drop`), 'counted by the guard');
   const metrics = await api(NS.nodeB, `http://${IP.nodeBPods}:8500/metrics`);
-  assert.match(metrics, new RegExp(`nodemesh_capture_bypass_packets\\{address="${IP.podB.replace(/\./g, '\\.')}",port="80",mode="strict"\\} [1-9]`), 'and in the metrics');
+  assert.match(metrics, new RegExp(`nodemesh_capture_bypass_packets_total\\{address="${IP.podB.replace(/\./g, '\\.')}",port="80",mode="strict"\\} [1-9]`), 'and in the metrics');
 });
 
 test('a deny intention cuts the captured path; allowing again restores it', async (t) => {

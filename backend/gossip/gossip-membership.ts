@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join as joinPath } from 'node:path';
 import type { Logger } from 'pino';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { NodemeshError } from '../../lib/errors.js';
 import { GOSSIP_KEY_SIZES, GossipKeyring, parseGossipKey, type KeyringEntry } from '../../membership/keyring.js';
 import { SerfNode, type Member } from '../../membership/serf-layer.js';
@@ -247,23 +247,19 @@ export function registerGossipMetrics(registry: Registry, g: GossipMembership): 
       for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
     },
   });
-  new Gauge({
-    name: 'nodemesh_gossip_udp', help: 'Gossip UDP packets and bytes sent and received since start.', labelNames: ['direction', 'unit'], registers: [registry],
+  // Running totals kept by the memberlist, exposed as counters (read at scrape time).
+  const totals = (name: string, help: string, label: string, read: () => Record<string, number>) => new Counter({
+    name, help, labelNames: [label], registers: [registry],
     collect() {
-      const t = g.serf.memberlist.traffic;
-      this.set({ direction: 'sent', unit: 'packets' }, t.packetsSent);
-      this.set({ direction: 'sent', unit: 'bytes' }, t.bytesSent);
-      this.set({ direction: 'received', unit: 'packets' }, t.packetsReceived);
-      this.set({ direction: 'received', unit: 'bytes' }, t.bytesReceived);
+      this.reset();
+      for (const [v, n] of Object.entries(read())) this.inc({ [label]: v }, n);
     },
   });
-  new Gauge({
-    name: 'nodemesh_gossip_dropped', help: 'Gossip input dropped: undecryptable, or malformed.', labelNames: ['reason'], registers: [registry],
-    collect() {
-      this.set({ reason: 'decrypt' }, g.serf.memberlist.dropped.decrypt);
-      this.set({ reason: 'malformed' }, g.serf.memberlist.dropped.packets);
-    },
-  });
+  const t = g.serf.memberlist.traffic;
+  totals('nodemesh_gossip_udp_packets_total', 'Gossip UDP packets sent and received.', 'direction', () => ({ sent: t.packetsSent, received: t.packetsReceived }));
+  totals('nodemesh_gossip_udp_bytes_total', 'Gossip UDP bytes sent and received.', 'direction', () => ({ sent: t.bytesSent, received: t.bytesReceived }));
+  const dropped = g.serf.memberlist.dropped;
+  totals('nodemesh_gossip_dropped_packets_total', 'Gossip input dropped: undecryptable, or malformed.', 'reason', () => ({ decrypt: dropped.decrypt, malformed: dropped.packets }));
   new Gauge({
     name: 'nodemesh_gossip_health_score', help: 'Lifeguard local health score (0 is healthy; probe timeouts scale by score + 1).', registers: [registry],
     collect() { this.set(g.serf.memberlist.awareness.health); },

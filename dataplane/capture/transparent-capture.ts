@@ -2,7 +2,7 @@
 
 import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { VirtualIps } from '../../catalog/virtual-ips.js';
 import { NodemeshError } from '../../lib/errors.js';
 import type { ServiceRecord } from '../../model/catalog-types.js';
@@ -51,12 +51,12 @@ export class TransparentCapture {
   constructor(private readonly vips: VirtualIps, private readonly s: CaptureSettings, private readonly log: Logger, registry?: Registry, private readonly run = nft) {
     if (!registry) return;
     const counts = () => this.bypassCounts();
-    new Gauge({
-      name: 'nodemesh_capture_bypass_packets', registers: [registry], labelNames: ['address', 'port', 'mode'],
+    new Counter({
+      name: 'nodemesh_capture_bypass_packets_total', registers: [registry], labelNames: ['address', 'port', 'mode'],
       help: 'Packets to a guarded workload that did not come through the mesh (read from the capture table at scrape): let through in permissive mode, dropped in strict.',
       async collect() {
         this.reset();
-        for (const c of await counts()) this.set({ address: c.address, port: String(c.port), mode: c.mode }, c.packets);
+        for (const c of await counts()) this.inc({ address: c.address, port: String(c.port), mode: c.mode }, c.packets);
       },
     });
   }

@@ -110,6 +110,13 @@ export class InboundL7 {
 
   /** Nothing a request (or the intention deciding it) holds may throw out of the HTTP server: that would stop the agent. */
   private guard(res: ServerResponse | ServerHttp2Stream, run: () => void, peer: Peer | undefined, method: string | undefined): void {
+    // The callee's side of the request metrics: what the caller got, however the request ended.
+    const started = process.hrtime.bigint();
+    const destination = this.target().service;
+    res.once('close', () => this.metrics.observeRequest({
+      direction: 'inbound', source: peer?.id.service ?? 'unknown', destination, destinationService: destination, route: 'inbound',
+      method: method ?? 'GET', status: sentStatus(res), seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    }));
     try {
       run();
     } catch (e) {
@@ -329,4 +336,10 @@ function sniffPreface(client: PipeEnd, done: (isH2: boolean) => void): void {
   const onEnd = () => finish(false);
   client.on('data', onData);
   client.once('end', onEnd);
+}
+
+/** The status a response carried; 499 (nginx's "client closed request") when the caller left before any was sent. */
+function sentStatus(res: ServerResponse | ServerHttp2Stream): number {
+  if ('respond' in res) return Number(res.sentHeaders?.[':status'] ?? 499) || 499;
+  return res.headersSent ? res.statusCode : 499;
 }

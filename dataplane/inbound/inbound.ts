@@ -260,13 +260,10 @@ export class InboundListener {
         client.destroy();
         return;
       }
-      this.metrics.opened.inc(labels);
-      this.metrics.active.inc(labels);
+      const closed = this.metrics.connectionOpened(labels);
       joinSockets(client, app, ({ fromA, fromB }) => {
         this.open.delete(conn);
-        this.metrics.active.dec(labels);
-        this.metrics.bytes.inc({ ...labels, flow: 'tx' }, fromA);
-        this.metrics.bytes.inc({ ...labels, flow: 'rx' }, fromB);
+        closed(fromA, fromB);
       });
     });
   }

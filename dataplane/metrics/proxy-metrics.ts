@@ -16,6 +16,29 @@ export type DenyReason =
   | 'tls_handshake' | 'no_client_cert' | 'identity' | 'identity_unbound' | 'intention' | 'default_policy'
   | 'l7_permission' | 'l7_error' | 'revoked' | 'attribution' | 'no_endpoint' | 'dial_failed' | 'overflow';
 
+type RequestLabel = 'direction' | 'source' | 'destination' | 'destination_service' | 'destination_subset' | 'route';
+const REQUEST_LABELS: RequestLabel[] = ['direction', 'source', 'destination', 'destination_service', 'destination_subset', 'route'];
+
+/** One finished request, for the L7 metrics. */
+export interface RequestOutcome {
+  direction: Direction;
+  source: string;
+  destination: string;
+  /** Where the route sent it (a splitter or redirect may name another service), and the subset; empty when none was picked. */
+  destinationService?: string;
+  destinationSubset?: string;
+  route: string;
+  method: string;
+  status: number;
+  /** Absent for an upgrade, whose answer passes through as bytes (counted, not timed). */
+  seconds?: number;
+}
+
+/** The methods counted by name; any other is `other`, so a client cannot grow the label set. */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE']);
+
+export const codeClass = (status: number) => `${Math.min(Math.max(Math.floor(status / 100), 1), 5)}xx`;
+
 export class ProxyMetrics {
   readonly opened: Counter<'direction' | 'source' | 'destination'>;
   readonly denied: Counter<'direction' | 'source' | 'destination' | 'reason'>;
@@ -24,9 +47,15 @@ export class ProxyMetrics {
   readonly active: Gauge<'direction' | 'source' | 'destination'>;
   readonly bytes: Counter<'direction' | 'source' | 'destination' | 'flow'>;
   readonly handshake: Histogram<'source' | 'destination'>;
-  /** L7: requests by route and status class (2xx…5xx), and their latency in ms (Flagger's success-rate and duration checks read these). */
-  readonly requests: Counter<'source' | 'destination' | 'route' | 'code_class'>;
-  readonly requestMs: Histogram<'source' | 'destination' | 'route'>;
+  /**
+   * L7: requests by edge (source → destination, and the service and subset the route sent it to), route, method and
+   * status, on the caller's agent (direction="outbound") and on the callee's (direction="inbound"); their latency in
+   * seconds. Flagger's success-rate and duration checks and the golden metrics read these.
+   */
+  readonly requests: Counter<RequestLabel | 'method' | 'code' | 'code_class'>;
+  readonly requestSeconds: Histogram<RequestLabel>;
+  /** L4: how long each proxied connection lived, by edge. */
+  readonly connectionSeconds: Histogram<'direction' | 'source' | 'destination'>;
   readonly retries: Counter<'source' | 'destination' | 'route' | 'reason'>;
 
   constructor(registry: Registry, leaves: () => LeafSource | undefined) {
@@ -37,8 +66,9 @@ export class ProxyMetrics {
     this.active = new Gauge({ name: 'nodemesh_proxy_active_connections', help: 'Open proxied connections.', labelNames: ['direction', 'source', 'destination'], registers });
     this.bytes = new Counter({ name: 'nodemesh_proxy_bytes_total', help: 'Bytes proxied; flow=tx is toward the destination, rx back to the source.', labelNames: ['direction', 'source', 'destination', 'flow'], registers });
     this.handshake = new Histogram({ name: 'nodemesh_proxy_handshake_seconds', help: 'Outbound TCP connect plus mTLS handshake time.', labelNames: ['source', 'destination'], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers });
-    this.requests = new Counter({ name: 'nodemesh_l7_requests_total', help: 'HTTP requests through upstream listeners, by source, destination, route and status class.', labelNames: ['source', 'destination', 'route', 'code_class'], registers });
-    this.requestMs = new Histogram({ name: 'nodemesh_l7_request_duration_ms', help: 'HTTP request latency through the mesh in milliseconds, first byte in to last byte out.', labelNames: ['source', 'destination', 'route'], buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000], registers });
+    this.requests = new Counter({ name: 'nodemesh_l7_requests_total', help: 'HTTP requests by direction (outbound: the caller\'s agent, inbound: the callee\'s), edge, route, method and status.', labelNames: [...REQUEST_LABELS, 'method', 'code', 'code_class'], registers });
+    this.requestSeconds = new Histogram({ name: 'nodemesh_l7_request_duration_seconds', help: 'HTTP request latency through the mesh, first byte in to last byte out.', labelNames: REQUEST_LABELS, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
+    this.connectionSeconds = new Histogram({ name: 'nodemesh_proxy_connection_duration_seconds', help: 'How long proxied connections lived, from authorization to close.', labelNames: ['direction', 'source', 'destination'], buckets: [0.01, 0.1, 1, 10, 60, 300, 1800, 3600], registers });
     this.retries = new Counter({ name: 'nodemesh_l7_retries_total', help: 'HTTP request attempts retried, by reason (status, connect), and ones refused by the retry budget (budget).', labelNames: ['source', 'destination', 'route', 'reason'], registers });
     new Gauge({
       name: 'nodemesh_leaf_cert_expiry_seconds', help: 'Seconds until each local service\'s leaf certificate expires.', labelNames: ['service'], registers,
@@ -47,5 +77,33 @@ export class ProxyMetrics {
         for (const { service, seconds } of leaves()?.expiries() ?? []) this.set({ service }, seconds);
       },
     });
+  }
+
+  /**
+   * A proxied connection was authorized and joined: counted and shown as open; the returned function, called when it
+   * closes with the bytes each way, records its bytes and lifetime.
+   */
+  connectionOpened(labels: { direction: Direction; source: string; destination: string }): (tx: number, rx: number) => void {
+    const started = process.hrtime.bigint();
+    this.opened.inc(labels);
+    this.active.inc(labels);
+    return (tx, rx) => {
+      this.active.dec(labels);
+      this.bytes.inc({ ...labels, flow: 'tx' }, tx);
+      this.bytes.inc({ ...labels, flow: 'rx' }, rx);
+      this.connectionSeconds.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+  }
+
+  observeRequest(o: RequestOutcome): void {
+    const labels = {
+      direction: o.direction, source: o.source, destination: o.destination,
+      destination_service: o.destinationService ?? '', destination_subset: o.destinationSubset ?? '', route: o.route,
+    };
+    const method = METHODS.has(o.method) ? o.method : 'other';
+    // A status outside 100–599 is counted as what it is, not as a free-form label.
+    const code = o.status >= 100 && o.status <= 599 ? String(Math.trunc(o.status)) : 'other';
+    this.requests.inc({ ...labels, method, code, code_class: codeClass(o.status) });
+    if (o.seconds !== undefined) this.requestSeconds.observe(labels, o.seconds);
   }
 }

@@ -160,7 +160,7 @@ export class HttpUpstreamListener {
       if (head.length) up.write(head);
       this.open.add(up);
       up.once('close', () => this.open.delete(up));
-      this.metrics.requests.inc({ source, destination: this.spec.destination, route: route.name, code_class: '1xx' });
+      this.metrics.observeRequest({ direction: 'outbound', source, destination: this.spec.destination, destinationService: target.service, destinationSubset: target.subset ?? '', route: route.name, method: req.method ?? 'GET', status: 101 });
       return joinSockets(socket as PipeEnd, up as PipeEnd);
     }
     refuse(503, `no healthy upstream for ${wanted ? wanted.service : this.spec.destination}`);

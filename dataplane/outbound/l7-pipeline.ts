@@ -36,8 +36,9 @@ const MAX_RETRY_BODY = 64 * 1024;
 const MAX_CONNECT_ATTEMPTS = 3;
 const MIRROR_TIMEOUT_MS = 10_000;
 
-const codeClass = (status: number) => `${Math.floor(status / 100)}xx`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Picked { service?: string; subset?: string }
 
 export class L7Pipeline {
   /** Requests in flight to the destination (circuit breaking), and the local rate limit's bucket. */
@@ -61,12 +62,20 @@ export class L7Pipeline {
     const destination = this.ctx.destination;
     const source = this.ctx.sourceOf(ex.remoteAddress);
     let routeName = 'none';
+    /** The service and subset the last attempt went to. */
+    const picked: Picked = {};
     const finish = (status: number) => {
-      const labels = { source: source ?? 'unknown', destination, route: routeName };
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      this.metrics.requests.inc({ ...labels, code_class: codeClass(status) });
-      this.metrics.requestMs.observe(labels, ms);
-      if (this.accessLog) this.log.info({ access: true, ...labels, method: ex.method, path: ex.target, status, ms: Math.round(ms * 100) / 100, traceparent: ex.headers.traceparent }, 'request');
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.metrics.observeRequest({
+        direction: 'outbound', source: source ?? 'unknown', destination, destinationService: picked.service, destinationSubset: picked.subset,
+        route: routeName, method: ex.method, status, seconds,
+      });
+      if (this.accessLog) {
+        this.log.info({
+          access: true, source: source ?? 'unknown', destination, route: routeName, service: picked.service, subset: picked.subset,
+          method: ex.method, path: ex.target, status, ms: Math.round(seconds * 1e5) / 100, traceparent: ex.headers.traceparent,
+        }, 'request');
+      }
     };
     if (!source) {
       this.metrics.denied.inc({ direction: 'outbound', source: 'unknown', destination, reason: 'attribution' });
@@ -90,7 +99,7 @@ export class L7Pipeline {
         const fault = route.fault;
         if (fault && Math.random() * 100 < fault.abortPercent) throw new ProxyAnswer(fault.abortStatus, 'fault filter abort', 'FAULT_ABORT');
         if (fault && fault.delayMs > 0 && Math.random() * 100 < fault.delayPercent) await sleep(fault.delayMs);
-        finish(await this.forward(ex, route, source, url, policy));
+        finish(await this.forward(ex, route, source, url, policy, picked));
       } finally {
         this.active--;
       }
@@ -115,7 +124,7 @@ export class L7Pipeline {
   }
 
   /** Sends the request (with retries) and streams the answer back; resolves with the status the caller got. */
-  private async forward(ex: Exchange, route: CompiledRoute, source: string, url: URL, policy: CallPolicy): Promise<number> {
+  private async forward(ex: Exchange, route: CompiledRoute, source: string, url: URL, policy: CallPolicy, picked: Picked): Promise<number> {
     const wantsCopy = route.numRetries > 0 || route.retryOnConnectFailure || route.mirror !== undefined;
     const body = ex.empty ? Buffer.alloc(0) : wantsCopy ? await ex.readBody(MAX_RETRY_BODY) : undefined;
     let path = url.pathname + url.search;
@@ -140,6 +149,8 @@ export class L7Pipeline {
       const got = wanted && (this.picker.pickAny(wanted, tried, hashKey) ?? (attempt > 0 ? this.picker.pickAny(wanted, new Set(), hashKey) : undefined));
       if (!wanted || !got) throw new ProxyAnswer(503, `no healthy upstream for ${wanted ? `${wanted.service}${wanted.subset ? `/${wanted.subset}` : ''}` : this.ctx.destination}`, 'UPSTREAM_UNAVAILABLE');
       const { target, inst } = got;
+      picked.service = target.service;
+      picked.subset = target.subset ?? '';
       tried.add(inst.key);
       const left = deadline - Date.now();
       if (left <= 0) throw new ProxyAnswer(504, 'upstream request timeout', 'UPSTREAM_TIMEOUT');

@@ -216,15 +216,12 @@ export class UpstreamListener {
     }
     const done = this.picker.started(picked.inst);
     this.sockets.add(upstream);
-    this.metrics.opened.inc(labels);
-    this.metrics.active.inc(labels);
+    const closed = this.metrics.connectionOpened(labels);
     const up = upstream;
     joinSockets(client, up, ({ fromA, fromB }) => {
       this.sockets.delete(up);
       done();
-      this.metrics.active.dec(labels);
-      this.metrics.bytes.inc({ ...labels, flow: 'tx' }, fromA);
-      this.metrics.bytes.inc({ ...labels, flow: 'rx' }, fromB);
+      closed(fromA, fromB);
     });
   }
 
