@@ -43,17 +43,17 @@ after(() => {
 
 const api = (path: string, init: RequestInit = {}) => fetch(`${agent.url}${path}`, { ...init, headers: { 'X-Consul-Token': TOKEN, ...init.headers } });
 
-/** Runs a command until `until` matches its output or 15 s pass; returns what it printed. */
+/** Runs a command until `until` matches its output or 20 s pass, poking the agent meanwhile; returns what it printed. */
 function follow(cmd: string, args: string[], env: Record<string, string>, until: RegExp, poke: () => Promise<unknown>): Promise<string> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`no match for ${until} in:\n${out}`)); }, 15_000);
-    const check = () => { if (until.test(out)) { clearTimeout(t); p.kill('SIGINT'); resolve(out); } };
+    // The command attaches when it has started (a second or more on a busy machine): poke until its output shows it.
+    const poking = setInterval(() => void poke(), 500);
+    const t = setTimeout(() => { clearInterval(poking); p.kill('SIGKILL'); reject(new Error(`no match for ${until} in:\n${out}`)); }, 20_000);
+    const check = () => { if (until.test(out)) { clearTimeout(t); clearInterval(poking); p.kill('SIGINT'); resolve(out); } };
     p.stdout.on('data', (c) => { out += c; check(); });
     p.stderr.on('data', (c) => { out += c; });
-    // Give the stream a moment to attach, then make the agent log something.
-    setTimeout(() => void poke(), 700);
   });
 }
 
