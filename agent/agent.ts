@@ -154,6 +154,7 @@ async function startIn(
     logTap: opts.logTap,
     members: () => (backend.kind === 'gossip' ? backend.members() : []),
     coordinates: () => (backend.kind === 'gossip' ? backend.coordinates() : new Map()),
+    edges: () => proxyMetrics.edges.summaries(),
     leave: () => void stop('leave requested through the API'),
     reload: () => reloadFromSource(),
     posture: () => assessPosture({ config, dataDir, defaultPolicy: backend.intentions.defaultPolicy(), leafExpiries: backend.leaves.expiries(), ...backend.posture() }),

@@ -24,6 +24,8 @@ export interface ApiDeps {
   logTap?: import('../lib/log-tap.js').LogTap;
   /** Serf's network coordinates by node name (this node's included), for /v1/coordinate and ?near=. */
   coordinates(): Map<string, import('../membership/network-coordinate.js').Coordinate>;
+  /** This agent's edges over the last minute (golden metrics per source → destination). */
+  edges(): import('../dataplane/metrics/edge-stats.js').EdgeSummary[];
   /** Starts a graceful shutdown (PUT /v1/agent/leave). */
   leave(): void;
   /** Re-reads the config files and applies them (PUT /v1/agent/reload); rejects with a 4xx error on a bad config. */

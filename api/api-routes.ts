@@ -16,6 +16,7 @@ import { authorizeRoute, connectRoutes } from './routes-connect.js';
 import { agentCheckRoutes } from './routes-agent-checks.js';
 import { agentSelfRoutes } from './routes-agent-self.js';
 import { agentMonitorRoutes } from './routes-agent-monitor.js';
+import { edgeRoutes } from './routes-edges.js';
 import { agentServiceRoutes } from './routes-agent-services.js';
 import { healthRoutes } from './routes-health.js';
 import { operatorKeyringRoutes } from './routes-operator-keyring.js';
@@ -32,6 +33,7 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
   agentCheckRoutes(router, deps);
   agentSelfRoutes(router, deps);
   agentMonitorRoutes(router, deps);
+  edgeRoutes(router, deps);
   authorizeRoute(router, authorize);
   if (backend.kind === 'consul') {
     // Cluster-wide reads and writes are Consul's to answer.

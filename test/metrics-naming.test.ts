@@ -105,6 +105,17 @@ test('request metrics on both agents: the caller\'s (outbound, with code, method
   assert.ok(sampleSum(tb, 'nodemesh_proxy_connections_total', { direction: 'inbound', source: 'web', destination: 'api' }) >= 1);
 });
 
+test('GET /v1/agent/edges: each agent\'s last minute per edge — the caller\'s view and the callee\'s agree', async () => {
+  interface Edge { direction: string; source: string; destination: string; service: string; requests: number; successRate: number | null; p99Ms: number | null }
+  const edges = async (x: TestAgent) => ((await (await x.api('/v1/agent/edges')).json()) as { Node: string; Edges: Edge[] }).Edges;
+  const out = (await edges(a)).find((e) => e.direction === 'outbound' && e.source === 'web' && e.destination === 'api' && e.service === 'api')!;
+  assert.equal(out.requests, 22);
+  assert.equal(out.successRate, 21 / 22);
+  assert.ok(out.p99Ms !== null && out.p99Ms > 0);
+  const inbound = (await edges(b)).filter((e) => e.direction === 'inbound' && e.source === 'web' && e.destination === 'api');
+  assert.equal(inbound.reduce((n, e) => n + e.requests, 0), 22, 'the callee counted the same requests');
+});
+
 test('the Flagger MetricTemplates in docs/traffic-management.md select series that exist', async () => {
   const doc = readFileSync(join(ROOT, 'docs', 'traffic-management.md'), 'utf8');
   const selectors = [...doc.matchAll(/(nodemesh_[a-z0-9_]+)\{((?:[^{}]|\{\{[^}]*\}\})*)\}/g)].filter((m) => m[2].includes('{{ target }}'));

@@ -2,6 +2,7 @@
 
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { LeafSource } from '../../identity/trust-sources.js';
+import { EdgeStats } from './edge-stats.js';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -41,7 +42,10 @@ export const codeClass = (status: number) => `${Math.min(Math.max(Math.floor(sta
 
 export class ProxyMetrics {
   readonly opened: Counter<'direction' | 'source' | 'destination'>;
-  readonly denied: Counter<'direction' | 'source' | 'destination' | 'reason'>;
+  /** Refusals by reason (the counter, and the edge's last minute). */
+  readonly denied: { inc(labels: { direction: Direction; source: string; destination: string; reason: string }): void };
+  /** Every edge's last minute (golden metrics for the topology and `nodemesh top`). */
+  readonly edges = new EdgeStats();
   /** Connections to a public listener that left before sending a byte (a TCP check): no denial. `source`: `agent_check` (this agent's own) or `unknown`. */
   readonly probes: Counter<'destination' | 'source'>;
   readonly active: Gauge<'direction' | 'source' | 'destination'>;
@@ -61,7 +65,13 @@ export class ProxyMetrics {
   constructor(registry: Registry, leaves: () => LeafSource | undefined) {
     const registers = [registry];
     this.opened = new Counter({ name: 'nodemesh_proxy_connections_total', help: 'Connections accepted and authorized, by direction, source and destination service.', labelNames: ['direction', 'source', 'destination'], registers });
-    this.denied = new Counter({ name: 'nodemesh_proxy_denied_total', help: 'Connections refused or revoked, by reason.', labelNames: ['direction', 'source', 'destination', 'reason'], registers });
+    const denied = new Counter({ name: 'nodemesh_proxy_denied_total', help: 'Connections refused or revoked, by reason.', labelNames: ['direction', 'source', 'destination', 'reason'], registers });
+    this.denied = {
+      inc: (labels) => {
+        denied.inc(labels);
+        this.edges.denied({ direction: labels.direction, source: labels.source, destination: labels.destination, service: '', subset: '' });
+      },
+    };
     this.probes = new Counter({ name: 'nodemesh_proxy_probes_total', help: 'Connections to a public listener that left without sending a byte (TCP health checks; source="agent_check" for this agent\'s own): not denials.', labelNames: ['destination', 'source'], registers });
     this.active = new Gauge({ name: 'nodemesh_proxy_active_connections', help: 'Open proxied connections.', labelNames: ['direction', 'source', 'destination'], registers });
     this.bytes = new Counter({ name: 'nodemesh_proxy_bytes_total', help: 'Bytes proxied; flow=tx is toward the destination, rx back to the source.', labelNames: ['direction', 'source', 'destination', 'flow'], registers });
@@ -85,9 +95,12 @@ export class ProxyMetrics {
    */
   connectionOpened(labels: { direction: Direction; source: string; destination: string }): (tx: number, rx: number) => void {
     const started = process.hrtime.bigint();
+    const edge = { ...labels, service: '', subset: '' };
     this.opened.inc(labels);
     this.active.inc(labels);
+    this.edges.connectionOpened(edge);
     return (tx, rx) => {
+      this.edges.connectionClosed(edge, tx, rx);
       this.active.dec(labels);
       this.bytes.inc({ ...labels, flow: 'tx' }, tx);
       this.bytes.inc({ ...labels, flow: 'rx' }, rx);
@@ -105,5 +118,6 @@ export class ProxyMetrics {
     const code = o.status >= 100 && o.status <= 599 ? String(Math.trunc(o.status)) : 'other';
     this.requests.inc({ ...labels, method, code, code_class: codeClass(o.status) });
     if (o.seconds !== undefined) this.requestSeconds.observe(labels, o.seconds);
+    this.edges.request({ direction: o.direction, source: o.source, destination: o.destination, service: labels.destination_service, subset: labels.destination_subset }, o.status, o.seconds);
   }
 }
