@@ -31,6 +31,10 @@ import type { ApiDeps } from '../api/api-deps.js';
 import type { LogTap } from '../lib/log-tap.js';
 import { apiRoutes } from '../api/api-routes.js';
 import { startMetricsServer } from '../api/metrics-server.js';
+import { startPeerEndpoint } from '../api/peer-endpoint.js';
+import { poolEdges } from '../api/pool-edges.js';
+import { AgentCredential } from '../identity/ca/agent-credential.js';
+import type { EdgeSummary } from '../dataplane/metrics/edge-stats.js';
 import { startApiServer } from '../api/api-server.js';
 import { Router } from '../api/http-router.js';
 import { createMetrics } from '../api/metrics.js';
@@ -146,6 +150,9 @@ async function startIn(
   closers.push(() => dataPlane.stop());
   await dataPlane.start();
 
+  // The peer endpoint: this agent's edges for the pool's other agents, over mTLS with an agent certificate (gossip pool only).
+  const peers = backend.kind === 'gossip' && config.peerPort >= 0 ? await openPeers(backend, config, log, () => proxyMetrics.edges.summaries(), closers) : undefined;
+
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => { resolveStopped = r; });
@@ -155,6 +162,7 @@ async function startIn(
     members: () => (backend.kind === 'gossip' ? backend.members() : []),
     coordinates: () => (backend.kind === 'gossip' ? backend.coordinates() : new Map()),
     edges: () => proxyMetrics.edges.summaries(),
+    poolEdges: () => (peers ? poolEdges(config.node, backend.kind === 'gossip' ? backend.members() : [], () => proxyMetrics.edges.summaries(), peers.credential) : Promise.resolve(undefined)),
     leave: () => void stop('leave requested through the API'),
     reload: () => reloadFromSource(),
     posture: () => assessPosture({ config, dataDir, defaultPolicy: backend.intentions.defaultPolicy(), leafExpiries: backend.leaves.expiries(), ...backend.posture() }),
@@ -190,7 +198,10 @@ async function startIn(
     closers.push(() => dns.close());
     dnsPort = dns.port;
   }
-  await backend.join({ httpPort: api.port, onNodeFailed: (name, addr) => dataPlane.tunnels.closeTo(addr, `node ${name} failed`) });
+  await backend.join({
+    httpPort: api.port, onNodeFailed: (name, addr) => dataPlane.tunnels.closeTo(addr, `node ${name} failed`),
+    tags: peers ? { sp: String(peers.endpoint.port) } : {},
+  });
   // Kubernetes: this node's annotated pods register themselves; off without a cluster config and NODE_NAME.
   const pods = await watchLocalPods(local, log);
   pods?.start();
@@ -235,4 +246,17 @@ async function startIn(
     configEntries: gossip?.entryStore, dataPlane, get gossip() { return gossip?.gossip; },
     stop, stopped, reload, reloadFromSource,
   };
+}
+
+/** This agent's credential for its peers and the endpoint that serves them its edges; closed with the agent. */
+async function openPeers(backend: GossipBackend, config: AgentConfig, log: Logger, edges: () => EdgeSummary[], closers: (() => unknown)[]) {
+  const credential = await AgentCredential.start(backend.bundle, { datacenter: config.datacenter, node: config.node, ttlMs: config.leafCertTtlMs, log });
+  closers.push(() => credential.stop());
+  const endpoint = await startPeerEndpoint({
+    bind: config.bind, port: config.peerPort, credential: () => credential.current(), edges, log,
+    isMember: (node) => backend.members().some((m) => m.Name === node && m.Status === 1),
+  });
+  closers.push(() => endpoint.close());
+  credential.feed.subscribe(() => endpoint.refresh());
+  return { endpoint, credential };
 }

@@ -26,6 +26,8 @@ export interface ApiDeps {
   coordinates(): Map<string, import('../membership/network-coordinate.js').Coordinate>;
   /** This agent's edges over the last minute (golden metrics per source → destination). */
   edges(): import('../dataplane/metrics/edge-stats.js').EdgeSummary[];
+  /** Every live agent's edges (this one's included), asked over the peer endpoint; undefined when it is off. */
+  poolEdges(): Promise<import('./pool-edges.js').NodeEdges[] | undefined>;
   /** Starts a graceful shutdown (PUT /v1/agent/leave). */
   leave(): void;
   /** Re-reads the config files and applies them (PUT /v1/agent/reload); rejects with a 4xx error on a bad config. */

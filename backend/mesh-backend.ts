@@ -26,6 +26,8 @@ export interface BackendInputs {
 export interface JoinInputs {
   /** The HTTP API's port (advertised to the pool). */
   httpPort: number;
+  /** Extra Serf tags to advertise (the peer endpoint's port, `sp`). */
+  tags?: Record<string, string>;
   /** A peer node failed: its tunnels should close so callers move to live instances. */
   onNodeFailed(name: string, addr: string): void;
 }

@@ -12,7 +12,7 @@ interface AgentFlags {
   dev?: boolean; node?: string; datacenter?: string; dataDir?: string; bind?: string; client?: string;
   httpPort?: string; configFile: string[]; configDir: string[]; logLevel?: string; logJson?: boolean; aclToken?: string;
   serfLanPort?: string; join: string[]; retryJoin: string[]; encrypt?: string; rejoinAfterLeave?: boolean; consulAddr?: string; consulToken?: string;
-  waive?: string[]; dnsPort?: string; dnsAddr?: string; metricsPort?: string; metricsAddr?: string; recursor: string[]; domain?: string;
+  waive?: string[]; dnsPort?: string; dnsAddr?: string; metricsPort?: string; metricsAddr?: string; peerPort?: string; recursor: string[]; domain?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -40,6 +40,7 @@ export function agentCommand(program: Command): void {
     .option('--consul-token <token>', 'token for the Consul backend (or env CONSUL_HTTP_TOKEN)')
     .option('--waive <protection>', 'start a non-dev agent without it: gossip_key, acl_token or ca_files (repeatable; a warning at every start)', collect, [])
     .option('--dns-port <port>', 'DNS port, UDP and TCP, on the --client address (default: 8600; 0 picks a free one; -1 turns DNS off)')
+    .option('--peer-port <port>', 'the peer endpoint on the --bind address: mTLS between agents, for the pool-wide view (default: 0, a free port advertised to the pool; -1 turns it off)')
     .option('--metrics-port <port>', 'a read-only Prometheus listener (GET /metrics, plain HTTP) for scrapers (default: off; 0 picks a free one)')
     .option('--metrics-addr <addr>', 'the metrics listener\'s address (default: the --client address), e.g. the node IP for a cluster\'s Prometheus')
     .option('--dns-addr <addr>', 'DNS address (default: the --client address), e.g. the node IP for pods on Kubernetes')
@@ -54,7 +55,7 @@ export function agentCommand(program: Command): void {
           http_port: f.httpPort, log_level: f.logLevel, log_json: f.logJson, acl_token: f.aclToken,
           serf_lan_port: f.serfLanPort, join: f.join, retry_join: f.retryJoin, encrypt: f.encrypt, rejoin_after_leave: f.rejoinAfterLeave,
           consul_addr: f.consulAddr, consul_token: f.consulToken, waive: f.waive?.length ? f.waive : undefined,
-          dns_port: f.dnsPort, dns_addr: f.dnsAddr, metrics_port: f.metricsPort, metrics_addr: f.metricsAddr, recursors: f.recursor, domain: f.domain,
+          dns_port: f.dnsPort, dns_addr: f.dnsAddr, metrics_port: f.metricsPort, metrics_addr: f.metricsAddr, peer_port: f.peerPort, recursors: f.recursor, domain: f.domain,
         },
         configFiles: f.configFile,
         configDirs: f.configDir,

@@ -78,6 +78,11 @@ export interface AgentConfig {
   /** The DNS domain answered from the catalog (Consul: "consul"). */
   domain: string;
   dnsConfig: DnsConfig;
+  /**
+   * The peer endpoint (mTLS between agents: each serves its edges so any agent can show the pool's); 0 (the default)
+   * picks a free port, advertised to the pool; -1 turns it off. On the bind address.
+   */
+  peerPort: number;
   /** A read-only Prometheus listener (plain HTTP, GET /metrics only) for scrapers; -1 (the default) turns it off. */
   metricsPort: number;
   /** Where the metrics listener binds (the node IP for a cluster's Prometheus); the client address unless set. */
@@ -171,6 +176,7 @@ export const CONFIG_KEYS: Record<string, { kind: Kind; field: keyof AgentConfig 
   domain: { kind: 'domain', field: 'domain' },
   dns_config: { kind: 'dnsconfig', field: 'dnsConfig' },
   metrics_port: { kind: 'portoff', field: 'metricsPort' },
+  peer_port: { kind: 'portoff', field: 'peerPort' },
   metrics_addr: { kind: 'ip', field: 'metricsAddr' },
   virtual_ip_range: { kind: 'cidr', field: 'virtualIpRange' },
   transparent_proxy: { kind: 'tproxy', field: 'transparentProxy' },
@@ -383,6 +389,7 @@ export function defaultConfig(): AgentConfig {
     domain: 'consul',
     dnsConfig: { onlyPassing: false, nodeTtlS: 0, serviceTtlS: {}, udpAnswerLimit: 3, enableTruncate: false },
     metricsPort: -1,
+    peerPort: 0,
     metricsAddr: undefined,
     virtualIpRange: '240.0.0.0/4',
     transparentProxy: undefined,

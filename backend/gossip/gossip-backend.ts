@@ -180,7 +180,7 @@ export class GossipBackend implements MeshBackend {
     health.start();
     this.gossip = await GossipMembership.start({
       config, dataDir, advertise: this.o.node.Address, httpPort: j.httpPort, nodeId: this.o.node.ID, log, onChange: health.sync, trustDomain: this.bundle.trustDomain,
-      tags: this.policyEndpoint ? { pw: String(this.policyEndpoint.port) } : {},
+      tags: { ...j.tags, ...(this.policyEndpoint ? { pw: String(this.policyEndpoint.port) } : {}) },
       app: {
         type: NODEMESH_GOSSIP_TYPE,
         onMessage: (b) => replicator.onMessage(b),

@@ -163,3 +163,37 @@ export class EdgeStats {
     return out;
   }
 }
+
+const NAME = /^[A-Za-z0-9._-]{0,253}$/;
+
+/**
+ * A peer's edges as it sent them, checked as strictly as our own are made: known directions, service-name strings,
+ * finite non-negative numbers, rates in [0, 1], at most MAX_EDGES. Throws on anything else.
+ */
+export function readEdgeSummaries(v: unknown): EdgeSummary[] {
+  if (!Array.isArray(v) || v.length > MAX_EDGES) throw new Error(`edges must be an array of at most ${MAX_EDGES}`);
+  return v.map((raw, i) => {
+    const e = raw as Record<string, unknown>;
+    if (typeof e !== 'object' || e === null) throw new Error(`edge ${i}: not an object`);
+    const name = (k: string) => {
+      const s = e[k];
+      if (typeof s !== 'string' || !NAME.test(s)) throw new Error(`edge ${i}: ${k} is not a service name`);
+      return s;
+    };
+    const num = (k: string, nullable = false) => {
+      const n = e[k];
+      if (nullable && n === null) return null;
+      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw new Error(`edge ${i}: ${k} is not a finite number ≥ 0`);
+      return n;
+    };
+    if (e.direction !== 'inbound' && e.direction !== 'outbound') throw new Error(`edge ${i}: direction is inbound or outbound`);
+    const successRate = num('successRate', true);
+    if (successRate !== null && successRate > 1) throw new Error(`edge ${i}: successRate is at most 1`);
+    return {
+      direction: e.direction, source: name('source'), destination: name('destination'), service: name('service'), subset: name('subset'),
+      windowSeconds: num('windowSeconds')!, requests: num('requests')!, requestsPerSecond: num('requestsPerSecond')!, successRate,
+      p50Ms: num('p50Ms', true), p99Ms: num('p99Ms', true), connections: num('connections')!, openConnections: num('openConnections')!,
+      bytesTx: num('bytesTx')!, bytesRx: num('bytesRx')!, denied: num('denied')!,
+    };
+  });
+}

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { NodemeshError } from '../../lib/errors.js';
 import { writePrivate } from '../../lib/private-file.js';
 import { isSpiffeSafe } from '../spiffe/spiffe-id.js';
+import { agentIdentityUri } from '../authority-ids.js';
 import { certInfo, createRoot, importPrivateKey, signLeaf, splitPem, type CertInfo, type SignedLeaf } from './x509-certs.js';
 
 export interface CaRoot {
@@ -149,6 +150,14 @@ export class CertificateAuthority {
     assertLeafName(datacenter);
     const cn = `${service.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 33)}.svc.default.${this.trustDomain.slice(0, 8)}.consul`;
     return signLeaf({ issuerCertPem: this.signingChain[0], issuerKey: this.signingKey, spiffeId: this.spiffeId(datacenter, service), commonName: cn, ttlMs });
+  }
+
+  /** This agent's own certificate (client and server), naming its node: what it shows its peers on the peer endpoint. */
+  async signAgent(datacenter: string, node: string, ttlMs: number): Promise<SignedLeaf> {
+    assertLeafName(node);
+    assertLeafName(datacenter);
+    const cn = `${node.toLowerCase().replace(/[^a-z0-9-]/g, '').slice(0, 40)}.agent.${this.trustDomain.slice(0, 8)}.consul`;
+    return signLeaf({ issuerCertPem: this.signingChain[0], issuerKey: this.signingKey, spiffeId: agentIdentityUri(this.trustDomain, datacenter, node), commonName: cn, ttlMs });
   }
 
   /** The roots in Consul's /v1/agent/connect/ca/roots shape. */
