@@ -13,6 +13,7 @@ import { configCommands } from './config-commands.js';
 import { keyringCommands } from './keyring-commands.js';
 import { verifyCommand } from './verify-command.js';
 import { monitorCommand } from './monitor-command.js';
+import { topCommand } from './top-command.js';
 import type { Format } from './table.js';
 import { parseGoDuration } from '../lib/go-duration.js';
 
@@ -47,6 +48,7 @@ connectCommands(program, globals);
 agentControlCommands(program, globals);
 verifyCommand(program, globals);
 monitorCommand(program, globals);
+topCommand(program, globals);
 program.command('keygen').description('print a new gossip encryption key (base64, 32 bytes) for --encrypt').action(() => {
   process.stdout.write(`${randomBytes(32).toString('base64')}\n`);
 });

@@ -2,8 +2,8 @@
 // root (the chain itself is verified by TLS against the trust bundle).
 
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
-import { nodeAuthorityUri, parseAgentUri } from './authority-ids.js';
-import { uriSans } from './spiffe/spiffe-id.js';
+import { nodeAuthorityUri } from './authority-ids.js';
+import { parseAgentUri, uriSans } from './spiffe/spiffe-id.js';
 
 /**
  * The node a verified peer certificate is the agent of, or why it is not one: no agent URI, another trust domain, or

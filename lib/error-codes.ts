@@ -94,6 +94,7 @@ export const ERROR_CODES = {
   MONITOR_UNAVAILABLE: 'this agent was started in-process with a logger that has no monitor tap: read its log directly',
   CONSENSUS_REQUIRED: 'KV, sessions, locks, transactions, prepared queries and snapshots need Consul\'s servers: run the agent with --consul-addr to use a Consul cluster\'s',
   DNS_LISTEN_FAILED: 'cannot listen for DNS: set ports.dns (dns_port) to a free port, or -1 to turn DNS off',
+  PEER_ANSWER_INVALID: 'a peer agent answered the pool view with something malformed: that node is listed with the reason; check its version',
   PEER_LISTEN_FAILED: 'cannot listen for peer agents: set peer_port (--peer-port) to a free port, or -1 to turn the pool-wide view off',
   METRICS_LISTEN_FAILED: 'cannot listen for metrics: set ports.metrics (metrics_port) to a free port, or -1 to turn the metrics listener off',
   METRICS_FAILED: 'collecting the metrics failed: the agent log says which collector',

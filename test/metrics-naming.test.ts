@@ -10,7 +10,7 @@ import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../config/config-load.js';
-import { put, ROOT, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
+import { put, ROOT, runCli, sharedCa, startTestAgent, type TestAgent } from './helpers/agent-process.js';
 import { freePort } from './helpers/free-port.js';
 import { parseFamilies, parseSeries, sampleSum, type Series } from './helpers/prom-text.js';
 import { waitFor } from './helpers/wait-for.js';
@@ -114,6 +114,29 @@ test('GET /v1/agent/edges: each agent\'s last minute per edge — the caller\'s 
   assert.ok(out.p99Ms !== null && out.p99Ms > 0);
   const inbound = (await edges(b)).filter((e) => e.direction === 'inbound' && e.source === 'web' && e.destination === 'api');
   assert.equal(inbound.reduce((n, e) => n + e.requests, 0), 22, 'the callee counted the same requests');
+});
+
+test('nodemesh top --once: the pool\'s edges in an aligned table; --format json for scripts; a bad --interval is refused', async () => {
+  // What the agent says of web → api (its early 503s, before api was known, count too).
+  const graph = (await (await a.api('/v1/pool/topology')).json()) as { Edges: { source: string; destination: string; successRate: number; requestsPerSecond: number }[] };
+  const webApi = graph.Edges.find((x) => x.source === 'web' && x.destination === 'api')!;
+  assert.ok(webApi.successRate > 0.8 && webApi.successRate < 1);
+  const top = await runCli(['top', '--once', '--http-addr', a.url]);
+  assert.equal(top.code, 0, top.stderr);
+  const lines = top.stdout.split('\n');
+  assert.match(lines[1], /^SOURCE\s+DESTINATION\s+RPS\s+SUCCESS\s+P50\s+P99\s+OPEN\s+TX\s+RX\s+DENIED/);
+  const row = lines.find((l) => /^web\s+api\s/.test(l));
+  assert.ok(row, top.stdout);
+  assert.ok(row.includes(`${(webApi.successRate * 100).toFixed(2)}%`), `the success rate the agent computed, in ${row}`);
+  // Columns line up: DESTINATION starts at the same offset in the header and the row.
+  assert.equal(row.indexOf('api'), lines[1].indexOf('DESTINATION'));
+  const json = await runCli(['top', '--format', 'json', '--http-addr', b.url]);
+  const t = JSON.parse(json.stdout) as { Edges: { source: string; destination: string; successRate: number }[]; Unreachable: unknown[] };
+  assert.deepEqual(t.Unreachable, []);
+  assert.equal(t.Edges.find((x) => x.source === 'web' && x.destination === 'api')?.successRate, webApi.successRate, 'b answers for the pool: the callers\' side, from a');
+  const bad = await runCli(['top', '--interval', '1ms', '--http-addr', a.url]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /at least 500ms/);
 });
 
 test('the Flagger MetricTemplates in docs/traffic-management.md select series that exist', async () => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { after, before, test } from 'node:test';
-import { agentIdentityUri } from '../identity/authority-ids.js';
+import { agentIdentityUri } from '../identity/spiffe/spiffe-id.js';
 import { CertificateAuthority } from '../identity/ca/certificate-authority.js';
 import { importPrivateKey, signLeaf } from '../identity/ca/x509-certs.js';
 import { fetchPeerEdges } from '../api/peer-endpoint.js';

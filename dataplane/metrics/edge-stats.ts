@@ -1,7 +1,9 @@
 // Golden metrics per edge over the last minute (requests/s, success rate, p50/p99, bytes, connections, denials), kept
 // in six 10-second slots, for the topology view and `nodemesh top` on pools with no Prometheus.
 
-import type { Direction } from './proxy-metrics.js';
+import { NodemeshError } from '../../lib/errors.js';
+
+export type Direction = 'inbound' | 'outbound';
 
 const SLOT_MS = 10_000;
 const SLOTS = 6;
@@ -165,30 +167,31 @@ export class EdgeStats {
 }
 
 const NAME = /^[A-Za-z0-9._-]{0,253}$/;
+const bad = (msg: string) => new NodemeshError('PEER_ANSWER_INVALID', msg, 502);
 
 /**
  * A peer's edges as it sent them, checked as strictly as our own are made: known directions, service-name strings,
  * finite non-negative numbers, rates in [0, 1], at most MAX_EDGES. Throws on anything else.
  */
 export function readEdgeSummaries(v: unknown): EdgeSummary[] {
-  if (!Array.isArray(v) || v.length > MAX_EDGES) throw new Error(`edges must be an array of at most ${MAX_EDGES}`);
+  if (!Array.isArray(v) || v.length > MAX_EDGES) throw bad(`edges must be an array of at most ${MAX_EDGES}`);
   return v.map((raw, i) => {
     const e = raw as Record<string, unknown>;
-    if (typeof e !== 'object' || e === null) throw new Error(`edge ${i}: not an object`);
+    if (typeof e !== 'object' || e === null) throw bad(`edge ${i}: not an object`);
     const name = (k: string) => {
       const s = e[k];
-      if (typeof s !== 'string' || !NAME.test(s)) throw new Error(`edge ${i}: ${k} is not a service name`);
+      if (typeof s !== 'string' || !NAME.test(s)) throw bad(`edge ${i}: ${k} is not a service name`);
       return s;
     };
     const num = (k: string, nullable = false) => {
       const n = e[k];
       if (nullable && n === null) return null;
-      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw new Error(`edge ${i}: ${k} is not a finite number ≥ 0`);
+      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw bad(`edge ${i}: ${k} is not a finite number ≥ 0`);
       return n;
     };
-    if (e.direction !== 'inbound' && e.direction !== 'outbound') throw new Error(`edge ${i}: direction is inbound or outbound`);
+    if (e.direction !== 'inbound' && e.direction !== 'outbound') throw bad(`edge ${i}: direction is inbound or outbound`);
     const successRate = num('successRate', true);
-    if (successRate !== null && successRate > 1) throw new Error(`edge ${i}: successRate is at most 1`);
+    if (successRate !== null && successRate > 1) throw bad(`edge ${i}: successRate is at most 1`);
     return {
       direction: e.direction, source: name('source'), destination: name('destination'), service: name('service'), subset: name('subset'),
       windowSeconds: num('windowSeconds')!, requests: num('requests')!, requestsPerSecond: num('requestsPerSecond')!, successRate,

@@ -2,9 +2,9 @@
 
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { LeafSource } from '../../identity/trust-sources.js';
-import { EdgeStats } from './edge-stats.js';
+import { EdgeStats, type Direction } from './edge-stats.js';
 
-export type Direction = 'inbound' | 'outbound';
+export type { Direction } from './edge-stats.js';
 
 /**
  * Every value `nodemesh_proxy_denied_total{reason}` takes (besides the per-source limits of source-limits.ts):

@@ -5,8 +5,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { NodemeshError } from '../../lib/errors.js';
 import { writePrivate } from '../../lib/private-file.js';
-import { isSpiffeSafe } from '../spiffe/spiffe-id.js';
-import { agentIdentityUri } from '../authority-ids.js';
+import { agentIdentityUri, isSpiffeSafe } from '../spiffe/spiffe-id.js';
 import { certInfo, createRoot, importPrivateKey, signLeaf, splitPem, type CertInfo, type SignedLeaf } from './x509-certs.js';
 
 export interface CaRoot {

@@ -35,3 +35,12 @@ export function parseServiceId(uri: string): ServiceIdentity | undefined {
 export function uriSans(subjectaltname: string | undefined): string[] {
   return (subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
 }
+
+/** The URI SAN of an agent's own certificate (Consul's agent form, with the node's name): what its peers talk to. */
+export const agentIdentityUri = (trustDomain: string, datacenter: string, node: string) => `spiffe://${trustDomain}/agent/client/dc/${datacenter}/node/${node}`;
+
+/** The node an agent URI names, in its trust domain; undefined for any other URI. */
+export function parseAgentUri(uri: string): { trustDomain: string; node: string } | undefined {
+  const m = /^spiffe:\/\/([a-z0-9.-]{1,255})\/agent\/client\/dc\/[A-Za-z0-9._-]{1,128}\/node\/([A-Za-z0-9._-]{1,128})$/.exec(uri);
+  return m && m[2] !== '.' && m[2] !== '..' ? { trustDomain: m[1], node: m[2] } : undefined;
+}
