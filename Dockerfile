@@ -6,13 +6,14 @@
 # NODE_IMAGE lets a registry mirror stand in for Docker Hub: --build-arg NODE_IMAGE=<mirror>/node:24-bookworm-slim
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# ---- build: full dependency tree, tsc, then drop the dev dependencies ----
+# ---- build: full dependency tree, tsc and the UI bundle, then drop the dev dependencies ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: package.json's `prepare` runs `npm run build`, and the sources are not copied yet
 # (copying them later keeps this layer cached while only code changes). The only dependency with an
-# install script is esbuild (dev, used by tsx for the tests), which tsc does not need.
+# install script is esbuild (dev: the UI's bundler, and tsx's), which runs without it (its binary comes as an
+# optional dependency).
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 # The layers, bottom to top (docs/ARCHITECTURE.md).
@@ -26,9 +27,13 @@ COPY identity ./identity
 COPY local ./local
 COPY backend ./backend
 COPY dataplane ./dataplane
+COPY dns ./dns
 COPY api ./api
 COPY agent ./agent
 COPY cli ./cli
+# The web UI (beside the layers), bundled into dist/ui.
+COPY ui ./ui
+COPY scripts/build-ui.mjs ./scripts/build-ui.mjs
 RUN npm run build \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 

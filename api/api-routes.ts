@@ -17,6 +17,7 @@ import { agentCheckRoutes } from './routes-agent-checks.js';
 import { agentSelfRoutes } from './routes-agent-self.js';
 import { agentMonitorRoutes } from './routes-agent-monitor.js';
 import { edgeRoutes } from './routes-edges.js';
+import { uiRoutes } from './ui-assets.js';
 import { agentServiceRoutes } from './routes-agent-services.js';
 import { healthRoutes } from './routes-health.js';
 import { operatorKeyringRoutes } from './routes-operator-keyring.js';
@@ -34,6 +35,7 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
   agentSelfRoutes(router, deps);
   agentMonitorRoutes(router, deps);
   edgeRoutes(router, deps);
+  uiRoutes(router);
   authorizeRoute(router, authorize);
   if (backend.kind === 'consul') {
     // Cluster-wide reads and writes are Consul's to answer.

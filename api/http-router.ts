@@ -74,8 +74,27 @@ export function tokenAllows(req: IncomingMessage, query: URLSearchParams, aclTok
   return token !== undefined && sameSecret(token, aclToken);
 }
 
-/** Reads that stay open whatever acl_default_policy says: what probes and Consul clients discovering the agent use. */
-const OPEN_READS = ['/v1/agent/ready', '/v1/status/'];
+/** Reads that stay open whatever acl_default_policy says: what probes and Consul clients discovering the agent use, and the UI's own files (they hold no data). */
+const OPEN_READS = ['/v1/agent/ready', '/v1/status/', '/ui/'];
+
+/**
+ * A browser sends Origin (and Sec-Fetch-Site) with a cross-site write: another site's page must not drive this agent
+ * (in loopback dev mode a write needs no token, so a form or a no-cors fetch elsewhere could). The CLI, curl and
+ * Consul's clients send neither; the UI's own requests are same-origin.
+ */
+export function crossSiteWrite(req: IncomingMessage): string | undefined {
+  const site = req.headers['sec-fetch-site'];
+  if (site === 'cross-site' || site === 'same-site') return `Sec-Fetch-Site: ${site}`;
+  const origin = req.headers.origin;
+  if (origin === undefined) return undefined;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return `Origin: ${origin}`;
+  }
+  return host === req.headers.host ? undefined : `Origin: ${origin}`;
+}
 
 export class Router {
   private readonly routes: Route[] = [];
@@ -134,6 +153,10 @@ export class Router {
         path = decodeURIComponent(url.pathname);
       } catch {
         throw new NodemeshError('API_BAD_PATH', `invalid request URL ${JSON.stringify(req.url)}`, 400);
+      }
+      if (method !== 'GET' && method !== 'HEAD') {
+        const foreign = crossSiteWrite(req);
+        if (foreign) return sendError(res, 403, 'CSRF_REFUSED', `a write from another site's page is refused (${foreign}): use the agent's UI, the CLI or an API client`);
       }
       if ((method === 'GET' || method === 'HEAD') && this.opts.readsNeedToken && !OPEN_READS.some((p) => path === p || path.startsWith(p))
         && !tokenAllows(req, url.searchParams, this.opts.aclToken)) {

@@ -18,11 +18,24 @@ export function edgeRoutes(r: Router, d: ApiDeps): void {
   });
 
   // The same as one graph: each source → destination once, and which agents did not answer.
-  r.on('GET', '/v1/pool/topology', async (ctx) => {
+  const topology = async () => {
     const nodes = (await d.poolEdges()) ?? [{ Node: d.config.node, Edges: d.edges() }];
-    sendJson(ctx.res, 200, {
-      Edges: edgeGraph(nodes),
-      Unreachable: nodes.filter((n) => n.Error !== undefined).map((n) => ({ Node: n.Node, Error: n.Error })),
-    });
+    return { Edges: edgeGraph(nodes), Unreachable: nodes.filter((n) => n.Error !== undefined).map((n) => ({ Node: n.Node, Error: n.Error })) };
+  };
+  r.on('GET', '/v1/pool/topology', async (ctx) => sendJson(ctx.res, 200, await topology()));
+
+  // Live, for the UI: the graph as server-sent events every ?interval (2 s by default, 1–60 s) until the client leaves.
+  r.on('GET', '/v1/pool/topology/stream', async (ctx) => {
+    const seconds = Number(ctx.query.get('interval') ?? '2');
+    if (!Number.isFinite(seconds) || seconds < 1 || seconds > 60) throw new NodemeshError('API_BAD_QUERY', 'interval is a number of seconds from 1 to 60', 400);
+    ctx.res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+    while (!ctx.signal.aborted) {
+      ctx.res.write(`event: topology\ndata: ${JSON.stringify(await topology())}\n\n`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, seconds * 1000);
+        ctx.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+      });
+    }
+    ctx.res.end();
   });
 }

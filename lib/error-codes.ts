@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   API_DECODE: 'the request body is not the JSON the endpoint expects: fix the field the message names',
   API_BODY_ENCODING: 'the request body is not valid UTF-8: send UTF-8 JSON',
   API_BODY_TOO_LARGE: 'the request body is over the 1 MiB limit: send a smaller body',
+  CSRF_REFUSED: "a browser page of another site tried to write through the agent's API: writes come from the agent's own UI, the CLI or API clients",
   ACL_TOKEN_DENIED: "the request needs the agent's ACL token: pass it (X-Consul-Token header, ?token=, Authorization: Bearer, or --token)",
   AGENT_NOT_READY: 'the agent is not ready yet (not synced with the pool or not listening): wait, and see Reasons in the answer',
 

@@ -3,7 +3,8 @@
 #   - Debian's serf (interop tests);
 #   - Consul 1.8.7, the benchmark's anchor, from Debian's previous release (bullseye) through a private apt state;
 #   - wrk and h2load (load generators) and nginx (the benchmark's backend) from the machine's own Debian release;
-#   - iptables (system-wide, as systemd for systemd-analyze): the chaos suite partitions loopback addresses with it.
+#   - iptables (system-wide, as systemd for systemd-analyze): the chaos suite partitions loopback addresses with it;
+#   - nftables, iproute2, dig and chromium (system-wide): transparent capture, DNS and the UI's browser tests.
 # The peers use `apt-get download` + `dpkg -x`: only iptables and systemd are installed system-wide. Shared libraries a binary needs that the
 # machine lacks are unpacked into .tools/lib, and .tools/bin/{wrk,nginx} are wrappers that set LD_LIBRARY_PATH.
 # Idempotent: whatever is already in .tools is skipped.
@@ -176,6 +177,12 @@ if ! command -v dig >/dev/null 2>&1; then
   apt-get install -y --no-install-recommends bind9-dnsutils >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends bind9-dnsutils >/dev/null; }
 fi
 
+# The web UI is tested in a real browser: Debian's Chromium, driven headless.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "install-interop: installing Debian's chromium package for the UI's browser tests…"
+  apt-get install -y --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+fi
+
 "$TOOLS/bin/serf" version | head -2
 "$TOOLS/bin/consul" version | sed -n 1p
 { "$TOOLS/bin/wrk" -v 2>&1 || true; } | sed -n 1p
@@ -183,4 +190,5 @@ fi
 "$TOOLS/bin/h2load" --version 2>&1 | sed -n 1p
 iptables --version
 dig -v 2>&1 | sed -n 1p
+chromium --version 2>/dev/null | sed -n 1p
 nft --version

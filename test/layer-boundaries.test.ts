@@ -11,7 +11,7 @@ import { importEdges, layeringProblems } from './helpers/import-graph.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Folders beside the layers: not part of the agent's code. */
-const BESIDE = new Set(['test', 'bench', 'scripts', 'daemonset', 'docs', 'bin', 'dist', 'node_modules']);
+const BESIDE = new Set(['test', 'bench', 'scripts', 'daemonset', 'docs', 'bin', 'dist', 'node_modules', 'ui']);
 
 /** The order, from the one line of docs/ARCHITECTURE.md that states it. */
 function layerOrder(): string[] {
@@ -42,6 +42,26 @@ test('every top-level folder with source is a layer with a README; every source 
     assert.match(f.split('/').pop()!, /^[a-z0-9]+(-[a-z0-9]+)*\.ts$/, `${f}: kebab-case`);
     assert.match(readFileSync(join(ROOT, f), 'utf8'), /^\/\/ \S.{10,}/, `${f}: opens with a one-line comment saying what it owns`);
   }
+});
+
+test('the web UI (ui/) is a client of the HTTP API: it imports no layer, and each of its files says what it owns', () => {
+  const walk = (dir: string): string[] => readdirSync(dir).flatMap((n) => (statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)]));
+  const files = walk(join(ROOT, 'ui', 'src')).filter((f) => /\.tsx?$/.test(f));
+  assert.ok(files.length >= 5, 'the UI has its sources');
+  for (const f of files) {
+    const text = readFileSync(f, 'utf8');
+    const rel = f.slice(ROOT.length + 1);
+    assert.match(f.split('/').pop()!, /^[a-z0-9]+(-[a-z0-9]+)*\.tsx?$/, `${rel}: kebab-case`);
+    assert.match(text, /^\/\/ \S.{10,}/, `${rel}: opens with a one-line comment saying what it owns`);
+    for (const m of text.matchAll(/from\s+['"]([^'"]+)['"]/g)) {
+      assert.ok(m[1] === 'preact' || m[1].startsWith('preact/') || !m[1].includes('../../'), `${rel} imports ${m[1]}: the UI reaches the agent through its API only`);
+    }
+  }
+});
+
+test('the container image is built from every layer and the UI (the Dockerfile copies each)', () => {
+  const docker = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  for (const folder of [...layerOrder(), 'ui']) assert.match(docker, new RegExp(`^COPY ${folder} \\./${folder}$`, 'm'), `the Dockerfile copies ${folder}/`);
 });
 
 test('scripts that load the compiled dist/ (benchmarks in plain node) name modules that exist in the layers', () => {
