@@ -8,14 +8,14 @@ import type { EdgeSummary } from '../dataplane/metrics/edge-stats.js';
 
 const e = (over: Partial<EdgeSummary>): EdgeSummary => ({
   direction: 'outbound', source: 'web', destination: 'api', service: 'api', subset: '', windowSeconds: 60, requests: 0, requestsPerSecond: 0,
-  successRate: null, p50Ms: null, p99Ms: null, connections: 0, openConnections: 0, bytesTx: 0, bytesRx: 0, denied: 0, ...over,
+  successRate: null, p50Ms: null, p99Ms: null, connections: 0, openConnections: 0, bytesTx: 0, bytesRx: 0, denied: 0, deniedBy: {}, ...over,
 });
 
 test('two callers\' agents and a callee\'s: one edge from the callers\' side, with both callees\' denials', () => {
   const [g, ...rest] = edgeGraph([
     { Edges: [e({ requests: 60, requestsPerSecond: 1, successRate: 1, p50Ms: 2, p99Ms: 10, subset: 'v1' })] },
     { Edges: [e({ requests: 180, requestsPerSecond: 3, successRate: 0.9, p50Ms: 4, p99Ms: 40, service: 'api-canary', subset: '' })] },
-    { Edges: [e({ direction: 'inbound', service: 'api', requests: 999, requestsPerSecond: 99, successRate: 0, denied: 2 })] },
+    { Edges: [e({ direction: 'inbound', service: 'api', requests: 999, requestsPerSecond: 99, successRate: 0, denied: 2, deniedBy: { intention: 2 } })] },
   ]);
   assert.equal(rest.length, 0);
   assert.equal(g.requestsPerSecond, 4, 'the callers\' counts, not the callee\'s again');
@@ -23,6 +23,7 @@ test('two callers\' agents and a callee\'s: one edge from the callers\' side, wi
   assert.equal(g.p50Ms, (2 * 60 + 4 * 180) / 240);
   assert.equal(g.p99Ms, 40);
   assert.equal(g.denied, 2);
+  assert.deepEqual(g.deniedBy, { intention: 2 });
   assert.deepEqual(g.targets, [{ service: 'api-canary', subset: '', requestsPerSecond: 3 }, { service: 'api', subset: 'v1', requestsPerSecond: 1 }]);
 });
 

@@ -32,11 +32,17 @@ test('connections: open ones keep an idle edge in view; bytes and denials counte
   s.connectionOpened(l4);
   s.connectionOpened(l4);
   s.connectionClosed(l4, 100, 2000);
-  s.denied(l4);
+  s.denied(l4, 'intention');
+  s.denied(l4, 'intention');
+  s.denied(l4, 'tls_handshake');
   now += 120_000;
   const [e] = s.summaries();
   assert.equal(e.openConnections, 1, 'one still open, so the edge is shown though idle');
   assert.equal(e.connections, 0, 'opened before the window');
+  assert.equal(e.denied, 0, 'the denials were before the window too');
+  now -= 120_000 - 1000;
+  assert.deepEqual(s.summaries()[0].deniedBy, { intention: 2, tls_handshake: 1 });
+  now += 120_000 - 1000;
   s.connectionClosed(l4, 10, 20);
   assert.equal(s.summaries()[0].bytesRx, 20);
   assert.equal(s.summaries()[0].requestsPerSecond, 0);

@@ -151,6 +151,29 @@ test('the Flagger MetricTemplates in docs/traffic-management.md select series th
   }
 });
 
+test('the Grafana dashboard in docs/ selects metrics and labels a real agent exports', async () => {
+  const dash = JSON.parse(readFileSync(join(ROOT, 'docs', 'grafana-dashboard.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+  const series = parseSeries(await scrape(a));
+  const families = new Set(parseFamilies(await scrape(a)).map((f) => f.name));
+  const labelsOf = (metric: string) => new Set(series.filter((s) => s.name === metric || s.name.startsWith(`${metric}_`)).flatMap((s) => Object.keys(s.labels)));
+  assert.ok(dash.panels.length >= 8);
+  for (const p of dash.panels) {
+    for (const t of p.targets) {
+      const used = [...t.expr.matchAll(/\b(nodemesh_[a-z0-9_]+?)(?:_bucket)?\b/g)].map((m) => m[1]);
+      assert.ok(used.length > 0, `${p.title}: names a nodemesh metric`);
+      for (const m of used) {
+        assert.ok(families.has(m), `${p.title}: ${m} is exported`);
+        const labels = labelsOf(m);
+        // A family with no series yet (no connection open in this test's L7 traffic) shows no labels to check.
+        if (labels.size === 0) continue;
+        for (const by of t.expr.matchAll(/by \(([^)]*)\)/g)) {
+          for (const l of by[1].split(',').map((x) => x.trim()).filter((x) => x && x !== 'le')) assert.ok(labels.has(l), `${p.title}: ${m} has label ${l}`);
+        }
+      }
+    }
+  }
+});
+
 test('the metrics listener is read-only and serves /metrics only; its config is checked', async () => {
   const base = `http://127.0.28.1:${a.metricsPort}`;
   assert.equal((await fetch(`${base}/metrics`, { method: 'POST', body: 'x' })).status, 405);

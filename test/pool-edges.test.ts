@@ -111,6 +111,7 @@ test('the client believes only the node it asked: an answer from another node\'s
   // What a hostile peer could send is read as strictly as an API body.
   for (const bad of [{}, [{ direction: 'sideways' }], [{ direction: 'inbound', source: 'a b', destination: 'x', service: '', subset: '' }],
     [{ direction: 'inbound', source: 'a', destination: 'x', service: '', subset: '', windowSeconds: 60, requests: -1 }],
+    [{ direction: 'inbound', source: 'a', destination: 'x', service: '', subset: '', windowSeconds: 60, requests: 0, requestsPerSecond: 0, successRate: null, p50Ms: null, p99Ms: null, connections: 0, openConnections: 0, bytesTx: 0, bytesRx: 0, denied: 1, deniedBy: { '<script>': 1 } }],
     new Array(5000).fill(null)]) {
     assert.throws(() => readEdgeSummaries(bad), /edge|edges/);
   }

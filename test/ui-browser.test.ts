@@ -144,6 +144,7 @@ test('a deny made in the UI with the token typed in: listed, checked, enforced, 
   await page.waitForFunction(() => document.querySelector('[data-edge="web→api"]')?.getAttribute('data-health') === 'bad', undefined, { timeout: 30_000 });
   await page.locator('[data-edge="web→api"] text.label').first().click();
   await page.locator('[data-testid="edge-panel"]', { hasText: 'deny' }).waitFor();
+  await page.locator('[data-testid="edge-denials"]', { hasText: /intention × \d+/ }).waitFor();
   await shot('topology-denied');
   // No secret in the page: the token lives in the tab's session storage, never in the document.
   assert.ok(!(await page.content()).includes(TOKEN));

@@ -16,8 +16,9 @@ export interface GraphEdge {
   openConnections: number;
   bytesTx: number;
   bytesRx: number;
-  /** Connections and requests refused on either side. */
+  /** Connections and requests refused on either side, and by reason. */
   denied: number;
+  deniedBy: Record<string, number>;
   /** Where the requests went, when a route sent them on (a split's service and subset); largest share first. */
   targets: { service: string; subset: string; requestsPerSecond: number }[];
 }
@@ -57,6 +58,10 @@ export function edgeGraph(nodes: { Edges?: EdgeSummary[] }[]): GraphEdge[] {
       openConnections: side.reduce((a, e) => a + e.openConnections, 0),
       bytesTx: side.reduce((a, e) => a + e.bytesTx, 0), bytesRx: side.reduce((a, e) => a + e.bytesRx, 0),
       denied: edges.reduce((a, e) => a + e.denied, 0),
+      deniedBy: edges.reduce<Record<string, number>>((acc, e) => {
+        for (const [r, n] of Object.entries(e.deniedBy ?? {})) acc[r] = (acc[r] ?? 0) + n;
+        return acc;
+      }, {}),
       targets: [...targets.values()].sort((a, b) => b.requestsPerSecond - a.requestsPerSecond),
     });
   }

@@ -36,6 +36,8 @@ export interface EdgeSummary extends EdgeKey {
   bytesTx: number;
   bytesRx: number;
   denied: number;
+  /** The denials by reason (nodemesh_proxy_denied_total's reasons). */
+  deniedBy: Record<string, number>;
 }
 
 interface Slot {
@@ -47,9 +49,10 @@ interface Slot {
   bytesTx: number;
   bytesRx: number;
   denied: number;
+  deniedBy: Map<string, number>;
 }
 
-const emptySlot = (start: number): Slot => ({ start, requests: 0, failures: 0, latency: new Array<number>(BOUNDS_MS.length).fill(0), connections: 0, bytesTx: 0, bytesRx: 0, denied: 0 });
+const emptySlot = (start: number): Slot => ({ start, requests: 0, failures: 0, latency: new Array<number>(BOUNDS_MS.length).fill(0), connections: 0, bytesTx: 0, bytesRx: 0, denied: 0, deniedBy: new Map() });
 
 class EdgeWindow {
   readonly slots: Slot[] = [];
@@ -138,8 +141,11 @@ export class EdgeStats {
     s.bytesRx += rx;
   }
 
-  denied(k: EdgeKey): void {
-    this.edge(k).slot(this.now()).denied++;
+  denied(k: EdgeKey, reason: string): void {
+    const s = this.edge(k).slot(this.now());
+    s.denied++;
+    // Reasons are the bounded set of DenyReason (and the per-source limits).
+    s.deniedBy.set(reason, (s.deniedBy.get(reason) ?? 0) + 1);
   }
 
   /** Every edge with something in the window or a connection open. */
@@ -160,6 +166,10 @@ export class EdgeStats {
         p50Ms: quantile(latency, 0.5), p99Ms: quantile(latency, 0.99),
         connections: sum((s) => s.connections), openConnections: e.open,
         bytesTx: sum((s) => s.bytesTx), bytesRx: sum((s) => s.bytesRx), denied: sum((s) => s.denied),
+        deniedBy: live.reduce<Record<string, number>>((acc, s) => {
+          for (const [r, n] of s.deniedBy) acc[r] = (acc[r] ?? 0) + n;
+          return acc;
+        }, {}),
       });
     }
     return out;
@@ -168,6 +178,18 @@ export class EdgeStats {
 
 const NAME = /^[A-Za-z0-9._-]{0,253}$/;
 const bad = (msg: string) => new NodemeshError('PEER_ANSWER_INVALID', msg, 502);
+const REASON = /^[a-z_]{1,40}$/;
+
+function reasons(v: unknown, i: number): Record<string, number> {
+  if (v === undefined) return {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.keys(v).length > 32) throw bad(`edge ${i}: deniedBy is a map of at most 32 reasons`);
+  const out: Record<string, number> = {};
+  for (const [r, n] of Object.entries(v)) {
+    if (!REASON.test(r) || typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw bad(`edge ${i}: deniedBy ${JSON.stringify(r)} is not a reason with a count`);
+    out[r] = n;
+  }
+  return out;
+}
 
 /**
  * A peer's edges as it sent them, checked as strictly as our own are made: known directions, service-name strings,
@@ -196,7 +218,7 @@ export function readEdgeSummaries(v: unknown): EdgeSummary[] {
       direction: e.direction, source: name('source'), destination: name('destination'), service: name('service'), subset: name('subset'),
       windowSeconds: num('windowSeconds')!, requests: num('requests')!, requestsPerSecond: num('requestsPerSecond')!, successRate,
       p50Ms: num('p50Ms', true), p99Ms: num('p99Ms', true), connections: num('connections')!, openConnections: num('openConnections')!,
-      bytesTx: num('bytesTx')!, bytesRx: num('bytesRx')!, denied: num('denied')!,
+      bytesTx: num('bytesTx')!, bytesRx: num('bytesRx')!, denied: num('denied')!, deniedBy: reasons(e.deniedBy, i),
     };
   });
 }

@@ -69,7 +69,7 @@ export class ProxyMetrics {
     this.denied = {
       inc: (labels) => {
         denied.inc(labels);
-        this.edges.denied({ direction: labels.direction, source: labels.source, destination: labels.destination, service: '', subset: '' });
+        this.edges.denied({ direction: labels.direction, source: labels.source, destination: labels.destination, service: '', subset: '' }, labels.reason);
       },
     };
     this.probes = new Counter({ name: 'nodemesh_proxy_probes_total', help: 'Connections to a public listener that left without sending a byte (TCP health checks; source="agent_check" for this agent\'s own): not denials.', labelNames: ['destination', 'source'], registers });

@@ -8,7 +8,8 @@ import { bytes, health, ms, percent, rate } from '../format.js';
 import { layout } from '../topology-layout.js';
 
 interface Target { service: string; subset: string; requestsPerSecond: number }
-interface Edge { source: string; destination: string; requestsPerSecond: number; successRate: number | null; p50Ms: number | null; p99Ms: number | null; openConnections: number; bytesTx: number; bytesRx: number; denied: number; targets: Target[] }
+interface Edge { source: string; destination: string; requestsPerSecond: number; successRate: number | null; p50Ms: number | null; p99Ms: number | null; openConnections: number; bytesTx: number; bytesRx: number; denied: number; deniedBy: Record<string, number>; targets: Target[] }
+interface Splitter { Splits: { Weight: number; Service?: string; ServiceSubset?: string }[] }
 interface Topology { Edges: Edge[]; Unreachable: { Node: string; Error: string }[] }
 interface Intention { ID: string; SourceName: string; DestinationName: string; Action: string; Precedence: number; Permissions?: unknown[] }
 
@@ -76,10 +77,13 @@ export function TopologyPage() {
 
 function EdgePanel({ edge }: { edge: Edge }) {
   const [intentions, setIntentions] = useState<Intention[] | string>();
+  const [splitter, setSplitter] = useState<Splitter>();
   useEffect(() => {
     api<Record<string, Intention[]>>('GET', `/v1/connect/intentions/match?by=destination&name=${encodeURIComponent(edge.destination)}`)
       .then((m) => setIntentions((m[edge.destination] ?? []).filter((i) => i.SourceName === edge.source || i.SourceName === '*')), (e: Error) => setIntentions(e.message));
+    api<Splitter>('GET', `/v1/config/service-splitter/${encodeURIComponent(edge.destination)}`).then(setSplitter, () => setSplitter(undefined));
   }, [edge.source, edge.destination]);
+  const reasons = Object.entries(edge.deniedBy ?? {}).sort((a, b) => b[1] - a[1]);
   return (
     <div class="panel" data-testid="edge-panel">
       <h3>{edge.source} → {edge.destination}</h3>
@@ -91,6 +95,11 @@ function EdgePanel({ edge }: { edge: Edge }) {
           <tr><th>Bytes to {edge.destination}</th><td>{bytes(edge.bytesTx)}</td><th>Bytes back</th><td>{bytes(edge.bytesRx)}</td></tr>
         </tbody>
       </table>
+      {reasons.length > 0 && <p data-testid="edge-denials">Denials in the last minute: {reasons.map(([r, n]) => `${r} × ${n}`).join(', ')}</p>}
+      {splitter && (
+        <p data-testid="edge-split">Split configured: {splitter.Splits.map((s) => `${s.Service ?? edge.destination}${s.ServiceSubset ? `/${s.ServiceSubset}` : ''} ${s.Weight}%`).join(' · ')}
+          {edge.targets.length > 0 && <> — as it happened: {edge.targets.map((t) => `${t.service}${t.subset ? `/${t.subset}` : ''} ${rate(t.requestsPerSecond)}/s`).join(' · ')}</>}</p>
+      )}
       <h4>Intentions deciding it (highest precedence first)</h4>
       {typeof intentions === 'string' ? <p class="error">{intentions}</p> : !intentions?.length ? <p>None: the default policy decides.</p> : (
         <ul>{intentions.map((i) => <li key={i.ID}><span class={`badge ${i.Action === 'allow' ? 'passing' : 'critical'}`}>{i.Permissions?.length ? 'L7' : i.Action}</span> {i.SourceName} → {i.DestinationName} (precedence {i.Precedence})</li>)}</ul>
