@@ -171,7 +171,7 @@ async function startIn(
       return [...(stopping ? ['agent is shutting down'] : []), ...backend.notReady(), ...(missing.length ? [`listeners not open: ${missing.join(', ')}`] : [])];
     },
   };
-  const router = new Router({ aclToken: config.aclToken, readsNeedToken: config.aclDefaultPolicy === 'deny', log, observe: metrics.observeHttp });
+  const router = new Router({ aclToken: config.aclToken, readsNeedToken: config.aclDefaultPolicy === 'deny', browserHosts: [config.node], log, observe: metrics.observeHttp });
   apiRoutes(router, deps, backend, authorize);
   const api = await startApiServer(router, { host: config.client, port: config.httpPort, log });
   closers.push(async () => {

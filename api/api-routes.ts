@@ -49,7 +49,9 @@ export function apiRoutes(router: Router, deps: ApiDeps, backend: GossipBackend 
     intentions: backend.store, trust: backend.bundle, leaves: backend.leaves, defaultPolicy: backend.intentions.defaultPolicy(),
     protocolOf: (svc) => protocolOf(svc, backend.entries.get), writes: backend.writes,
   });
-  connectCaConfigRoutes(router, deps, { trust: backend.bundle, replaceSigningCa: (chain, key, force) => backend.replaceSigningCa(chain, key, force) });
+  connectCaConfigRoutes(router, deps, {
+    trust: backend.bundle, replaceSigningCa: (chain, key, force) => backend.replaceSigningCa(chain, key, force), authorize: (t) => backend.writes.tokenAllows(t),
+  });
   configRoutes(router, backend.entryStore, backend.writes);
   // The gossip keyring (this agent's): the pool is joined after the HTTP server listens, hence the lazy reference.
   operatorKeyringRoutes(router, deps, () => backend.gossip);

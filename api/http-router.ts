@@ -1,5 +1,6 @@
 // The HTTP API's request plumbing: routing, body limits, write authorization, error mapping and metrics.
 
+import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sameSecret } from '../lib/same-secret.js';
 import type { Logger } from 'pino';
@@ -30,6 +31,8 @@ export interface RouterOptions {
   aclToken: string | undefined;
   /** Reads need the token too (`acl_default_policy: "deny"`), except the probes' paths. */
   readsNeedToken?: boolean;
+  /** Host names a browser may use for the agent besides IP addresses and localhost (the node's name). */
+  browserHosts?: string[];
   log: Logger;
   observe(route: string, method: string, code: number, seconds: number): void;
 }
@@ -76,6 +79,26 @@ export function tokenAllows(req: IncomingMessage, query: URLSearchParams, aclTok
 
 /** Reads that stay open whatever acl_default_policy says: what probes and Consul clients discovering the agent use, and the UI's own files (they hold no data). */
 const OPEN_READS = ['/v1/agent/ready', '/v1/status/', '/ui/'];
+
+/**
+ * A browser's request for a Host name that is no IP address, not localhost and not one the agent knows as its own: a
+ * DNS-rebinding page (evil.example resolved to 127.0.0.1) would otherwise be same-origin with the agent. Requests
+ * from outside a browser (no Sec-Fetch-* or Origin header: the CLI, curl, Consul's clients) are not concerned.
+ */
+export function foreignBrowserHost(req: IncomingMessage, known: readonly string[]): string | undefined {
+  const fromBrowser = req.headers['sec-fetch-site'] !== undefined || req.headers['sec-fetch-mode'] !== undefined || req.headers.origin !== undefined;
+  if (!fromBrowser) return undefined;
+  const raw = req.headers.host ?? '';
+  let host: string;
+  try {
+    host = new URL(`http://${raw}`).hostname.toLowerCase();
+  } catch {
+    return raw;
+  }
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (isIP(bare) || host === 'localhost' || host.endsWith('.localhost') || known.some((k) => k.toLowerCase() === host)) return undefined;
+  return raw;
+}
 
 /**
  * A browser sends Origin (and Sec-Fetch-Site) with a cross-site write: another site's page must not drive this agent
@@ -154,6 +177,8 @@ export class Router {
       } catch {
         throw new NodemeshError('API_BAD_PATH', `invalid request URL ${JSON.stringify(req.url)}`, 400);
       }
+      const rebound = foreignBrowserHost(req, this.opts.browserHosts ?? []);
+      if (rebound !== undefined) return sendError(res, 403, 'CSRF_REFUSED', `a browser asked for the agent under the name ${JSON.stringify(rebound)}, which is not its own (DNS rebinding?): open the UI at its IP address or localhost`);
       if (method !== 'GET' && method !== 'HEAD') {
         const foreign = crossSiteWrite(req);
         if (foreign) return sendError(res, 403, 'CSRF_REFUSED', `a write from another site's page is refused (${foreign}): use the agent's UI, the CLI or an API client`);

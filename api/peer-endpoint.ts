@@ -31,7 +31,8 @@ export async function startPeerEndpoint(o: {
 }): Promise<PeerEndpoint> {
   const server: Server = createServer({ ...tlsOf(o.credential()), requestCert: true, rejectUnauthorized: true, requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
     const fail = (status: number, text: string) => res.writeHead(status, { 'Content-Type': 'text/plain' }).end(`${text}\n`);
-    const peer = agentOf((req.socket as TLSSocket).getPeerCertificate(true), o.credential().trustDomain);
+    const cred = o.credential();
+    const peer = agentOf((req.socket as TLSSocket).getPeerCertificate(true), cred.trustDomain, cred.roots);
     if ('refused' in peer) return fail(403, `not an agent of this pool: ${peer.refused}`);
     if (!o.isMember(peer.node)) return fail(403, `${peer.node} is not a member of the pool`);
     if (req.method !== 'GET' || req.url !== PEER_EDGES_PATH) return fail(404, 'the peer endpoint serves GET /v1/nodemesh/edges');
@@ -61,7 +62,7 @@ export function fetchPeerEdges(peer: { node: string; addr: string; port: number 
     const req = request({
       ...tlsOf(cred), host: peer.addr, port: peer.port, path: PEER_EDGES_PATH, method: 'GET', agent: false, timeout: timeoutMs,
       checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-        const who = agentOf(cert, cred.trustDomain);
+        const who = agentOf(cert, cred.trustDomain, cred.roots);
         if ('refused' in who) return new Error(who.refused);
         return who.node === peer.node ? undefined : new Error(`answered by the agent of ${who.node}, not of ${peer.node}`);
       },
@@ -83,6 +84,9 @@ export function fetchPeerEdges(peer: { node: string; addr: string; port: number 
       });
       res.on('error', reject);
     });
+    // A deadline for the whole answer: the socket timeout alone would let a peer trickle a byte now and then forever.
+    const deadline = setTimeout(() => req.destroy(new Error(`no whole answer within ${timeoutMs} ms`)), timeoutMs);
+    req.on('close', () => clearTimeout(deadline));
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end();

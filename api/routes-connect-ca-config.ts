@@ -12,6 +12,8 @@ export interface CaConfigDeps {
   trust: TrustBundle;
   /** This agent's CA replaced by PEM text (GossipBackend.replaceSigningCa). */
   replaceSigningCa(chainPem: string, keyPem: string, force: boolean): Promise<void>;
+  /** Whether a token may change the CA: the operator token (Consul: operator:write), as for pool-wide policy. */
+  authorize(token: string | undefined): boolean;
 }
 
 /** Consul's CAConfiguration: what `get-config` prints is accepted back; only the keys change anything. */
@@ -52,5 +54,5 @@ export function connectCaConfigRoutes(r: Router, d: ApiDeps, c: CaConfigDeps): v
     await c.replaceSigningCa(cfg.RootCert, cfg.PrivateKey, body.ForceWithoutCrossSigning === true);
     d.log.info({ trustDomain: c.trust.trustDomain }, 'CA configuration updated');
     sendText(ctx.res, 200, '');
-  });
+  }, { authorize: (t) => c.authorize(t) });
 }

@@ -2,10 +2,14 @@
 // and its callees'); GET /v1/pool/edges: every agent's; GET /v1/pool/topology: those as one graph, for the topology view
 // and `nodemesh top`.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NodemeshError } from '../lib/errors.js';
 import { edgeGraph } from '../dataplane/metrics/edge-graph.js';
 import type { ApiDeps } from './api-deps.js';
 import { sendJson, type Router } from './http-router.js';
+
+/** What a slow stream reader may have waiting before updates are skipped. */
+const MAX_BUFFERED = 256 * 1024;
 
 export function edgeRoutes(r: Router, d: ApiDeps): void {
   r.on('GET', '/v1/agent/edges', (ctx) => sendJson(ctx.res, 200, { Node: d.config.node, Edges: d.edges() }));
@@ -18,9 +22,15 @@ export function edgeRoutes(r: Router, d: ApiDeps): void {
   });
 
   // The same as one graph: each source → destination once, and which agents did not answer.
-  const topology = async () => {
+  const build = async () => {
     const nodes = (await d.poolEdges()) ?? [{ Node: d.config.node, Edges: d.edges() }];
     return { Edges: edgeGraph(nodes), Unreachable: nodes.filter((n) => n.Error !== undefined).map((n) => ({ Node: n.Node, Error: n.Error })) };
+  };
+  // One pool-wide ask serves every caller for a second: ten open UI tabs do not ask every peer ten times.
+  let recent: { at: number; graph: ReturnType<typeof build> } | undefined;
+  const topology = () => {
+    if (!recent || Date.now() - recent.at > 1000) recent = { at: Date.now(), graph: build() };
+    return recent.graph;
   };
   r.on('GET', '/v1/pool/topology', async (ctx) => sendJson(ctx.res, 200, await topology()));
 
@@ -30,11 +40,9 @@ export function edgeRoutes(r: Router, d: ApiDeps): void {
     if (!Number.isFinite(seconds) || seconds < 1 || seconds > 60) throw new NodemeshError('API_BAD_QUERY', 'interval is a number of seconds from 1 to 60', 400);
     ctx.res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
     while (!ctx.signal.aborted) {
-      ctx.res.write(`event: topology\ndata: ${JSON.stringify(await topology())}\n\n`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, seconds * 1000);
-        ctx.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
-      });
+      // A reader that does not keep up skips updates rather than piling them up here.
+      if (ctx.res.writableLength < MAX_BUFFERED) ctx.res.write(`event: topology\ndata: ${JSON.stringify(await topology())}\n\n`);
+      await sleep(seconds * 1000, undefined, { signal: ctx.signal }).catch(() => undefined);
     }
     ctx.res.end();
   });

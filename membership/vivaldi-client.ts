@@ -72,7 +72,8 @@ export class VivaldiClient {
 
   private vivaldi(other: Coordinate, rtt: number): void {
     const seconds = Math.max(rtt, ZERO);
-    const dist = rawDistance(this.coord, other);
+    // The adjusted estimate, as Serf's updateVivaldi (the adjustment's own samples use the raw one).
+    const dist = distance(this.coord, other);
     const wrongness = Math.abs(dist - seconds) / seconds;
     const total = Math.max(this.coord.error + other.error, ZERO);
     const weight = this.coord.error / total;

@@ -96,9 +96,15 @@ test('monitors that go away do not hold the agent up; one still attached ends wh
   }
   const p = spawn(process.execPath, [CLI, 'monitor', '--http-addr', agent.url, '--token', TOKEN], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
+  let out = '';
   p.stderr.on('data', (c) => { err += c; });
+  p.stdout.on('data', (c) => { out += c; });
   const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-  await new Promise((r) => setTimeout(r, 700));
+  // Attached once a poke shows up in its output.
+  await waitFor(async () => {
+    await api('/v1/agent/service/register', { method: 'PUT', body: JSON.stringify({ Name: 'mon-attached', Port: 9 }) });
+    assert.match(out, /mon-attached/, 'the monitor is attached');
+  }, 20_000);
   agent.proc.kill('SIGTERM');
   assert.equal(await exited, 0);
   await waitFor(() => assert.match(err, /the agent ended the monitor/, 'says why it ended'), 5000);

@@ -23,7 +23,10 @@ test('two callers\' agents and a callee\'s: one edge from the callers\' side, wi
   assert.equal(g.p50Ms, (2 * 60 + 4 * 180) / 240);
   assert.equal(g.p99Ms, 40);
   assert.equal(g.denied, 2);
-  assert.deepEqual(g.deniedBy, { intention: 2 });
+  assert.deepEqual({ ...g.deniedBy }, { intention: 2 });
+  // A hostile peer's reason named like an Object member adds up as a plain key.
+  const [h] = edgeGraph([{ Edges: [e({ denied: 1, deniedBy: JSON.parse('{"__proto__": 1}') as Record<string, number> }), e({ denied: 1, deniedBy: { constructor: 2 } })] }]);
+  assert.equal(JSON.stringify(h.deniedBy), '{"__proto__":1,"constructor":2}');
   assert.deepEqual(g.targets, [{ service: 'api-canary', subset: '', requestsPerSecond: 3 }, { service: 'api', subset: 'v1', requestsPerSecond: 1 }]);
 });
 

@@ -40,6 +40,11 @@ before(async () => {
   assert.equal((await a.api('/v1/config', put({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' }))).status, 200);
   // An L7 intention: the callee's agent reads each request too, so both sides count it.
   assert.equal((await a.api('/v1/connect/intentions', { method: 'POST', body: JSON.stringify({ SourceName: 'web', DestinationName: 'api', Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] }) })).status, 200);
+  // Both agents hold the protocol and the intention before any request, so every request is read as HTTP on both sides.
+  await waitFor(async () => {
+    assert.equal((await b.api('/v1/config/service-defaults/api')).status, 200, 'b has the protocol');
+    assert.equal(((await (await b.api('/v1/connect/intentions')).json()) as unknown[]).length, 1, 'b has the intention');
+  }, 15_000);
   upstream = await freePort('127.0.0.1');
   await a.api('/v1/agent/service/register', put({ Name: 'web', Address: '127.0.28.21', Port: 1, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'api', LocalBindPort: upstream }] } } } }));
   await waitFor(async () => assert.equal(await call('/'), 200, 'web reaches api through both agents'), 20_000);

@@ -68,7 +68,7 @@ before(async () => {
   void traffic();
   // A page of another site, which tries to create an intention through the agent.
   foreign = createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'text/html' }).end(`<!doctype html><script>
-    fetch(${JSON.stringify(`${a.url}/v1/connect/intentions`)}, { method: 'POST', mode: 'no-cors', headers: { 'Content-Type': 'text/plain' },
+    fetch(${JSON.stringify(`${b.url}/v1/connect/intentions`)}, { method: 'POST', mode: 'no-cors', headers: { 'Content-Type': 'text/plain' },
       body: JSON.stringify({ SourceName: 'evil', DestinationName: 'api', Action: 'allow' }) }).finally(() => { document.title = 'sent'; });
   </script>`));
   await new Promise<void>((r) => foreign.listen(0, '127.0.30.9', r));
@@ -150,18 +150,32 @@ test('a deny made in the UI with the token typed in: listed, checked, enforced, 
   assert.ok(!(await page.content()).includes(TOKEN));
 });
 
-test('a page of another site cannot write through the agent (its POST is refused as cross-site)', { skip }, async () => {
-  const before = (await (await a.api('/v1/connect/intentions')).json()) as unknown[];
+test('a page of another site cannot write through an agent that takes writes without a token (its POST is refused as cross-site)', { skip }, async () => {
+  // b is a loopback dev agent with no token: without the guard, the page's no-cors POST would create an intention.
+  assert.equal((await b.api('/v1/connect/intentions', { method: 'POST', body: JSON.stringify({ SourceName: 'probe', DestinationName: 'api', Action: 'allow' }) })).status, 200, 'b takes token-less writes');
+  const before = (await (await b.api('/v1/connect/intentions')).json()) as unknown[];
   const evil = await browser.newPage();
   await evil.goto(`http://127.0.30.9:${(foreign.address() as { port: number }).port}/`);
   await evil.waitForFunction(() => document.title === 'sent', undefined, { timeout: 10_000 });
   await evil.close();
-  const now = (await (await a.api('/v1/connect/intentions')).json()) as { SourceName: string }[];
+  const now = (await (await b.api('/v1/connect/intentions')).json()) as { SourceName: string }[];
   assert.equal(now.length, before.length);
   assert.ok(!now.some((i) => i.SourceName === 'evil'));
   // The same write from the agent's own origin (as the UI makes it) is fine; the refusal is about the site.
   const r = await fetch(`${a.url}/v1/connect/intentions`, { method: 'POST', headers: { Origin: 'http://attacker.example', 'X-Consul-Token': TOKEN }, body: JSON.stringify({ SourceName: 'x', DestinationName: 'y', Action: 'allow' }) });
   assert.equal(r.status, 403);
   assert.equal(r.headers.get('x-nodemesh-error'), 'CSRF_REFUSED');
+  // DNS rebinding: a browser asking for the agent under another site's name (resolved to loopback) is refused, reads too.
+  const rebound = await new Promise<{ status: number; code?: string }>((resolve, reject) => {
+    const port = Number(new URL(b.url).port);
+    const q = request({ host: '127.0.0.1', port, path: '/v1/agent/self', headers: { Host: `evil.example:${port}`, 'Sec-Fetch-Site': 'same-origin', 'Sec-Fetch-Mode': 'cors' } }, (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, code: res.headers['x-nodemesh-error'] as string | undefined });
+    });
+    q.on('error', reject);
+    q.end();
+  });
+  assert.deepEqual(rebound, { status: 403, code: 'CSRF_REFUSED' });
+  assert.equal((await b.api('/v1/agent/self')).status, 200, 'the CLI and API clients (no browser headers) are not concerned');
   assert.ok(load.sent > 0);
 });

@@ -61,7 +61,7 @@ export function edgeGraph(nodes: { Edges?: EdgeSummary[] }[]): GraphEdge[] {
       deniedBy: edges.reduce<Record<string, number>>((acc, e) => {
         for (const [r, n] of Object.entries(e.deniedBy ?? {})) acc[r] = (acc[r] ?? 0) + n;
         return acc;
-      }, {}),
+      }, Object.create(null) as Record<string, number>),
       targets: [...targets.values()].sort((a, b) => b.requestsPerSecond - a.requestsPerSecond),
     });
   }

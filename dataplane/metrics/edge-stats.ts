@@ -183,7 +183,8 @@ const REASON = /^[a-z_]{1,40}$/;
 function reasons(v: unknown, i: number): Record<string, number> {
   if (v === undefined) return {};
   if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.keys(v).length > 32) throw bad(`edge ${i}: deniedBy is a map of at most 32 reasons`);
-  const out: Record<string, number> = {};
+  // No prototype: a reason named __proto__ or constructor is a key like any other.
+  const out = Object.create(null) as Record<string, number>;
   for (const [r, n] of Object.entries(v)) {
     if (!REASON.test(r) || typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw bad(`edge ${i}: deniedBy ${JSON.stringify(r)} is not a reason with a count`);
     out[r] = n;

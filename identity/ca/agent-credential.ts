@@ -41,7 +41,8 @@ export class AgentCredential {
     const leaf = await ca.signAgent(this.o.datacenter, this.o.node, this.o.ttlMs);
     this.cred = { certPem: `${[leaf.certPem, ...ca.intermediates].map((p) => p.trim()).join('\n')}\n`, keyPem: leaf.keyPem, roots: this.bundle.pems(), trustDomain: ca.trustDomain };
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.issue().catch((e: Error) => this.o.log.error({ err: e.message }, 'agent certificate not renewed')), this.o.ttlMs / 2);
+    // At most 2^31-1 ms (24.8 days): a longer delay would fire at once, and re-issue in a loop.
+    this.timer = setTimeout(() => void this.issue().catch((e: Error) => this.o.log.error({ err: e.message }, 'agent certificate not renewed')), Math.min(this.o.ttlMs / 2, 2 ** 31 - 1));
     this.timer.unref();
     this.feed.notify();
   }

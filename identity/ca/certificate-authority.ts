@@ -104,8 +104,10 @@ export class CertificateAuthority {
     if (!infos[0].isCa) throw caError(`${where}: the first certificate is not a CA certificate (CA:TRUE)`);
     const roots = chain.filter((_, i) => infos[i].selfSigned);
     if (roots.length === 0) throw caError(`${where}: holds an intermediate but not its root: append the root certificate after the intermediate`);
+    // One chain, ending in its one root: a second self-signed certificate would be trusted as a root of its own.
+    if (roots.length > 1 || !infos[chain.length - 1].selfSigned) throw caError(`${where}: holds more than the signing certificate's chain: give the signing certificate, its intermediates, then one root, last (extra roots go in ca_trusted_roots_file)`);
     const certs = chain.map((p) => new X509Certificate(p));
-    for (let i = 0; i + 1 < certs.length && !infos[i].selfSigned; i++) {
+    for (let i = 0; i + 1 < certs.length; i++) {
       if (!certs[i].checkIssued(certs[i + 1]) || !certs[i].verify(certs[i + 1].publicKey)) {
         throw caError(`${where}: certificate ${i + 1} is not signed by the one after it: give the signing certificate first, then its issuers up to the root`);
       }
