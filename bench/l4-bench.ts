@@ -1,8 +1,10 @@
-// `npm run bench`: direct vs. Consul 1.8.7's built-in proxy vs. nodemesh, same nginx backend, side by side, as ratios.
+// `npm run bench`: direct vs. Consul 1.8.7's built-in proxy vs. an HAProxy mTLS pair vs. nodemesh, same nginx backend,
+// side by side, as ratios.
 //
 // Topology, each on its own loopback addresses: wrk → [client-side proxy] → mTLS → [server-side proxy] → nginx.
 // Consul: its dev agent and `consul connect proxy` processes (bench/consul-anchor.ts). nodemesh: two agents, a
-// "client node" and a "server node" joined by gossip, as two nodes of a mesh would be. Direct: wrk → nginx.
+// "client node" and a "server node" joined by gossip, as two nodes of a mesh would be. HAProxy: two processes, one
+// thread each, mTLS between them (bench/haproxy-anchor.ts). Direct: wrk → nginx.
 
 import { randomBytes } from 'node:crypto';
 import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
@@ -12,6 +14,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startConsulPath } from './consul-anchor.js';
+import { HAPROXY, startHaproxyPath } from './haproxy-anchor.js';
 import { startNginx } from './nginx-backend.js';
 import { freePort } from '../test/helpers/free-port.js';
 import { launchAgent } from '../test/helpers/agent-launcher.js';
@@ -149,7 +152,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const fmt = (n: number) => (Number.isNaN(n) ? 'n/a' : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
 
 async function main(): Promise<void> {
-  if (!existsSync(join(ROOT, '.tools', 'bin', 'consul')) || !existsSync(join(ROOT, '.tools', 'bin', 'nginx'))) {
+  if (!existsSync(join(ROOT, '.tools', 'bin', 'consul')) || !existsSync(join(ROOT, '.tools', 'bin', 'nginx')) || !existsSync(HAPROXY)) {
     log('bench: installing the anchor (Consul 1.8.7), wrk and nginx into .tools…');
     execFileSync('bash', [join(ROOT, 'scripts', 'install-interop.sh')], { stdio: 'inherit' });
   }
@@ -164,14 +167,17 @@ async function main(): Promise<void> {
   const consul = await startConsulPath({ backendHost: '127.0.240.3', backendPort: nginxPort, sinkHost: '127.0.240.3', sinkPort: nginxPort, bindBase: '127.0.241' });
   stops.push(() => consul.stop());
   const mesh = await startNodemeshPath('127.0.240.3', nginxPort, h2cPort);
+  const hap = await startHaproxyPath({ backendHost: '127.0.240.3', backendPort: nginxPort, bindBase: '127.0.243' });
+  stops.push(() => hap.stop());
 
   const paths = {
     direct: { http: `http://127.0.240.3:${nginxPort}/`, pids: () => [] as number[] },
     consul: { http: consul.http, pids: consul.pids },
+    haproxy: { http: hap.http, pids: hap.pids },
     nodemesh: mesh,
   };
   type Name = keyof typeof paths;
-  const names: Name[] = ['direct', 'consul', 'nodemesh'];
+  const names: Name[] = ['direct', 'consul', 'haproxy', 'nodemesh'];
   interface Row { name: string; unit: string; higherBetter: boolean; run(p: (typeof paths)[Name]): Promise<WrkResult>; pick: (r: WrkResult) => number }
   const rows: Row[] = [];
   const latencyRows = (label: string, run: Row['run']) => {
@@ -197,7 +203,7 @@ async function main(): Promise<void> {
   for (let rep = 0; rep < RUNS; rep++) {
     for (const g of groups) {
       const order = names.map((_, i) => names[(i + rep) % names.length]);
-      const per = results.get(g) ?? { direct: [], consul: [], nodemesh: [] };
+      const per = results.get(g) ?? { direct: [], consul: [], haproxy: [], nodemesh: [] };
       for (const n of order) {
         const s = await sample(paths[n].pids(), () => g(paths[n]));
         per[n].push({ r: s.value, cpu: s.cpu, rss: s.rss });
@@ -207,14 +213,14 @@ async function main(): Promise<void> {
     }
   }
 
-  const table = [['metric', 'unit', 'direct', 'consul', 'nodemesh', 'nodemesh/consul', 'cpu s c/n', 'peak RSS MB c/n']];
+  const table = [['metric', 'unit', 'direct', 'consul', 'haproxy', 'nodemesh', 'nodemesh/consul', 'nodemesh/haproxy', 'cpu s c/h/n', 'peak RSS MB c/h/n']];
   for (const row of rows) {
     const per = results.get(row.run)!;
     const v = (n: Name) => median(per[n].map((x) => row.pick(x.r)));
     const first = rows.find((r) => r.run === row.run) === row;
-    const cpu = first ? `${fmt(median(per.consul.map((x) => x.cpu)))}/${fmt(median(per.nodemesh.map((x) => x.cpu)))}` : '';
-    const rss = first ? `${fmt(Math.max(...per.consul.map((x) => x.rss)))}/${fmt(Math.max(...per.nodemesh.map((x) => x.rss)))}` : '';
-    table.push([row.name, row.unit, fmt(v('direct')), fmt(v('consul')), fmt(v('nodemesh')), `${(v('nodemesh') / v('consul')).toFixed(2)}x`, cpu, rss]);
+    const cpu = first ? (['consul', 'haproxy', 'nodemesh'] as const).map((n) => fmt(median(per[n].map((x) => x.cpu)))).join('/') : '';
+    const rss = first ? (['consul', 'haproxy', 'nodemesh'] as const).map((n) => fmt(Math.max(...per[n].map((x) => x.rss)))).join('/') : '';
+    table.push([row.name, row.unit, fmt(v('direct')), fmt(v('consul')), fmt(v('haproxy')), fmt(v('nodemesh')), `${(v('nodemesh') / v('consul')).toFixed(2)}x`, `${(v('nodemesh') / v('haproxy')).toFixed(2)}x`, cpu, rss]);
   }
   const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   const lines = table.map((r) => r.map((c, i) => (i >= 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  '));
@@ -222,10 +228,11 @@ async function main(): Promise<void> {
   const text = `nodemesh L4 benchmark — ${new Date().toISOString()} — ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, load ${loadavg()[0].toFixed(2)}\n` +
     `median of ${RUNS} run(s) in rotating order, ${DURATION}s each; wrk on loopback; backend nginx (1 worker);\n` +
     'consul: Consul 1.8.7 built-in proxies (client sidecar → server sidecar); nodemesh: client-node agent → tunnel (mTLS) → server-node agent;\n' +
-    'cpu s / peak RSS: the proxies\' processes (consul: agent + 3 proxies; nodemesh: 2 agents) during that group of rows.\n\n' +
+    'haproxy: two HAProxy 2.6 processes (1 thread each) as an mTLS pair, TCP mode;\n' +
+    'cpu s / peak RSS: the proxies\' processes (consul: agent + 3 proxies; haproxy: 2; nodemesh: 2 agents) during that group of rows.\n\n' +
     `${lines.join('\n')}\n`;
   process.stdout.write(`\n${text}`);
-  const l7Text = ONLY && !/l7/i.test(ONLY) ? '' : await l7Rows(`http://127.0.240.3:${nginxPort}/`, mesh.http, mesh.l7, mesh.h2, mesh.pids);
+  const l7Text = ONLY && !/l7/i.test(ONLY) ? '' : await l7Rows(`http://127.0.240.3:${nginxPort}/`, mesh.http, mesh.l7, mesh.h2, mesh.pids, { url: hap.httpMode, pids: hap.pids });
   if (l7Text) process.stdout.write(`\n${l7Text}`);
   // `--only l7 --update-docs` refreshes just the L7 section.
   if (process.argv.includes('--update-docs') && l7Text) {
@@ -247,23 +254,25 @@ async function main(): Promise<void> {
 }
 
 /** HTTP/1.1 through nodemesh's L7 path (per-request routing) vs its L4 path vs direct, same agents and nginx. */
-async function l7Rows(direct: string, l4: string, l7: string, h2: { direct: string; l4: string; l7: string }, pids: () => number[]): Promise<string> {
-  const paths = [['direct', direct], ['nodemesh L4', l4], ['nodemesh L7', l7]] as const;
+async function l7Rows(direct: string, l4: string, l7: string, h2: { direct: string; l4: string; l7: string }, pids: () => number[], hap: { url: string; pids: () => number[] }): Promise<string> {
+  const paths = [['direct', direct], ['haproxy http', hap.url], ['nodemesh L4', l4], ['nodemesh L7', l7]] as const;
   const got = new Map<string, { r: WrkResult; cpu: number }[]>();
   for (let rep = 0; rep < RUNS; rep++) {
     for (let i = 0; i < paths.length; i++) {
       const [name, url] = paths[(i + rep) % paths.length];
-      const s = await sample(name === 'direct' ? [] : pids(), () => wrk(url, 32));
+      const s = await sample(name === 'direct' ? [] : name === 'haproxy http' ? hap.pids() : pids(), () => wrk(url, 32));
       got.set(name, [...(got.get(name) ?? []), { r: s.value, cpu: s.cpu }]);
     }
     log(`bench: run ${rep + 1}/${RUNS}: L7 rows done`);
   }
   const m = (name: string, pick: (r: WrkResult) => number) => median(got.get(name)!.map((x) => pick(x.r)));
-  const table = [['keep-alive HTTP/1.1, 32 conn', 'unit', 'direct', 'nodemesh L4', 'nodemesh L7', 'L7/L4']];
+  const table = [['keep-alive HTTP/1.1, 32 conn', 'unit', 'direct', 'haproxy http', 'nodemesh L4', 'nodemesh L7', 'L7/L4', 'L7/haproxy']];
   for (const [label, unit, pick] of [['req/s', 'req/s', (r: WrkResult) => r.rps], ['p50', 'ms', (r: WrkResult) => r.p50], ['p99', 'ms', (r: WrkResult) => r.p99]] as const) {
-    table.push([label, unit, fmt(m('direct', pick)), fmt(m('nodemesh L4', pick)), fmt(m('nodemesh L7', pick)), `${(m('nodemesh L7', pick) / m('nodemesh L4', pick)).toFixed(2)}x`]);
+    table.push([label, unit, fmt(m('direct', pick)), fmt(m('haproxy http', pick)), fmt(m('nodemesh L4', pick)), fmt(m('nodemesh L7', pick)),
+      `${(m('nodemesh L7', pick) / m('nodemesh L4', pick)).toFixed(2)}x`, `${(m('nodemesh L7', pick) / m('haproxy http', pick)).toFixed(2)}x`]);
   }
-  table.push(['agents cpu s', 's', '', fmt(median(got.get('nodemesh L4')!.map((x) => x.cpu))), fmt(median(got.get('nodemesh L7')!.map((x) => x.cpu))), '']);
+  const cpuOf = (name: string) => fmt(median(got.get(name)!.map((x) => x.cpu)));
+  table.push(['proxies cpu s', 's', '', cpuOf('haproxy http'), cpuOf('nodemesh L4'), cpuOf('nodemesh L7'), '', '']);
   // HTTP/2: h2load, 32 connections × 10 concurrent streams each.
   const h2got = new Map<string, H2Result[]>();
   const h2paths = [['direct', h2.direct], ['nodemesh L4', h2.l4], ['nodemesh L7', h2.l7]] as const;
@@ -275,14 +284,14 @@ async function l7Rows(direct: string, l4: string, l7: string, h2: { direct: stri
     log(`bench: run ${rep + 1}/${RUNS}: HTTP/2 rows done`);
   }
   const h = (name: string, pick: (r: H2Result) => number) => median(h2got.get(name)!.map(pick));
-  table.push(['HTTP/2 (h2c), 32 conn × 10 streams', '', '', '', '', '']);
+  table.push(['HTTP/2 (h2c), 32 conn × 10 streams', '', '', '', '', '', '', '']);
   for (const [label, unit, pick] of [['req/s', 'req/s', (r: H2Result) => r.rps], ['mean latency', 'ms', (r: H2Result) => r.meanMs]] as const) {
-    table.push([`  ${label}`, unit, fmt(h('direct', pick)), fmt(h('nodemesh L4', pick)), fmt(h('nodemesh L7', pick)), `${(h('nodemesh L7', pick) / h('nodemesh L4', pick)).toFixed(2)}x`]);
+    table.push([`  ${label}`, unit, fmt(h('direct', pick)), '', fmt(h('nodemesh L4', pick)), fmt(h('nodemesh L7', pick)), `${(h('nodemesh L7', pick) / h('nodemesh L4', pick)).toFixed(2)}x`, '']);
   }
   const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   const lines = table.map((r) => r.map((c, i) => (i >= 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  '));
   lines.splice(1, 0, w.map((x) => '-'.repeat(x)).join('  '));
-  return `L7 rows — ${new Date().toISOString()} — same agents and nginx; L7 = per-request routing on the client agent (protocol http), L4 = bytes;\nmedian of ${RUNS} run(s), ${DURATION}s each; HTTP/2 by h2load (it reports mean latency, not percentiles).\n\n${lines.join('\n')}\n`;
+  return `L7 rows — ${new Date().toISOString()} — same agents and nginx; L7 = per-request routing on the client agent (protocol http), L4 = bytes;\nhaproxy http: the HAProxy pair in HTTP mode (per request, reused mTLS connections);\nmedian of ${RUNS} run(s), ${DURATION}s each; HTTP/2 by h2load (it reports mean latency, not percentiles).\n\n${lines.join('\n')}\n`;
 }
 
 interface H2Result { rps: number; meanMs: number }

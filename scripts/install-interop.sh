@@ -4,7 +4,8 @@
 #   - Consul 1.8.7, the benchmark's anchor, from Debian's previous release (bullseye) through a private apt state;
 #   - wrk and h2load (load generators) and nginx (the benchmark's backend) from the machine's own Debian release;
 #   - iptables (system-wide, as systemd for systemd-analyze): the chaos suite partitions loopback addresses with it;
-#   - nftables, iproute2, dig and chromium (system-wide): transparent capture, DNS and the UI's browser tests.
+#   - nftables, iproute2, dig, chromium and haproxy (system-wide): transparent capture, DNS, the UI's browser tests and
+#     the benchmark's second anchor (an HAProxy mTLS pair).
 # The peers use `apt-get download` + `dpkg -x`: only iptables and systemd are installed system-wide. Shared libraries a binary needs that the
 # machine lacks are unpacked into .tools/lib, and .tools/bin/{wrk,nginx} are wrappers that set LD_LIBRARY_PATH.
 # Idempotent: whatever is already in .tools is skipped.
@@ -177,6 +178,12 @@ if ! command -v dig >/dev/null 2>&1; then
   apt-get install -y --no-install-recommends bind9-dnsutils >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends bind9-dnsutils >/dev/null; }
 fi
 
+# The benchmark's second anchor: two HAProxy processes as a hand-built mTLS pair (bench/haproxy-anchor.ts).
+if ! [ -x /usr/sbin/haproxy ]; then
+  echo "install-interop: installing Debian's haproxy package for the benchmark's second anchor…"
+  apt-get install -y --no-install-recommends haproxy >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends haproxy >/dev/null; }
+fi
+
 # The web UI is tested in a real browser: Debian's Chromium, driven headless.
 if ! command -v chromium >/dev/null 2>&1; then
   echo "install-interop: installing Debian's chromium package for the UI's browser tests…"
@@ -191,4 +198,5 @@ fi
 iptables --version
 dig -v 2>&1 | sed -n 1p
 chromium --version 2>/dev/null | sed -n 1p
+/usr/sbin/haproxy -v 2>/dev/null | sed -n 1p
 nft --version
