@@ -41,6 +41,21 @@ process.on('SIGINT', () => { cleanup(); process.exit(130); });
 const hardStop = setTimeout(() => { log('bench: over its 9.5-minute budget, stopping'); cleanup(); process.exit(1); }, 9.5 * 60_000);
 hardStop.unref();
 
+/** Docs sections of a Node line other than 20 carry its major: `l4-bench-node24`. */
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+const NODE_SUFFIX = NODE_MAJOR === 20 ? '' : `-node${NODE_MAJOR}`;
+
+/** Replaces the fenced block between `<!-- name:start -->` and `<!-- name:end -->` in docs/benchmarks.md; appends it (with a heading) when absent. */
+function writeSection(name: string, body: string): void {
+  const doc = join(ROOT, 'docs', 'benchmarks.md');
+  const s = readFileSync(doc, 'utf8');
+  const block = `<!-- ${name}:start -->\n\`\`\`\n${body}\`\`\`\n<!-- ${name}:end -->`;
+  const a = s.indexOf(`<!-- ${name}:start -->`);
+  const b = s.indexOf(`<!-- ${name}:end -->`);
+  if (a >= 0 && b > a) writeFileSync(doc, `${s.slice(0, a)}${block}${s.slice(b + `<!-- ${name}:end -->`.length)}`);
+  else writeFileSync(doc, `${s.trimEnd()}\n\n## ${name.startsWith('l7') ? 'L7 rows' : 'L4 rows'} on Node ${NODE_MAJOR} (same machine, same bench)\n\n${block}\n`);
+}
+
 /** wrk's Lua hooks: p99.9 in done(), and an optional fixed pause between a connection's requests (paced load). */
 function luaScript(delayMs: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'nodemesh-bench-lua-'));
@@ -234,21 +249,10 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${text}`);
   const l7Text = ONLY && !/l7/i.test(ONLY) ? '' : await l7Rows(`http://127.0.240.3:${nginxPort}/`, mesh.http, mesh.l7, mesh.h2, mesh.pids, { url: hap.httpMode, pids: hap.pids });
   if (l7Text) process.stdout.write(`\n${l7Text}`);
-  // `--only l7 --update-docs` refreshes just the L7 section.
-  if (process.argv.includes('--update-docs') && l7Text) {
-    const doc = join(ROOT, 'docs', 'benchmarks.md');
-    const s = readFileSync(doc, 'utf8');
-    const a = s.indexOf('<!-- l7-bench:start -->');
-    const b = s.indexOf('<!-- l7-bench:end -->');
-    if (a >= 0 && b > a) writeFileSync(doc, `${s.slice(0, a)}<!-- l7-bench:start -->\n\`\`\`\n${l7Text}\`\`\`\n${s.slice(b)}`);
-  }
-  if (UPDATE_DOCS) {
-    const doc = join(ROOT, 'docs', 'benchmarks.md');
-    const s = readFileSync(doc, 'utf8');
-    const a = s.indexOf('<!-- l4-bench:start -->');
-    const b = s.indexOf('<!-- l4-bench:end -->');
-    if (a >= 0 && b > a) writeFileSync(doc, `${s.slice(0, a)}<!-- l4-bench:start -->\n\`\`\`\n${text}\`\`\`\n${s.slice(b)}`);
-  }
+  // `--only l7 --update-docs` refreshes just the L7 section. Node 20 (the machine's) writes the main tables; another
+  // Node line (scripts/with-node.sh 24 npm run bench -- --update-docs) writes sections of its own, for the comparison.
+  if (process.argv.includes('--update-docs') && l7Text) writeSection(`l7-bench${NODE_SUFFIX}`, l7Text);
+  if (UPDATE_DOCS) writeSection(`l4-bench${NODE_SUFFIX}`, text);
   for (const s of stops) await s().catch(() => undefined);
   cleanup();
 }
