@@ -2,13 +2,13 @@
 
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { setToken, token } from './api.js';
+import { setToken, token } from './lib/api.js';
 import { Config } from './pages/config.js';
 import { Intentions } from './pages/intentions.js';
 import { Nodes } from './pages/nodes.js';
 import { Services } from './pages/services.js';
 import { TopologyPage } from './pages/topology.js';
-import { useApi } from './use-api.js';
+import { useApi } from './lib/use-api.js';
 
 const PAGES: Record<string, { title: string; view: () => preact.JSX.Element }> = {
   topology: { title: 'Topology', view: TopologyPage },

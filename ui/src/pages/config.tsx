@@ -1,6 +1,6 @@
 // Config entries, read-only: each kind's entries as JSON (splits also show as weights on the topology).
 
-import { useApi } from '../use-api.js';
+import { useApi } from '../lib/use-api.js';
 
 const KINDS = ['service-defaults', 'proxy-defaults', 'service-router', 'service-splitter', 'service-resolver', 'mesh'];
 

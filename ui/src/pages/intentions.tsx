@@ -2,8 +2,8 @@
 // reach B?" answered by the agent with the intention that decides it.
 
 import { useState } from 'preact/hooks';
-import { api } from '../api.js';
-import { useApi } from '../use-api.js';
+import { api } from '../lib/api.js';
+import { useApi } from '../lib/use-api.js';
 
 interface Intention { ID: string; SourceName: string; DestinationName: string; Action: string; Precedence: number; Description?: string; Permissions?: unknown[] }
 

@@ -1,7 +1,7 @@
 // Nodes: the pool's members (status, address, tags) and the round trip this agent estimates to each from Serf's network coordinates.
 
-import { useApi } from '../use-api.js';
-import { ms } from '../format.js';
+import { useApi } from '../lib/use-api.js';
+import { ms } from '../lib/format.js';
 
 interface Member { Name: string; Addr: string; Port: number; Status: number; Tags: Record<string, string> }
 interface Coord { Node: string; Coord: { Vec: number[]; Error: number; Adjustment: number; Height: number } }

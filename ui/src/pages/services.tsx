@@ -1,8 +1,8 @@
 // Services: every service with its instances' health, tags and nodes; one service's instances with their checks' output.
 
 import { useEffect, useState } from 'preact/hooks';
-import { api } from '../api.js';
-import { useApi } from '../use-api.js';
+import { api } from '../lib/api.js';
+import { useApi } from '../lib/use-api.js';
 
 interface Check { Name: string; Status: string; Output: string; CheckID: string }
 interface Entry { Node: { Node: string; Address: string }; Service: { ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Kind?: string }; Checks: Check[] }

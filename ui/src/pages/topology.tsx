@@ -3,9 +3,9 @@
 // Clicking an edge shows its figures, the intentions that decide it and its denials.
 
 import { useEffect, useState } from 'preact/hooks';
-import { api, stream } from '../api.js';
-import { bytes, health, ms, percent, rate } from '../format.js';
-import { layout } from '../topology-layout.js';
+import { api, stream } from '../lib/api.js';
+import { bytes, health, ms, percent, rate } from '../lib/format.js';
+import { layout } from '../lib/topology-layout.js';
 
 interface Target { service: string; subset: string; requestsPerSecond: number }
 interface Edge { source: string; destination: string; requestsPerSecond: number; successRate: number | null; p50Ms: number | null; p99Ms: number | null; openConnections: number; bytesTx: number; bytesRx: number; denied: number; deniedBy: Record<string, number>; targets: Target[] }
