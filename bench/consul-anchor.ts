@@ -10,12 +10,13 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { consulDevHcl } from '../test/helpers/consul-dev.js';
+import { freePort } from '../test/helpers/free-port.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CONSUL = join(ROOT, '.tools', 'bin', 'consul');
@@ -42,16 +43,6 @@ export interface ConsulPathOptions {
 
 const live = new Set<() => void>();
 process.once('exit', () => { for (const kill of live) kill(); });
-
-async function freePort(host: string, taken: Set<number>): Promise<number> {
-  for (;;) {
-    const s = createServer();
-    await new Promise<void>((r, j) => { s.once('error', j); s.listen(0, host, r); });
-    const port = (s.address() as { port: number }).port;
-    await new Promise((r) => s.close(r));
-    if (!taken.has(port)) { taken.add(port); return port; }
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

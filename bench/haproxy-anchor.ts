@@ -45,9 +45,10 @@ export async function startHaproxyPath(opts: { backendHost: string; backendPort:
   writeFileSync(caFile, ca.rootPems[0]);
   const clientPem = pem('client', await ca.signService('dc1', 'hap-client', 24 * 3_600_000));
   const serverPem = pem('server', await ca.signService('dc1', 'hap-server', 24 * 3_600_000));
+  const taken = new Set<number>();
   const port = {
-    tcp: await freePort(ip.client), http: await freePort(ip.client),
-    mtlsTcp: await freePort(ip.server), mtlsHttp: await freePort(ip.server),
+    tcp: await freePort(ip.client, taken), http: await freePort(ip.client, taken),
+    mtlsTcp: await freePort(ip.server, taken), mtlsHttp: await freePort(ip.server, taken),
   };
   const global = 'global\n  nbthread 1\n  maxconn 4096\n  log stderr format raw local0 err\ndefaults\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n';
   const tls = (pemFile: string) => `ssl crt ${pemFile} ca-file ${caFile} verify required`;

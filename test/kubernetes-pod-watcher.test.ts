@@ -343,13 +343,21 @@ async function rig(pods: V1Pod[], opts: { previous?: string[]; before?: (agent: 
   };
 }
 
-/** Waits until the agent's services are exactly `ids` (sidecars included). */
+/**
+ * Waits until the agent's services are exactly `ids` (sidecars included). Generous, since a loaded CI machine runs two
+ * suites' agents at once; a miss names the watcher's last log lines, so the reason is in the failure itself.
+ */
 async function expectServices(r: Rig, ids: string[]): Promise<Awaited<ReturnType<Rig['services']>>> {
-  return waitFor(async () => {
-    const s = await r.services();
-    assert.deepEqual(Object.keys(s).sort(), [...ids].sort());
-    return s;
-  });
+  try {
+    return await waitFor(async () => {
+      const s = await r.services();
+      assert.deepEqual(Object.keys(s).sort(), [...ids].sort());
+      return s;
+    }, 30_000);
+  } catch (e) {
+    const tail = r.lines.slice(-12).map((l) => JSON.stringify(l)).join('\n  ');
+    throw new Error(`${(e as Error).message}\nthe watcher's last log lines:\n  ${tail}`, { cause: e });
+  }
 }
 
 const withSidecars = (...ids: string[]) => ids.flatMap((id) => [id, `${id}-sidecar-proxy`]);

@@ -64,9 +64,10 @@ log_level = "warn"
  * and CA, as a production server's would.
  */
 export async function startConsulDev(ip: string, opts: { persistent?: boolean } = {}): Promise<ConsulDev> {
+  const taken = new Set<number>();
   const port = {
-    http: await freePort(ip), dns: await freePort(ip), serfLan: await freePort(ip), serfWan: await freePort(ip),
-    server: await freePort(ip), grpc: await freePort(ip),
+    http: await freePort(ip, taken), dns: await freePort(ip, taken), serfLan: await freePort(ip, taken),
+    serfWan: await freePort(ip, taken), server: await freePort(ip, taken), grpc: await freePort(ip, taken),
   };
   const dir = mkdtempSync(join(tmpdir(), 'nodemesh-consul-dev-'));
   const addr = `http://${ip}:${port.http}`;
